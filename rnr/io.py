@@ -1,0 +1,127 @@
+"""File I/O: NIfTI/MHA volumes, CSV tables, JSON records and checkpoints, always written atomically.
+
+Every writer writes to a temporary name in the destination folder and renames it into place, so a killed
+process never leaves a file that looks complete (Snakemake can then resume cleanly).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+
+class InputError(ValueError):
+    """An input file that is missing or does not hold what was expected. The message names the file."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success rename it to ``path``, on error delete it.
+
+    ``suffix`` defaults to the full suffix of ``path`` (e.g. ``.nii.gz``) so format-sniffing writers
+    such as SimpleITK pick the right format for the temporary file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix is None:
+        suffix = "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write ``data`` as indented JSON (numpy scalars and arrays converted) atomically."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found (expected a JSON record)") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+
+
+def write_csv(path: str | Path, frame: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def read_csv(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read a CSV; if ``columns`` is given, every one must be present (error names file and columns)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found (expected a CSV table)")
+    frame = pd.read_csv(path)
+    if columns is not None:
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise InputError(f"{path}: expected columns {list(columns)}, missing {missing}; found {list(frame.columns)}")
+    return frame
+
+
+def write_image(path: str | Path, image: sitk.Image) -> None:
+    """Write a SimpleITK image (format from the extension: .nii.gz, .nii, .mha, .mhd) atomically."""
+    path = Path(path)
+    if path.suffix == ".mhd":
+        # .mhd keeps its voxels in a side-car file named inside the header: two files cannot be renamed
+        # into place atomically, so only single-file formats are written.
+        raise ValueError(f"{path}: write .nii.gz or .mha (single-file formats) so the write can be atomic")
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=True)
+
+
+def read_image(path: str | Path) -> sitk.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found (expected an image volume)")
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise InputError(f"{path}: cannot read as an image ({str(exc).strip().splitlines()[-1]})") from None
+
+
+def array_from_image(image: sitk.Image) -> np.ndarray:
+    """Voxel array of an image, shape (z, y, x) (SimpleITK's numpy order)."""
+    return sitk.GetArrayFromImage(image)
+
+
+def save_torch(path: str | Path, obj: Any) -> None:
+    """torch.save atomically (used for checkpoints)."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__} to JSON")

@@ -1,0 +1,71 @@
+"""File names inside a converted case folder and a run folder: the one place that knows them.
+
+Converted case (``rnr convert``), ``results/<dataset>/data/case<N>/``::
+
+    case.json                  case number, size_xyz, spacing_xyz, direction, phases, source files
+    T00.nii.gz .. T50.nii.gz   volumes in HU (int16), spacing in mm, DIR-Lab index space (see coords.py)
+    landmarks_T00.csv          300 rows; columns of LANDMARK_COLUMNS
+    landmarks_T50.csv
+    sampled4d_TPP.csv          75 rows per phase TPP in T00..T50 when DIR-Lab's Sampled4D is present
+    mask_provided.nii.gz       user-provided T00 lung mask (from Masks/), checked to lie on the T00 grid
+    mask_T00.nii.gz            the lung mask used for registration (``rnr segment``)
+
+Run folder (``rnr register`` / ``rnr evaluate``), ``results/<dataset>/runs/<configuration>/case<N>/``::
+
+    checkpoint.pt              self-describing fitted transform
+    loss.csv                   one row per iteration
+    landmarks_T00_warped.csv   T00 landmarks pushed through the map (LANDMARK_COLUMNS)
+    run.json                   wall time, device, iterations/s, peak memory, settings
+    metrics.json               TRE and folding (``rnr evaluate``)
+    figures/                   slice panels, loss curve, det J slice
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PHASES = ("T00", "T10", "T20", "T30", "T40", "T50")
+LANDMARK_COLUMNS = ("x_vox", "y_vox", "z_vox", "x_mm", "y_mm", "z_mm")
+
+CASE_JSON = "case.json"
+MASK_PROVIDED = "mask_provided.nii.gz"
+MASK_T00 = "mask_T00.nii.gz"
+
+CHECKPOINT = "checkpoint.pt"
+LOSS_CSV = "loss.csv"
+WARPED_LANDMARKS = "landmarks_T00_warped.csv"
+RUN_JSON = "run.json"
+METRICS_JSON = "metrics.json"
+FIGURES_DIR = "figures"
+
+
+def image_name(phase: str) -> str:
+    """``T00`` -> ``T00.nii.gz``."""
+    _check_phase(phase)
+    return f"{phase}.nii.gz"
+
+
+def landmarks_name(phase: str) -> str:
+    """300-point landmark CSV for ``T00`` or ``T50``."""
+    if phase not in ("T00", "T50"):
+        raise ValueError(f"the 300 DIR-Lab landmarks exist for T00 and T50 only, not {phase!r}")
+    return f"landmarks_{phase}.csv"
+
+
+def sampled4d_name(phase: str) -> str:
+    """75-point Sampled4D landmark CSV for one phase T00..T50."""
+    _check_phase(phase)
+    return f"sampled4d_{phase}.csv"
+
+
+def case_dir(results: str | Path, dataset: str, case: int) -> Path:
+    return Path(results) / dataset / "data" / f"case{case}"
+
+
+def run_dir(results: str | Path, dataset: str, configuration: str, case: int) -> Path:
+    return Path(results) / dataset / "runs" / configuration / f"case{case}"
+
+
+def _check_phase(phase: str) -> None:
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}")

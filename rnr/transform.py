@@ -1,0 +1,229 @@
+"""Fitted maps: apply to points, dense displacements and Jacobian determinants, in chunks.
+
+A :class:`Transform` is the map phi of method.md: it takes T00 points to T50 positions (the reference
+code's semantics: T50 is the warped image, sampled at phi(x) for x on the T00 grid). It works internally in
+normalised coordinates (coords.py) and exposes voxel (0-based, (x, y, z)) and mm front ends. Maps with
+intermediate steps (RNR's phi_1..phi_N) expose them through ``step``.
+
+Every registration method (RNR, IDIR, demons, the identity) provides a Transform, so TRE and folding are
+computed by one code path (metrics.py) whatever produced the map.
+"""
+
+from __future__ import annotations
+
+import platform
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from . import coords
+from .io import InputError, save_torch
+
+DEFAULT_CHUNK = 65536
+
+
+class Transform(ABC):
+    """A map from T00 normalised coordinates to T50 normalised coordinates on a fixed image geometry.
+
+    Attributes:
+        size_xyz: image size (nx, ny, nz) in voxels, the grid the normalisation refers to.
+        spacing_xyz: voxel spacing (sx, sy, sz) in mm.
+        n_steps: number of intermediate maps phi_1..phi_n_steps (phi_n_steps is the full map); 1 for maps
+            without intermediate steps.
+    """
+
+    kind: ClassVar[str] = ""
+    n_steps: int = 1
+
+    def __init__(self, size_xyz: Sequence[int], spacing_xyz: Sequence[float]):
+        self.size_xyz = tuple(int(s) for s in size_xyz)
+        self.spacing_xyz = tuple(float(s) for s in spacing_xyz)
+        self.device = torch.device("cpu")
+
+    # -- what a subclass provides -----------------------------------------------------------------
+    @abstractmethod
+    def map_normalised(self, u: torch.Tensor, step: int | None = None) -> torch.Tensor:
+        """phi_step(u): (M, 3) normalised points -> (M, 3) normalised points; ``step=None`` is the full map.
+
+        Must be differentiable with respect to ``u`` (autograd) for the default Jacobian.
+        """
+
+    def state(self) -> dict[str, Any]:
+        """Everything beyond geometry needed to rebuild the map (tensors on CPU)."""
+        return {}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], size_xyz: Sequence[int], spacing_xyz: Sequence[float],
+                   device: torch.device) -> Transform:
+        obj = cls(size_xyz, spacing_xyz)  # type: ignore[call-arg]
+        return obj.to(device)
+
+    def to(self, device: torch.device | str) -> Transform:
+        self.device = torch.device(device)
+        return self
+
+    # -- Jacobians ------------------------------------------------------------------------------------
+    def jacobian_normalised(self, u: torch.Tensor, step: int | None = None) -> torch.Tensor:
+        """Jacobian d phi / d u at points u: (M, 3) -> (M, 3, 3), J[m, i, j] = d phi_i / d u_j.
+
+        Default: three autograd passes (rows of J); subclasses may override with a closed form.
+        """
+        u = u.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            out = self.map_normalised(u, step)
+            rows = [torch.autograd.grad(out[:, i].sum(), u, retain_graph=i < 2)[0] for i in range(3)]
+        return torch.stack(rows, dim=1).detach()
+
+    # -- chunked front ends -------------------------------------------------------------------------
+    def _chunked(self, points: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor], chunk: int) -> np.ndarray:
+        points = np.asarray(points, dtype=np.float64)
+        outs = []
+        for start in range(0, len(points), chunk):
+            u = torch.as_tensor(points[start:start + chunk], dtype=torch.float32, device=self.device)
+            outs.append(fn(u).detach().to("cpu", torch.float64).numpy())
+        if not outs:
+            return np.zeros((0,) + fn(torch.zeros((1, 3), device=self.device)).shape[1:], dtype=np.float64)
+        return np.concatenate(outs, axis=0)
+
+    def apply_voxels(self, points: np.ndarray, step: int | None = None, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+        """Map 0-based (x, y, z) voxel points (M, 3) of T00 to their T50 voxel positions (M, 3), float64."""
+        def fn(p: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                out = self.map_normalised(coords.voxel_to_normalised(p, self.size_xyz), step)
+            return coords.normalised_to_voxel(out, self.size_xyz)
+
+        return self._chunked(points, fn, chunk)
+
+    def apply_mm(self, points_mm: np.ndarray, step: int | None = None, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+        """Map points in mm (M, 3) (origin at voxel 0, coords.py) to mm (M, 3)."""
+        vox = coords.mm_to_voxel(np.asarray(points_mm, dtype=np.float64), self.spacing_xyz)
+        return coords.voxel_to_mm(self.apply_voxels(vox, step, chunk), self.spacing_xyz)
+
+    def jacobian_det_voxels(self, points: np.ndarray, step: int | None = None,
+                            chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+        """det of the Jacobian of phi at 0-based voxel points (M, 3) -> (M,), float64.
+
+        phi maps a grid onto the same grid, so the diagonal unit scalings cancel: the determinant is the same
+        in normalised, voxel and mm coordinates.
+        """
+        def fn(p: torch.Tensor) -> torch.Tensor:
+            jac = self.jacobian_normalised(coords.voxel_to_normalised(p, self.size_xyz), step)
+            return torch.linalg.det(jac.double())
+
+        return self._chunked(points, fn, chunk)
+
+    def displacement_field(self, step: int | None = None, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+        """Dense displacement on the whole T00 grid in voxels: array (nz, ny, nx, 3) of (dx, dy, dz), float32."""
+        nx, ny, nz = self.size_xyz
+        out = np.empty((nz * ny * nx, 3), dtype=np.float32)
+        grid = coords.voxel_grid(self.size_xyz)
+        for start in range(0, len(grid), chunk):
+            part = grid[start:start + chunk]
+            out[start:start + chunk] = self.apply_voxels(part, step, chunk) - part
+        return out.reshape(nz, ny, nx, 3)
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+    def save(self, path: str | Path, **metadata: Any) -> None:
+        """Write a self-describing checkpoint: kind, geometry, state, versions and any metadata given
+        (settings, seed, case, ...)."""
+        payload = {
+            "format": "rnr-transform/1",
+            "kind": self.kind,
+            "size_xyz": list(self.size_xyz),
+            "spacing_xyz": list(self.spacing_xyz),
+            "state": self.state(),
+            "versions": package_versions(),
+            "metadata": metadata,
+        }
+        save_torch(path, payload)
+
+
+class IdentityTransform(Transform):
+    """phi(u) = u: the 'initial' configuration (no registration)."""
+
+    kind = "identity"
+
+    def map_normalised(self, u: torch.Tensor, step: int | None = None) -> torch.Tensor:
+        return u.clone() if not u.requires_grad else u * 1.0
+
+
+class AffineTransform(Transform):
+    """phi(u) = A u + t in normalised coordinates (tests and analytic checks). A: (3, 3), t: (3,)."""
+
+    kind = "affine"
+
+    def __init__(self, size_xyz: Sequence[int], spacing_xyz: Sequence[float],
+                 matrix: np.ndarray | None = None, offset: np.ndarray | None = None):
+        super().__init__(size_xyz, spacing_xyz)
+        self.matrix = torch.as_tensor(np.eye(3) if matrix is None else matrix, dtype=torch.float32)
+        self.offset = torch.as_tensor(np.zeros(3) if offset is None else offset, dtype=torch.float32)
+
+    def map_normalised(self, u: torch.Tensor, step: int | None = None) -> torch.Tensor:
+        return u @ self.matrix.to(u.device).T + self.offset.to(u.device)
+
+    def state(self) -> dict[str, Any]:
+        return {"matrix": self.matrix.cpu(), "offset": self.offset.cpu()}
+
+    @classmethod
+    def from_state(cls, state, size_xyz, spacing_xyz, device):  # noqa: D102
+        return cls(size_xyz, spacing_xyz, state["matrix"].numpy(), state["offset"].numpy()).to(device)
+
+
+TRANSFORM_KINDS: dict[str, type[Transform]] = {
+    IdentityTransform.kind: IdentityTransform,
+    AffineTransform.kind: AffineTransform,
+}
+
+
+def register_kind(cls: type[Transform]) -> type[Transform]:
+    """Class decorator: make a Transform subclass loadable from checkpoints by its ``kind``."""
+    TRANSFORM_KINDS[cls.kind] = cls
+    return cls
+
+
+def load_transform(path: str | Path, device: str | torch.device = "cpu") -> tuple[Transform, dict[str, Any]]:
+    """Load a checkpoint written by :meth:`Transform.save` onto ``device``; return (transform, metadata)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a corrupt file
+        raise InputError(f"{path}: not a readable checkpoint ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != "rnr-transform/1":
+        raise InputError(f"{path}: expected an rnr-transform/1 checkpoint written by 'rnr register'")
+    _import_method_modules()
+    cls = TRANSFORM_KINDS.get(payload["kind"])
+    if cls is None:
+        raise InputError(f"{path}: unknown transform kind {payload['kind']!r}; known: {sorted(TRANSFORM_KINDS)}")
+    transform = cls.from_state(payload["state"], payload["size_xyz"], payload["spacing_xyz"], torch.device(device))
+    return transform, payload.get("metadata", {})
+
+
+def _import_method_modules() -> None:
+    """Import the modules that register further kinds (they call :func:`register_kind` on import)."""
+    import importlib
+
+    for name in ("rnr.network", "rnr.idir", "rnr.demons"):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that determine a result (stored in checkpoints and run records)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
+    for name in ("rnr", "SimpleITK"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
