@@ -1,0 +1,60 @@
+"""Convert one DIR-Lab case (or a phantom case) into the pipeline's case folder.
+
+Input: --dirlab-dir, the folder holding the unpacked DIR-Lab cases as downloaded (nothing is fetched):
+  Case{N}Pack/ (Case8Deploy/ for case 8; folder and file names are matched ignoring letter case)
+    Images/         raw 16-bit images case{N}_T00..T50 (e.g. case1_T00_s.img, case2_T00-ssm.img,
+                    case6_T00.img): values are HU + 1024, x fastest, no header
+    ExtremePhases/  300 landmarks of T00 and T50 (Case1_300_T00_xyz.txt, case6_dirLab300_T50_xyz.txt, ...)
+    Sampled4D/      optional, 75 landmarks per phase (case{N}_4D-75_T00.txt ..)
+    Masks/          optional, your own T00 lung mask case{N}_T00_mask.mhd on the T00 grid
+Image size and spacing come from DIR-Lab's table, or from a geometry.json next to the case folders
+(the phantom writes one).
+
+Output (--out CASE_DIR):
+  T00.nii.gz .. T50.nii.gz   int16 HU volumes with spacing in mm; voxels in DIR-Lab order (slice 1 =
+                             most superior), direction diag(1, 1, -1) so viewers show the patient upright
+  landmarks_T00.csv, landmarks_T50.csv   300 rows: x_vox,y_vox,z_vox (0-based = DIR-Lab index - 1) and
+                             x_mm,y_mm,z_mm (= 0-based index * spacing)
+  sampled4d_T00.csv ..       75 rows per phase, when Sampled4D/ is present
+  mask_provided.nii.gz       your Masks/ mask, after checking its size, axis order and spacing
+  case.json                  case, size, spacing, orientation, phases and source files (written last)
+
+Every problem (missing or duplicated phase, wrong file size, a landmark file with the wrong row count or a
+point outside the volume, a mask on another grid) stops with a message naming the file, what was
+expected and what was found.
+
+Example:
+  rnr convert --dirlab-dir /data/dirlab --case 1 --out results/dirlab/data/case1
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "convert one DIR-Lab case: raw images -> NIfTI (HU), landmarks -> CSV (0-based voxel + mm)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dirlab-dir", required=True, metavar="D",
+                        help="folder holding Case{N}Pack/ folders (DIR-Lab as unpacked, or rnr phantom "
+                             "output)")
+    parser.add_argument("--case", required=True, type=int, metavar="N", help="case number (1 .. 10)")
+    parser.add_argument("--out", required=True, metavar="CASE_DIR", help="converted case folder to write")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..case import load_case
+    from ..dirlab import convert_case
+
+    out = convert_case(args.dirlab_dir, args.case, args.out)
+    case = load_case(out)
+    extras = []
+    if case.sampled4d("T00") is not None:
+        extras.append("Sampled4D")
+    if case.provided_mask_path is not None:
+        extras.append("provided mask")
+    size = "x".join(str(v) for v in case.size_xyz)
+    spacing = ", ".join(f"{v:g}" for v in case.spacing_xyz)
+    print(f"case {case.case}: {size} voxels of ({spacing}) mm, phases {' '.join(case.phases)}, 300 landmarks"
+          f"{'; ' + ', '.join(extras) if extras else ''} -> {out}")
+    return 0
