@@ -19,6 +19,15 @@ import pandas as pd
 import SimpleITK as sitk
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 class InputError(ValueError):
     """An input file that is missing or does not hold what was expected. The message names the file."""
 
@@ -39,6 +48,9 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp creates 0600 files; give the result the mode a plain open() would (umask applies), so
+        # results stay readable by the group on a shared cluster file system.
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

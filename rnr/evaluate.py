@@ -1,0 +1,314 @@
+"""Evaluate one fitted map on one converted case: the ``metrics.json`` record and the per-run figures.
+
+:func:`compute_metrics` is pure computation (a ConvertedCase, a Transform and a mask in, a dict out);
+:func:`evaluate_run` adds the file handling of ``rnr evaluate`` (checkpoint, run record, outputs).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import coords, layout, metrics, panels
+from .case import ConvertedCase, load_case
+from .io import InputError, read_csv, read_json, write_json
+from .transform import DEFAULT_CHUNK, IdentityTransform, Transform, load_transform
+from .warp import slice_points, warp_slice
+
+SCHEMA = "rnr-metrics/1"
+INITIAL = "initial"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the run record / checkpoint says about the run being evaluated."""
+
+    configuration: str
+    method: str
+    pairing: str
+    runtime_s: float | None
+    device: str
+    record: dict[str, Any] | None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def run_info(
+    run_dir: Path, metadata: dict[str, Any], transform: Transform, identity: bool, case: ConvertedCase
+) -> RunInfo:
+    """Configuration, method, pairing, runtime and device of a run: from ``run.json``, else the checkpoint.
+
+    ``--identity`` runs are the configuration ``initial``: runtime 0, device ``none``. A run record whose case
+    differs from the case being evaluated is an error (it would silently score the wrong case).
+    """
+    if identity:
+        return RunInfo(INITIAL, "identity", "seed", 0.0, "none", None, {})
+    path = run_dir / layout.RUN_JSON
+    record = read_json(path) if path.is_file() else None
+    if record is not None and not isinstance(record, dict):
+        raise InputError(f"{path}: expected a JSON object (the run record of 'rnr register')")
+    rec = record or {}
+    settings = rec.get("settings") or metadata.get("settings") or {}
+    if "case" in rec and int(rec["case"]) != case.case:
+        raise InputError(
+            f"{path}: run record is for case {rec['case']}, but the case folder {case.path} is "
+            f"case {case.case}"
+        )
+    configuration = rec.get("configuration") or metadata.get("configuration") or run_dir.parent.name
+    method = rec.get("method") or settings.get("method") or metadata.get("method") or transform.kind
+    wall = rec.get("wall_s")
+    pairing = settings.get("pairing", "seed")
+    if pairing not in metrics.PAIRINGS:
+        where = path if record is not None else run_dir / layout.CHECKPOINT
+        raise InputError(f"{where}: setting 'pairing' must be one of {metrics.PAIRINGS}, found {pairing!r}")
+    return RunInfo(
+        str(configuration),
+        str(method),
+        str(pairing),
+        None if wall is None else float(wall),
+        str(rec.get("device", "unknown")),
+        record,
+        dict(settings),
+    )
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: undefined values (e.g. the std of one point) are written as null."""
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float | np.floating):
+        return _finite(float(obj))
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def compute_metrics(
+    case: ConvertedCase,
+    transform: Transform,
+    mask_zyx: np.ndarray,
+    pairing: str = "seed",
+    chunk: int = DEFAULT_CHUNK,
+    step_folding: bool = True,
+) -> dict[str, Any]:
+    """TRE (continuous, snapped, legacy, per axis, per landmark), intermediate TRE and folding of one map.
+
+    Args:
+        case: the converted case (landmarks, Sampled4D, geometry).
+        transform: phi on the case's T00 grid.
+        mask_zyx: bool T00 lung mask (nz, ny, nx); folding is evaluated on every voxel of it.
+        pairing: ``seed`` or ``trajectory`` (metrics.step_phase_pairs) for the intermediate TRE.
+        step_folding: also evaluate the folding of every phi_n (about twice the cost of phi_N alone again).
+    Returns:
+        ``{"tre": {...}, "intermediate": {...} | None, "folding": {...}}`` as written into metrics.json.
+    """
+    if tuple(transform.size_xyz) != tuple(case.size_xyz) or not np.allclose(
+        transform.spacing_xyz, case.spacing_xyz, atol=1e-3
+    ):
+        raise InputError(
+            f"{case.path}: the map was fitted on a grid of size {transform.size_xyz}, spacing "
+            f"{transform.spacing_xyz} mm, but the case has size {case.size_xyz}, spacing "
+            f"{case.spacing_xyz} mm"
+        )
+    source, target = case.landmarks("T00"), case.landmarks("T50")
+    result = metrics.landmark_tre(transform, source, target, case.spacing_xyz)
+    legacy = metrics.legacy_tre(transform, source, target, case.spacing_xyz)
+    cont, snapped = result.continuous, result.snapped
+    tre = {
+        "n_landmarks": cont.n,
+        "ddof": metrics.DDOF,
+        **cont.summary(),
+        **snapped.summary("snapped_"),
+        "legacy_mean_mm": legacy.mean_mm,
+        "legacy_std_mm": legacy.std_mm,
+        "per_landmark": [
+            {
+                "landmark": i,
+                "tre_mm": float(cont.per_landmark_mm[i]),
+                "tre_snapped_mm": float(snapped.per_landmark_mm[i]),
+                "tre_legacy_mm": float(legacy.per_landmark_mm[i]),
+                "dx_mm": float(cont.diff_mm[i, 0]),
+                "dy_mm": float(cont.diff_mm[i, 1]),
+                "dz_mm": float(cont.diff_mm[i, 2]),
+            }
+            for i in range(cont.n)
+        ],
+    }
+
+    intermediate = None
+    sampled = {p: case.sampled4d(p) for p in layout.PHASES}
+    steps = metrics.intermediate_tre(transform, sampled, pairing, case.spacing_xyz)
+    if steps:
+        intermediate = {"pairing": pairing, "steps": steps}
+
+    points = coords.mask_points(mask_zyx)
+    full = metrics.folding(transform, points, chunk=chunk)
+    folding = {
+        **full.to_dict(),
+        "ddof": metrics.DDOF,
+        "per_step": metrics.folding_per_step(transform, points, chunk=chunk, full=full)
+        if step_folding
+        else [],
+    }
+    return {"tre": tre, "intermediate": intermediate, "folding": folding}
+
+
+def panel_pairs(
+    case: ConvertedCase, transform: Transform, pairing: str
+) -> list[tuple[int, str, str, int | None]]:
+    """(step number, fixed phase, moving phase, transform step) for every slice panel.
+
+    With all phases present and a map with intermediate steps: one panel per phi_n under ``pairing`` (the
+    landmark source phase is the fixed image, the target phase the moving one). Otherwise only T00 / T50.
+    """
+    steps = metrics.intermediate_steps(transform) if case.has_intermediate else []
+    if steps:
+        pairs = metrics.step_phase_pairs(pairing, len(steps))
+        return [(n, src, dst, step) for (n, src, dst), step in zip(pairs, steps, strict=True)]
+    return [(transform.n_steps, "T00", "T50", None)]
+
+
+def write_run_figures(
+    case: ConvertedCase, transform: Transform, mask_zyx: np.ndarray, info: RunInfo, run_dir: Path
+) -> list[Path]:
+    """Slice panels per step, the det J slice panel and (when ``loss.csv`` exists) the loss curve."""
+    out = run_dir / layout.FIGURES_DIR
+    geom = panels.slice_geometry(case.size_xyz, case.spacing_xyz, mask_zyx)
+    label = f"case {case.case}, {info.configuration}"
+    views_cache: dict[str, dict[str, np.ndarray]] = {}
+    moving_phase, moving = None, None
+    written: list[Path] = []
+    for n, fixed_phase, mov_phase, step in panel_pairs(case, transform, info.pairing):
+        if fixed_phase not in views_cache:
+            views_cache[fixed_phase] = panels.take_views(case.image(fixed_phase), geom)
+        if mov_phase != moving_phase:
+            moving_phase, moving = mov_phase, case.image(mov_phase)
+            views_cache[mov_phase] = panels.take_views(moving, geom)
+        warped = {v: warp_slice(transform, moving, v, geom.index[v], step) for v in panels.VIEWS}
+        if info.configuration == INITIAL:
+            how = "identity map (no registration)"
+        else:
+            how = "the full map $\\varphi$" if step is None else f"$\\varphi_{n}$ (step {n})"
+        title = f"{label}: fixed {fixed_phase}, moving {mov_phase} warped by {how}"
+        written += panels.step_panel(
+            out / f"slices_{fixed_phase}_{mov_phase}.png",
+            geom,
+            views_cache[fixed_phase],
+            views_cache[mov_phase],
+            warped,
+            fixed_phase,
+            mov_phase,
+            title,
+        )
+    det = {}
+    for view in panels.VIEWS:
+        pts, shape = slice_points(case.size_xyz, view, geom.index[view])
+        det[view] = transform.jacobian_det_voxels(pts).reshape(shape)
+    written += panels.detj_panel(
+        out / "detj.png",
+        geom,
+        det,
+        mask_zyx,
+        f"{label}: det J of the full map $\\varphi$ (green: lung mask outline; black: det J <= 0)",
+    )
+    loss_path = run_dir / layout.LOSS_CSV
+    if loss_path.is_file():
+        try:
+            written += panels.loss_curve(out / "loss.png", read_csv(loss_path), f"{label}: optimisation log")
+        except ValueError as exc:
+            raise InputError(f"{loss_path}: expected a loss log with numeric columns ({exc})") from None
+    return written
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cpu`` / ``cuda`` as given (cuda must exist)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is available on this machine")
+    return torch.device(name)
+
+
+def evaluate_run(
+    case_dir: str | Path,
+    run_dir: str | Path,
+    mask_path: str | Path | None = None,
+    identity: bool = False,
+    device: str = "auto",
+    figures: bool = True,
+    chunk: int = DEFAULT_CHUNK,
+    step_folding: bool = True,
+) -> dict[str, Any]:
+    """``rnr evaluate``: one run's metrics into ``metrics.json`` plus the figures; returns the record."""
+    start = time.perf_counter()
+    case = load_case(case_dir)
+    run_dir = Path(run_dir)
+    mask_file = Path(mask_path) if mask_path is not None else case.path / layout.MASK_T00
+    mask = case.load_mask(mask_file)
+    dev = resolve_device(device)
+    if identity:
+        transform: Transform = IdentityTransform(case.size_xyz, case.spacing_xyz).to(dev)
+        metadata: dict[str, Any] = {}
+        checkpoint = None
+    else:
+        checkpoint = run_dir / layout.CHECKPOINT
+        transform, metadata = load_transform(checkpoint, dev)
+    info = run_info(run_dir, metadata, transform, identity, case)
+    values = compute_metrics(case, transform, mask, info.pairing, chunk, step_folding)
+    if values["intermediate"] is not None:
+        # Whether phi_1..phi_N-1 were fitted to the intermediate phases at all (settings 'intermediate';
+        # null when unknown): without them the per-step TRE describes untrained intermediate maps.
+        values["intermediate"]["fitted_with_intermediate_phases"] = info.settings.get("intermediate")
+    run = info.record or {}
+    record = {
+        "schema": SCHEMA,
+        "case": case.case,
+        "configuration": info.configuration,
+        "method": info.method,
+        "transform_kind": transform.kind,
+        "pairing": info.pairing,
+        "conventions": metrics.CONVENTIONS,
+        **values,
+        "runtime_s": info.runtime_s,
+        "device": info.device,
+        "run": {
+            k: run.get(k)
+            for k in (
+                "iterations",
+                "iterations_per_s",
+                "batch_size",
+                "n_points",
+                "peak_memory_mb",
+                "device_name",
+                "settings",
+            )
+            if k in run
+        },
+        "files": {
+            "case_dir": str(case.path),
+            "run_dir": str(run_dir),
+            "mask": str(mask_file),
+            "checkpoint": None if checkpoint is None else str(checkpoint),
+        },
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record["figures"] = (
+        [str(p.relative_to(run_dir)) for p in write_run_figures(case, transform, mask, info, run_dir)]
+        if figures
+        else []
+    )
+    record["evaluation"] = {"device": str(dev), "wall_s": time.perf_counter() - start}
+    record = _clean(record)
+    write_json(run_dir / layout.METRICS_JSON, record)
+    return record
