@@ -1,0 +1,311 @@
+"""Classical baseline: multi-resolution fast symmetric forces demons (SimpleITK), wrapped as a Transform.
+
+Method (configuration ``{method: demons}``; every number below is a :class:`DemonsParams` default):
+
+* **Roles** as in RNR: T00 is the fixed image, T50 the moving image. The result is a dense displacement
+  d(x) on the T00 grid with phi(x) = x + d(x) the T50 position of the T00 voxel x, so TRE pushes the T00
+  landmarks through phi exactly as for RNR.
+* **Pre-processing**: HU are clamped to the window ``window_hu`` = [-1000, -200] HU (lung parenchyma and
+  vessels keep their contrast; soft tissue, bone and the table become one flat value) and rescaled to
+  [0, 1]. Both images are then lung-masked with the T00 mask dilated by ``mask_margin_mm`` = 10 mm
+  (outside it the value is 1, the window top, i.e. flat "tissue"). The *T00* mask is used for both images
+  because T50 has none; at exhale the lungs shrink cranially, so the T50 lungs lie inside the dilated T00
+  mask, and the mask border falls in tissue that the window already made flat (no artificial edge).
+* **Images in physical space**: the arrays of :mod:`rnr.case` are wrapped as SimpleITK images with the
+  case's spacing, origin 0 and identity direction, so a physical point is exactly ``index0 * spacing``
+  (coords.voxel_to_mm). The converted NIfTI's direction diag(1, 1, -1) is deliberately not used: it would
+  only flip the sign of z in the field, and the identity frame makes the mm -> voxel conversion a plain
+  division by the spacing.
+* **Registration**: ``sitk.FastSymmetricForcesDemonsRegistrationFilter`` (symmetric-forces / ESM demons,
+  Vercauteren et al., IPMI 2007) at three levels with shrink factors ``shrink`` = (4, 2, 1) on the
+  finest-spaced axis (a coarser axis is shrunk less so that levels are close to isotropic, e.g. (4, 4, 2)
+  for 1 x 1 x 2.5 mm; never below ``min_level_size`` = 8 voxels per axis), images block-averaged
+  (``sitk.BinShrink``) per level, ``iterations`` = (200, 100, 50) per level, Gaussian smoothing of the
+  displacement field with ``sigma_field`` = 1.5 voxels of the current level after every iteration
+  (elastic-like regularisation; no update-field smoothing), ``max_step`` = 1.0 (ITK's
+  MaximumUpdateStepLength, the cap on one iteration's update, about a voxel; ITK's default is 0.5). The
+  field of one level is resampled linearly onto the next level's grid and used as its initial field
+  (demons fields are in mm, so no rescaling is needed).
+* **Output**: the finest level's field, in mm, converted to voxels (divide by spacing) and stored by
+  :class:`FieldTransform` in normalised units. The map is then evaluated by the project's code: TRE
+  (continuous and snapped) in :mod:`rnr.metrics`, folding from the Jacobian of :class:`FieldTransform`.
+
+Settings keys used: ``demons_iterations`` (per level), ``demons_shrink`` (per level), ``demons_sigma``,
+``seed`` (recorded only; demons is deterministic). RNR's optimiser keys (iterations, batch_size, lr, ...)
+do not apply.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from . import coords
+from .config import Settings, SettingsError
+from .fit import FitContext, MethodOutcome, register_method
+from .transform import Transform, register_kind
+
+
+# ---------------------------------------------------------------------------------------------- transform
+@register_kind
+class FieldTransform(Transform):
+    """phi(x) = x + d(x) with d a dense displacement field on the T00 grid, trilinearly interpolated.
+
+    The field is kept as a tensor (1, 3, nz, ny, nx) of displacements in *normalised* units with channels
+    (dx, dy, dz); between voxel centres it is interpolated trilinearly, outside the volume it is clamped to
+    the border value (grid_sample, align_corners=True, padding "border"), the same sampling as images.
+
+    The Jacobian (:meth:`jacobian_normalised`) is computed by central finite differences of the
+    interpolated field with a step of one voxel on each axis (one-sided at the volume border). At voxel
+    centres this is exactly ``numpy.gradient`` of the dense field, the usual discrete Jacobian of a
+    displacement field; autograd through the trilinear interpolation would instead give a one-sided
+    difference whose side depends on float rounding at voxel centres.
+    """
+
+    kind = "demons"
+
+    def __init__(self, size_xyz: Sequence[int], spacing_xyz: Sequence[float],
+                 displacement_vox: np.ndarray | torch.Tensor | None = None):
+        """``displacement_vox``: (nz, ny, nx, 3) displacement in voxels, columns (dx, dy, dz); None = zero."""
+        super().__init__(size_xyz, spacing_xyz)
+        shape = coords.size_xyz_to_shape_zyx(self.size_xyz)
+        if displacement_vox is None:
+            displacement_vox = np.zeros(shape + (3,), dtype=np.float32)
+        disp = torch.as_tensor(np.asarray(displacement_vox, dtype=np.float32))
+        if tuple(disp.shape) != shape + (3,):
+            raise ValueError(f"displacement field must have shape (nz, ny, nx, 3) = {shape + (3,)}, "
+                             f"got {tuple(disp.shape)}")
+        half = torch.tensor([(n - 1) / 2.0 for n in self.size_xyz], dtype=torch.float32)
+        self.field = (disp / half).permute(3, 0, 1, 2).unsqueeze(0).contiguous()
+
+    def to(self, device: torch.device | str) -> FieldTransform:
+        super().to(device)
+        self.field = self.field.to(self.device)
+        return self
+
+    def displacement_normalised(self, u: torch.Tensor) -> torch.Tensor:
+        """d(u): (M, 3) normalised points -> (M, 3) normalised displacements (trilinear, border-clamped)."""
+        grid = u.to(self.field.dtype).reshape(1, 1, 1, -1, 3)
+        out = F.grid_sample(self.field, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        return out.reshape(3, -1).T.to(u.dtype)
+
+    def map_normalised(self, u: torch.Tensor, step: int | None = None) -> torch.Tensor:
+        return u + self.displacement_normalised(u)
+
+    def jacobian_normalised(self, u: torch.Tensor, step: int | None = None) -> torch.Tensor:
+        """(M, 3) -> (M, 3, 3): I + central differences of d, one-voxel step (see the class docstring)."""
+        u = u.detach()
+        h = torch.tensor([2.0 / (n - 1) for n in self.size_xyz], dtype=u.dtype, device=u.device)
+        cols = []
+        for j in range(3):
+            plus, minus = u.clone(), u.clone()
+            plus[:, j] = (u[:, j] + h[j]).clamp(-1.0, 1.0)
+            minus[:, j] = (u[:, j] - h[j]).clamp(-1.0, 1.0)
+            # Divide by the distance actually spanned: a one-sided difference at the volume border.
+            span = (plus[:, j] - minus[:, j]).clamp_min(1e-12)
+            diff = self.displacement_normalised(plus) - self.displacement_normalised(minus)
+            cols.append(diff / span[:, None])
+        grad = torch.stack(cols, dim=2)  # grad[m, i, j] = d d_i / d u_j
+        return torch.eye(3, dtype=u.dtype, device=u.device) + grad
+
+    def displacement_voxels(self) -> np.ndarray:
+        """The stored field as (nz, ny, nx, 3) voxel displacements (dx, dy, dz), float32."""
+        half = torch.tensor([(n - 1) / 2.0 for n in self.size_xyz], dtype=torch.float32)
+        return (self.field[0].detach().cpu().permute(1, 2, 3, 0) * half).numpy()
+
+    def state(self) -> dict[str, Any]:
+        return {"displacement_vox": torch.from_numpy(self.displacement_voxels())}
+
+    @classmethod
+    def from_state(cls, state, size_xyz, spacing_xyz, device):  # noqa: D102
+        return cls(size_xyz, spacing_xyz, state["displacement_vox"].numpy()).to(device)
+
+
+# ---------------------------------------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class DemonsParams:
+    """Settings of :func:`demons_register` (units in the names; see the module docstring for the reasons).
+
+    Attributes:
+        window_hu: HU window (low, high) clamped and rescaled to [0, 1].
+        mask_margin_mm: dilation of the T00 lung mask before masking both images (mm).
+        shrink: shrink factor per level, coarse to fine, for the finest-spaced axis.
+        iterations: demons iterations per level (same length as ``shrink``).
+        sigma_field: std of the Gaussian smoothing of the displacement field, voxels of the current level.
+        max_step: ITK's MaximumUpdateStepLength (caps one iteration's update, about a voxel).
+        min_level_size: an axis is never shrunk below this many voxels.
+    """
+
+    window_hu: tuple[float, float] = (-1000.0, -200.0)
+    mask_margin_mm: float = 10.0
+    shrink: tuple[int, ...] = (4, 2, 1)
+    iterations: tuple[int, ...] = (200, 100, 50)
+    sigma_field: float = 1.5
+    max_step: float = 1.0
+    min_level_size: int = 8
+
+    def __post_init__(self) -> None:
+        if len(self.shrink) != len(self.iterations) or not self.shrink:
+            raise ValueError(f"demons: shrink {self.shrink} and iterations {self.iterations} need the same "
+                             "non-zero number of levels")
+        if any(int(s) < 1 for s in self.shrink) or any(int(i) < 0 for i in self.iterations):
+            raise ValueError(f"demons: shrink factors must be >= 1 and iterations >= 0, got {self.shrink}, "
+                             f"{self.iterations}")
+        if not self.window_hu[0] < self.window_hu[1]:
+            raise ValueError(f"demons: window_hu must be (low, high) with low < high, got {self.window_hu}")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DemonsParams:
+        """The ``demons_iterations``, ``demons_shrink`` and ``demons_sigma`` keys of ``settings``; the rest
+        are the class defaults."""
+        return cls(shrink=tuple(settings.demons_shrink), iterations=tuple(settings.demons_iterations),
+                   sigma_field=float(settings.demons_sigma))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+# ---------------------------------------------------------------------------------------------- registration
+def _image(array_zyx: np.ndarray, spacing_xyz: Sequence[float]) -> sitk.Image:
+    """(z, y, x) float array -> SimpleITK image with physical point = index * spacing (identity frame)."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array_zyx, dtype=np.float32))
+    image.SetSpacing(tuple(float(s) for s in spacing_xyz))
+    return image
+
+
+def preprocess(hu_zyx: np.ndarray, mask_zyx: np.ndarray, spacing_xyz: Sequence[float],
+               params: DemonsParams) -> np.ndarray:
+    """Windowed, [0, 1]-scaled, lung-masked volume (z, y, x) float32 (module docstring, 'Pre-processing')."""
+    low, high = params.window_hu
+    out = (np.clip(np.asarray(hu_zyx, dtype=np.float32), low, high) - low) / (high - low)
+    if params.mask_margin_mm > 0:
+        sx, sy, sz = (float(s) for s in spacing_xyz)
+        # Ellipsoidal structuring element of radius mask_margin_mm on the anisotropic grid.
+        rz, ry, rx = (int(np.ceil(params.mask_margin_mm / s)) for s in (sz, sy, sx))
+        z, y, x = np.ogrid[-rz:rz + 1, -ry:ry + 1, -rx:rx + 1]
+        ball = (z * sz) ** 2 + (y * sy) ** 2 + (x * sx) ** 2 <= params.mask_margin_mm ** 2
+        region = ndimage.binary_dilation(np.asarray(mask_zyx, dtype=bool), structure=ball)
+    else:
+        region = np.asarray(mask_zyx, dtype=bool)
+    out[~region] = 1.0
+    return out
+
+
+def level_factors(size_xyz: Sequence[int], spacing_xyz: Sequence[float], shrink: int,
+                  min_size: int) -> tuple[int, int, int]:
+    """Per-axis shrink factors (x, y, z) for a level: ``shrink`` on the finest axis, less on coarser axes
+    (``round(shrink * min spacing / spacing)``), at least 1, never leaving fewer than ``min_size`` voxels."""
+    finest = min(float(s) for s in spacing_xyz)
+    out = []
+    for n, s in zip(size_xyz, spacing_xyz, strict=True):
+        f = max(1, int(round(shrink * finest / float(s))))
+        f = max(1, min(f, int(n) // max(min_size, 1)))
+        out.append(f)
+    return tuple(out)  # type: ignore[return-value]
+
+
+def demons_register(fixed_hu: np.ndarray, moving_hu: np.ndarray, mask_zyx: np.ndarray,
+                    spacing_xyz: Sequence[float], params: DemonsParams = DemonsParams(),
+                    log: Callable[[dict[str, Any]], None] | None = None) -> np.ndarray:
+    """Register moving (T50) to fixed (T00); return the displacement on the fixed grid in voxels.
+
+    Args:
+        fixed_hu, moving_hu: (nz, ny, nx) volumes in HU on the same grid.
+        mask_zyx: (nz, ny, nx) T00 lung mask.
+        spacing_xyz: voxel spacing (x, y, z) in mm.
+        params: see :class:`DemonsParams`.
+        log: called after every iteration with ``{"level", "iteration", "metric"}`` (SimpleITK's mean
+            squared intensity difference of the [0, 1]-scaled images at that level).
+
+    Returns:
+        (nz, ny, nx, 3) float32 displacement (dx, dy, dz) in voxels: T00 voxel x maps to T50 position x + d.
+    """
+    fixed = _image(preprocess(fixed_hu, mask_zyx, spacing_xyz, params), spacing_xyz)
+    moving = _image(preprocess(moving_hu, mask_zyx, spacing_xyz, params), spacing_xyz)
+    size = fixed.GetSize()
+    field: sitk.Image | None = None
+    for level, (shrink, iterations) in enumerate(zip(params.shrink, params.iterations, strict=True)):
+        factors = level_factors(size, spacing_xyz, shrink, params.min_level_size)
+        fixed_l = sitk.BinShrink(fixed, factors) if factors != (1, 1, 1) else fixed
+        moving_l = sitk.BinShrink(moving, factors) if factors != (1, 1, 1) else moving
+        if field is None:
+            init = sitk.Image(fixed_l.GetSize(), sitk.sitkVectorFloat64, 3)
+            init.CopyInformation(fixed_l)
+        else:
+            # Fields are in mm: resampling onto the new grid needs no rescaling of the vectors.
+            init = sitk.Resample(field, fixed_l, sitk.Transform(), sitk.sitkLinear, 0.0,
+                                 sitk.sitkVectorFloat64)
+        if iterations == 0:
+            field = init
+            continue
+        demons = sitk.FastSymmetricForcesDemonsRegistrationFilter()
+        # ITK ignores OMP_NUM_THREADS; follow torch's thread count (the job's CPU budget) instead.
+        demons.SetNumberOfThreads(max(1, torch.get_num_threads()))
+        demons.SetNumberOfIterations(int(iterations))
+        demons.SetSmoothDisplacementField(True)
+        demons.SetStandardDeviations(float(params.sigma_field))
+        demons.SetSmoothUpdateField(False)
+        demons.SetMaximumUpdateStepLength(float(params.max_step))
+        if log is not None:
+            counter = {"i": 0}
+
+            def _observe(filt=demons, lvl=level, count=counter) -> None:
+                count["i"] += 1
+                log({"level": lvl, "iteration": count["i"], "metric": float(filt.GetMetric())})
+
+            demons.AddCommand(sitk.sitkIterationEvent, _observe)
+        field = demons.Execute(fixed_l, moving_l, init)
+    assert field is not None
+    if field.GetSize() != size:
+        field = sitk.Resample(field, fixed, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkVectorFloat64)
+    disp_mm = sitk.GetArrayFromImage(field)  # (nz, ny, nx, 3), components (x, y, z) in mm
+    return coords.mm_to_voxel(disp_mm.astype(np.float64), spacing_xyz).astype(np.float32)
+
+
+def fit_demons(fixed_hu: np.ndarray, moving_hu: np.ndarray, mask_zyx: np.ndarray,
+               size_xyz: Sequence[int], spacing_xyz: Sequence[float], params: DemonsParams = DemonsParams(),
+               log: Callable[[dict[str, Any]], None] | None = None) -> tuple[FieldTransform, float]:
+    """:func:`demons_register` wrapped as a :class:`FieldTransform`; returns (transform, wall seconds)."""
+    start = time.perf_counter()
+    disp = demons_register(fixed_hu, moving_hu, mask_zyx, spacing_xyz, params, log)
+    return FieldTransform(size_xyz, spacing_xyz, disp), time.perf_counter() - start
+
+
+@register_method("demons")
+def run_demons(ctx: FitContext) -> MethodOutcome:
+    """``rnr.fit.register`` runner of ``method: demons`` (not iterative in the project's loop).
+
+    Runs on the CPU (SimpleITK) whatever the device setting; the map is returned on the CPU. The log
+    (loss.csv) has one row per demons iteration: ``iteration`` (1.., over all levels), ``loss`` (SimpleITK's
+    mean squared difference of the [0, 1]-scaled images at that level), ``level`` (0 = coarsest),
+    ``level_iteration`` and ``elapsed_s``.
+    """
+    if ctx.settings.intermediate:
+        raise SettingsError("method 'demons' registers T00 <-> T50 only (no intermediate phases): set "
+                            "intermediate: false, or leave it out (false is the demons default)")
+    params = DemonsParams.from_settings(ctx.settings)
+    fixed, moving = ctx.case.image("T00"), ctx.case.image("T50")
+    rows: list[dict[str, Any]] = []
+    start = time.perf_counter()
+
+    def log(row: dict[str, Any]) -> None:
+        rows.append({"iteration": len(rows) + 1, "loss": row["metric"], "level": row["level"],
+                     "level_iteration": row["iteration"], "elapsed_s": time.perf_counter() - start})
+
+    case = ctx.case
+    transform, wall = fit_demons(fixed, moving, ctx.mask, case.size_xyz, case.spacing_xyz, params, log)
+    frame = pd.DataFrame(rows, columns=["iteration", "loss", "level", "level_iteration", "elapsed_s"])
+    return MethodOutcome(transform=transform, log=frame, wall_s=wall, iterations=len(rows), batch_size=None,
+                         n_points=int(np.count_nonzero(ctx.mask)),
+                         extra={"compared_terms": ["T50_vs_T00"], "intermediate_used": False,
+                                "demons": params.to_dict()},
+                         device=torch.device("cpu"))
