@@ -2,6 +2,15 @@
 
 A workflow ``configurations`` entry (name -> mapping) overrides these defaults key by key. Unknown keys and
 wrong types are errors that name the key, the expected type and the valid keys.
+
+Method-specific defaults: the baselines ``idir`` and ``demons`` share some keys with RNR but not their
+default values (IDIR's learning rate is 1e-5, not 1e-4; neither uses intermediate phases). When a mapping
+selects a method, :meth:`Settings.from_mapping` fills every key the mapping does not give from
+:data:`METHOD_DEFAULTS` [method] before the class defaults, so ``{method: idir}`` alone is IDIR as published
+and an explicit key still wins (``{method: idir, lr: 1e-4}``). Keys that only one method uses have their own
+names (``alpha_bending``, ``omega0``, ``idir_width``; ``demons_*``) and are ignored by the other methods.
+Constructing ``Settings(method="idir")`` directly bypasses the method defaults; use
+``Settings.from_mapping({"method": "idir"})`` (or :meth:`Settings.for_method`).
 """
 
 from __future__ import annotations
@@ -20,6 +29,15 @@ SAMPLINGS = ("random", "cycle")
 PAIRINGS = ("seed", "trajectory")
 DEVICES = ("auto", "cpu", "cuda")
 
+#: Defaults that depend on the method, for keys shared with RNR (applied by Settings.from_mapping when the
+#: mapping does not give the key). IDIR: Adam learning rate 1e-5 (Wolterink et al. 2022); IDIR and demons
+#: register T00 <-> T50 only.
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "rnr": {},
+    "idir": {"lr": 1e-5, "intermediate": False},
+    "demons": {"intermediate": False},
+}
+
 
 class SettingsError(ValueError):
     """A configuration mapping or file that does not describe valid settings."""
@@ -31,6 +49,12 @@ class Settings:
 
     ``batch_size`` is a point count or the string ``"mask/K"`` (K a positive integer: the number of T00
     mask voxels divided by K, the reference run script's ``mask/30``).
+
+    Baseline-only keys (ignored by the other methods): IDIR (rnr/idir.py) ``alpha_bending`` (weight of the
+    bending energy, a mean over points: 1e-3), ``omega0`` (SIREN frequency factor, 32), ``idir_width``
+    (SIREN hidden width, 256); demons (rnr/demons.py) ``demons_iterations`` (iterations per level, coarse to
+    fine), ``demons_shrink`` (shrink factor per level on the finest axis), ``demons_sigma`` (Gaussian
+    smoothing of the displacement field, voxels of the level).
     """
 
     method: str = "rnr"
@@ -47,6 +71,14 @@ class Settings:
     lr: float = 1e-4
     seed: int = 3
     device: str = "auto"
+    # IDIR baseline (rnr/idir.py)
+    alpha_bending: float = 1e-3
+    omega0: float = 32.0
+    idir_width: int = 256
+    # demons baseline (rnr/demons.py)
+    demons_iterations: tuple[int, ...] = (200, 100, 50)
+    demons_shrink: tuple[int, ...] = (4, 2, 1)
+    demons_sigma: float = 1.5
 
     def __post_init__(self) -> None:
         _check_choice("method", self.method, METHODS)
@@ -62,6 +94,27 @@ class Settings:
         if self.lr <= 0:
             raise SettingsError(f"setting 'lr' must be > 0, got {self.lr!r}")
         _parse_batch_size(self.batch_size)
+        self._check_baseline_keys()
+
+    def _check_baseline_keys(self) -> None:
+        for key in ("demons_iterations", "demons_shrink"):
+            # Lists given to the constructor directly become tuples (a frozen dataclass should hash).
+            object.__setattr__(self, key, tuple(getattr(self, key)))
+        if self.idir_width < 1:
+            raise SettingsError(f"setting 'idir_width' must be >= 1, got {self.idir_width!r}")
+        if self.omega0 <= 0:
+            raise SettingsError(f"setting 'omega0' must be > 0, got {self.omega0!r}")
+        for key in ("alpha_bending", "demons_sigma"):
+            if getattr(self, key) < 0:
+                raise SettingsError(f"setting {key!r} must be >= 0, got {getattr(self, key)!r}")
+        if not self.demons_shrink or len(self.demons_iterations) != len(self.demons_shrink):
+            raise SettingsError(
+                "settings 'demons_iterations' and 'demons_shrink' need one entry per resolution level "
+                f"(the same non-zero length); got {list(self.demons_iterations)} and "
+                f"{list(self.demons_shrink)}")
+        if any(s < 1 for s in self.demons_shrink) or any(i < 0 for i in self.demons_iterations):
+            raise SettingsError("setting 'demons_shrink' needs factors >= 1 and 'demons_iterations' counts "
+                                f">= 0; got {list(self.demons_shrink)} and {list(self.demons_iterations)}")
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
@@ -76,10 +129,18 @@ class Settings:
                 f"valid settings are: {', '.join(valid)}"
             )
         values = {k: _coerce(k, v, valid[k].type, where) for k, v in mapping.items()}
+        method = values.get("method", cls.method)
+        for key, value in METHOD_DEFAULTS.get(method, {}).items():
+            values.setdefault(key, value)
         try:
             return cls(**values)
         except SettingsError as exc:
             raise SettingsError(f"{where}: {exc}") from None
+
+    @classmethod
+    def for_method(cls, method: str, **overrides: Any) -> Settings:
+        """The defaults of ``method`` (METHOD_DEFAULTS over the class defaults), then ``overrides``."""
+        return cls.from_mapping({"method": method, **overrides}, where=f"settings for method {method!r}")
 
     @classmethod
     def from_file(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> Settings:
@@ -90,7 +151,8 @@ class Settings:
         except (OSError, yaml.YAMLError) as exc:
             raise SettingsError(f"{path}: cannot read settings ({exc})") from None
         if not isinstance(data, Mapping):
-            raise SettingsError(f"{path}: expected a mapping of setting -> value, found {type(data).__name__}")
+            raise SettingsError(f"{path}: expected a mapping of setting -> value, "
+                                f"found {type(data).__name__}")
         return cls.from_mapping({**data, **dict(overrides or {})}, where=str(path))
 
     def replace(self, **changes: Any) -> Settings:
@@ -137,13 +199,15 @@ def _parse_batch_size(value: int | str) -> int | None:
     text = str(value).replace(" ", "")
     if text.startswith("mask/") and text[5:].isdigit() and int(text[5:]) > 0:
         return int(text[5:])
-    raise SettingsError(f"setting 'batch_size' must be a positive integer or 'mask/K' (e.g. mask/30), got {value!r}")
+    raise SettingsError("setting 'batch_size' must be a positive integer or 'mask/K' (e.g. mask/30), "
+                        f"got {value!r}")
 
 
 def _coerce(key: str, value: Any, annotation: Any, where: str) -> Any:
     """Check one value against its field's type; ints are accepted for floats, nothing else is coerced."""
     type_text = str(annotation)
-    bad = SettingsError(f"{where}: setting {key!r} expects {type_text}, got {value!r} ({type(value).__name__})")
+    bad = SettingsError(f"{where}: setting {key!r} expects {type_text}, "
+                        f"got {value!r} ({type(value).__name__})")
     if type_text == "bool":
         if not isinstance(value, bool):
             raise bad
@@ -166,6 +230,12 @@ def _coerce(key: str, value: Any, annotation: Any, where: str) -> Any:
         if not isinstance(value, str):
             raise bad
         return value
+    if type_text == "tuple[int, ...]":
+        # A YAML list (or a tuple) of integers, e.g. demons_iterations: [200, 100, 50].
+        if not isinstance(value, list | tuple) or any(isinstance(v, bool) or not isinstance(v, int)
+                                                       for v in value):
+            raise bad
+        return tuple(value)
     if type_text == "int | str":
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise bad
