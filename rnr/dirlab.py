@@ -261,6 +261,16 @@ def read_raw_image(path: str | Path, geometry: CaseGeometry) -> np.ndarray:
     already in HU, big-endian files and wrong geometry).
     """
     path = Path(path)
+    check_raw_size(path, geometry)
+    raw = np.fromfile(path, dtype="<i2").reshape(geometry.shape_zyx)
+    hu = raw.astype(np.int32) - HU_OFFSET
+    check_air(hu, path, raw=raw)
+    return hu.astype(np.int16)
+
+
+def check_raw_size(path: str | Path, geometry: CaseGeometry) -> None:
+    """Raise InputError unless ``path`` is a file of exactly ``geometry.n_bytes`` bytes (nx*ny*nz*2)."""
+    path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found (expected a raw DIR-Lab image)")
     found = path.stat().st_size
@@ -273,10 +283,6 @@ def read_raw_image(path: str | Path, geometry: CaseGeometry) -> np.ndarray:
             hint = f" = {found // slice_bytes} slices of {nx}x{ny} instead of {nz}"
         raise InputError(f"{path}: expected {expected} bytes (x*y*z*2 for size (x, y, z) = "
                          f"{geometry.size_xyz}, 16-bit, from {geometry.source}), found {found} bytes{hint}")
-    raw = np.fromfile(path, dtype="<i2").reshape(geometry.shape_zyx)
-    hu = raw.astype(np.int32) - HU_OFFSET
-    check_air(hu, path, raw=raw)
-    return hu.astype(np.int16)
 
 
 def air_peak_hu(hu: np.ndarray) -> float | None:
@@ -384,41 +390,46 @@ def convert_case(dirlab_dir: str | Path, case: int, out_dir: str | Path) -> Path
     Writes (names in :mod:`rnr.layout`): ``T00..T50.nii.gz`` (int16 HU, phases present), ``landmarks_T00.csv``
     and ``landmarks_T50.csv`` (300 rows), ``sampled4d_TPP.csv`` (75 rows) when Sampled4D is present,
     ``mask_provided.nii.gz`` when ``Masks/`` holds a T00 mask on the T00 grid, and ``case.json`` last.
-    Landmarks and mask are validated before any file is written; an existing ``case.json`` is removed first
-    so that a failed conversion never looks complete.
+    The outputs of an earlier conversion in ``out_dir`` are removed first (``case.json`` first); file names,
+    image byte sizes, landmarks and mask are validated before any file is written; a failure while writing
+    (e.g. an image failing the air check) removes this conversion's files again. So a failed conversion
+    leaves no output at all: nothing that looks complete, nothing from an earlier run.
     """
     out = Path(out_dir)
+    if out.is_dir():
+        # The outputs of an earlier conversion go first: whatever fails below, the folder never mixes two
+        # conversions and never looks complete (no case.json) until this one has finished.
+        _remove_outputs(out)
     geometry = case_geometry(dirlab_dir, case)
     files = find_case_files(dirlab_dir, case)
     size, spacing = geometry.size_xyz, geometry.spacing_xyz
 
-    # Validate everything small before writing anything.
+    # Validate everything small (including every image's byte size) before writing anything.
+    for phase in layout.PHASES:
+        if phase in files.images:
+            check_raw_size(files.images[phase], geometry)
     landmarks = {p: read_landmarks(files.landmarks[p], size, N_LANDMARKS) for p in ("T00", "T50")}
     sampled = {p: read_landmarks(path, size, N_SAMPLED4D) for p, path in files.sampled4d.items()}
     mask = _read_provided_mask(files.mask, geometry) if files.mask is not None else None
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / layout.CASE_JSON).unlink(missing_ok=True)
-    # Outputs a previous conversion may have left that this one will not rewrite.
-    stale = [layout.MASK_PROVIDED] if mask is None else []
-    stale += [layout.image_name(p) for p in layout.PHASES if p not in files.images]
-    stale += [layout.sampled4d_name(p) for p in layout.PHASES if p not in sampled]
-    for name in stale:
-        (out / name).unlink(missing_ok=True)
-
     air: dict[str, float] = {}
     phases = tuple(p for p in layout.PHASES if p in files.images)
-    for phase in phases:
-        hu = read_raw_image(files.images[phase], geometry)
-        air[phase] = air_peak_hu(hu) or float("nan")
-        write_image(out / layout.image_name(phase), volume_image(hu, spacing))
-        del hu
-    for phase, points in landmarks.items():
-        write_csv(out / layout.landmarks_name(phase), landmark_frame(points, spacing))
-    for phase, points in sampled.items():
-        write_csv(out / layout.sampled4d_name(phase), landmark_frame(points, spacing))
-    if mask is not None:
-        write_image(out / layout.MASK_PROVIDED, volume_image(mask, spacing))
+    try:
+        for phase in phases:
+            hu = read_raw_image(files.images[phase], geometry)  # the air check can still fail here
+            air[phase] = air_peak_hu(hu) or float("nan")
+            write_image(out / layout.image_name(phase), volume_image(hu, spacing))
+            del hu
+        for phase, points in landmarks.items():
+            write_csv(out / layout.landmarks_name(phase), landmark_frame(points, spacing))
+        for phase, points in sampled.items():
+            write_csv(out / layout.sampled4d_name(phase), landmark_frame(points, spacing))
+        if mask is not None:
+            write_image(out / layout.MASK_PROVIDED, volume_image(mask, spacing))
+    except BaseException:
+        _remove_outputs(out)  # a failed conversion leaves none of its files behind
+        raise
 
     sources = {
         "dirlab_dir": str(Path(dirlab_dir).resolve()),
@@ -449,6 +460,14 @@ def convert_case(dirlab_dir: str | Path, case: int, out_dir: str | Path) -> Path
         "has_provided_mask": mask is not None,
     })
     return out
+
+
+def _remove_outputs(out: Path) -> None:
+    """Delete every file :func:`convert_case` writes in ``out`` (case.json first); other files stay."""
+    names = [layout.CASE_JSON, layout.MASK_PROVIDED, *(layout.landmarks_name(p) for p in ("T00", "T50"))]
+    names += [layout.image_name(p) for p in layout.PHASES] + [layout.sampled4d_name(p) for p in layout.PHASES]
+    for name in names:
+        (out / name).unlink(missing_ok=True)
 
 
 def _read_provided_mask(path: Path, geometry: CaseGeometry) -> np.ndarray:

@@ -1,0 +1,627 @@
+"""Reliability, end to end: bad inputs through the real `rnr` commands and the real Snakemake workflow.
+
+Every case asserts the three things a user relies on: a non-zero exit, one clear message that names the file
+(or config key) and says what was expected and what was found, and no output left behind by the failed
+step. The reader's own unit tests (tests/test_dirlab.py, tests/test_convert.py) check the parsing rules;
+here the same damage goes through the command line and the workflow. Then: a registration killed half-way
+leaves no complete-looking file, and the workflow's re-run redoes exactly that job (tests/test_workflow.py
+checks the complementary case: finished registrations are kept when a run is killed between jobs).
+
+Damage is always written into a private copy (tmp_path) of conftest's session phantom (cases 1 and 2 at
+scale 0.5, 52 x 42 x 28 voxels for case 1).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+import yaml
+from reliability_helpers import (
+    REPO,
+    child_env,
+    copy_tree,
+    cpu_seconds,
+    drop_landmark_rows,
+    edit_landmark_line,
+    error_line,
+    files_in,
+    find_processes,
+    image_file,
+    job_counts,
+    landmark_file,
+    mask_file,
+    rnr,
+    rnr_command,
+    snakemake,
+    snakemake_command,
+    validation_error,
+    wait_for_text,
+    write_user_mask,
+)
+
+from rnr import dirlab, layout, phantom
+from rnr.case import load_case
+from rnr.dirlab import HU_OFFSET
+
+RUN_OUTPUTS = (layout.CHECKPOINT, layout.LOSS_CSV, layout.WARPED_LANDMARKS, layout.RUN_JSON)
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(),
+                             reason="checks the behaviour on a machine without CUDA")
+
+
+@pytest.fixture
+def dataset(phantom_dataset, tmp_path) -> Path:
+    """A private copy of the session phantom that a test may damage."""
+    return copy_tree(phantom_dataset, tmp_path / "source")
+
+
+@pytest.fixture(scope="module")
+def grid(phantom_dataset) -> dirlab.CaseGeometry:
+    """Case 1's voxel grid (size (x, y, z), spacing) as the phantom's geometry.json gives it."""
+    return dirlab.case_geometry(phantom_dataset, 1)
+
+
+# ======================================================================== rnr convert: damaged DIR-Lab data
+def _one_byte_short(d, g):
+    path = image_file(d, 1, "T00")
+    path.write_bytes(path.read_bytes()[:-1])
+    return [path, f"expected {g.n_bytes} bytes", f"found {g.n_bytes - 1} bytes"]
+
+
+def _one_slice_long(d, g):
+    nx, ny, nz = g.size_xyz
+    path = image_file(d, 1, "T50")
+    data = path.read_bytes()
+    path.write_bytes(data + data[-nx * ny * 2:])
+    return [path, f"expected {g.n_bytes} bytes", f"{nz + 1} slices of {nx}x{ny} instead of {nz}"]
+
+
+def _missing_phase(d, g):
+    image_file(d, 1, "T50").unlink()
+    return [d / "Case1Pack", "missing image file(s) for phase(s) T50", "expected e.g. case1_T50_s.img",
+            "found T00: Images/case1_T00_s.img"]
+
+
+def _missing_intermediate_phase(d, g):
+    image_file(d, 1, "T30").unlink()
+    return [d / "Case1Pack", "phase(s) T30", "T10..T40 must be all present or all absent",
+            "found T00: Images/case1_T00_s.img"]
+
+
+def _phase_twice(d, g):
+    src = image_file(d, 1, "T00")
+    (src.parent / "case1_T00-ssm.img").write_bytes(src.read_bytes())  # case 2's naming style
+    return [d / "Case1Pack", "phase T00 found twice", "Images/case1_T00-ssm.img", "Images/case1_T00_s.img",
+            "expected exactly one file per phase"]
+
+
+def _landmark_file_missing(d, g):
+    landmark_file(d, 1, "T50").unlink()
+    return [d / "Case1Pack", "missing landmarks file(s) for phase(s) T50",
+            "expected e.g. Case1_300_T50_xyz.txt", "found T00: ExtremePhases/Case1_300_T00_xyz.txt"]
+
+
+def _landmarks_299_rows(d, g):
+    path = landmark_file(d, 1, "T00")
+    drop_landmark_rows(path, 1)
+    return [path, "expected 300 landmark rows, found 299"]
+
+
+def _landmark_not_a_number(d, g):
+    path = landmark_file(d, 1, "T50")
+    edit_landmark_line(path, 17, " 20\tabc\t 10\t")
+    return [path, "line 17", "expected an integer voxel index, found 'abc'"]
+
+
+def _landmark_outside_volume(d, g):
+    nx, ny, nz = g.size_xyz
+    path = landmark_file(d, 1, "T00")
+    edit_landmark_line(path, 5, f" 10\t 10\t {nz + 1}\t")
+    return [path, "row 5", f"({10}, {10}, {nz + 1}) lies outside the volume", f"1..({nx}, {ny}, {nz})"]
+
+
+def _t00_t50_different_lengths(d, g):
+    path = landmark_file(d, 1, "T50")
+    drop_landmark_rows(path, 2)  # T00 keeps its 300 rows
+    return [path, "expected 300 landmark rows, found 298"]
+
+
+def _mask_transposed(d, g):
+    truth = phantom.load_truth(d, 1)
+    nx, ny, nz = g.size_xyz
+    # Same voxel count with x and y swapped: the silent failure of public DIR-Lab loaders.
+    path = write_user_mask(mask_file(d, 1), truth.mask_T00.transpose(0, 2, 1), g.spacing_xyz)
+    return [path, f"expected a 3-D mask of size (x, y, z) = {(nx, ny, nz)}", f"found size {(ny, nx, nz)}",
+            "axes are permuted"]
+
+
+def _mask_wrong_size(d, g):
+    truth = phantom.load_truth(d, 1)
+    nx, ny, nz = g.size_xyz
+    path = write_user_mask(mask_file(d, 1), truth.mask_T00[:-1], g.spacing_xyz)
+    return [path, f"expected a 3-D mask of size (x, y, z) = {(nx, ny, nz)}", f"found size {(nx, ny, nz - 1)}"]
+
+
+def _mask_empty(d, g):
+    truth = phantom.load_truth(d, 1)
+    path = write_user_mask(mask_file(d, 1), np.zeros_like(truth.mask_T00), g.spacing_xyz)
+    return [path, "expected a lung mask with non-zero voxels", "found an empty mask"]
+
+
+def _dirlab_dir_missing(d, g):
+    return [d / "nowhere", "DIR-Lab folder not found", "expected a folder holding Case1Pack/"]
+
+
+def _dirlab_dir_empty(d, g):
+    (d / "empty").mkdir()
+    return [d / "empty", "no folder for case 1", "expected Case1Pack/", "found folders: none"]
+
+
+DAMAGE = {
+    "image one byte short": _one_byte_short,
+    "image one slice long": _one_slice_long,
+    "missing phase": _missing_phase,
+    "missing intermediate phase": _missing_intermediate_phase,
+    "phase twice under two names": _phase_twice,
+    "landmark file missing": _landmark_file_missing,
+    "landmarks 299 rows": _landmarks_299_rows,
+    "landmark not a number": _landmark_not_a_number,
+    "landmark outside volume": _landmark_outside_volume,
+    "T00 and T50 of different lengths": _t00_t50_different_lengths,
+    "mask transposed": _mask_transposed,
+    "mask wrong size": _mask_wrong_size,
+    "mask empty": _mask_empty,
+    "dirlab_dir missing": _dirlab_dir_missing,
+    "dirlab_dir empty": _dirlab_dir_empty,
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_convert_rejects_damaged_data(damage, dataset, grid, tmp_path):
+    expected = DAMAGE[damage](dataset, grid)
+    source = expected[0] if damage.startswith("dirlab_dir") else dataset
+    out = tmp_path / "converted"
+    line = error_line(rnr("convert", "--dirlab-dir", source, "--case", "1", "--out", out), "convert")
+    for fragment in expected:
+        assert str(fragment) in line, f"{fragment!r} missing from: {line}"
+    assert files_in(out) == [], f"a failed conversion left files: {files_in(out)}"
+
+
+@pytest.mark.parametrize("damage", ["image one slice long", "landmark not a number", "mask transposed"])
+def test_failed_reconversion_removes_the_earlier_one(damage, dataset, grid, tmp_path):
+    """Converting again into a finished case folder and failing leaves no output (old or new) at all: a
+    stale case folder would otherwise be read as if it held the new data."""
+    out = tmp_path / "converted"
+    assert rnr("convert", "--dirlab-dir", dataset, "--case", "1", "--out", out).code == 0
+    (out / layout.MASK_T00).write_bytes(b"made by rnr segment")  # not convert's: must survive
+    DAMAGE[damage](dataset, grid)
+    error_line(rnr("convert", "--dirlab-dir", dataset, "--case", "1", "--out", out), "convert")
+    assert files_in(out) == [layout.MASK_T00]
+
+
+def test_convert_late_failure_removes_what_it_wrote(dataset, grid, tmp_path):
+    """An image that only fails once it is read (T40 stored as HU, without DIR-Lab's +1024 offset: its air
+    sits at -2024) is found after T00..T30 were written; those go again."""
+    path = image_file(dataset, 1, "T40")
+    raw = np.fromfile(path, dtype="<i2")
+    (raw - HU_OFFSET).astype("<i2").tofile(path)
+    out = tmp_path / "converted"
+    line = error_line(rnr("convert", "--dirlab-dir", dataset, "--case", "1", "--out", out), "convert")
+    assert str(path) in line and "expected air near -1000 HU" in line and "seems to hold HU already" in line
+    assert files_in(out) == []
+
+
+@pytest.mark.parametrize("case", ["0", "11"])
+def test_case_number_outside_1_to_10(case, phantom_dataset, tmp_path):
+    out = tmp_path / "converted"
+    result = rnr("convert", "--dirlab-dir", phantom_dataset, "--case", case, "--out", out)
+    line = error_line(result, "convert")
+    assert f"case {case} is not a DIR-Lab case (expected 1..10)" in line
+    assert files_in(out) == []
+    result = rnr("phantom", tmp_path / "ph", "--cases", case)
+    assert result.code == 2 and f"argument --cases: invalid choice: {case}" in result.err
+    assert not (tmp_path / "ph").exists()
+
+
+# ========================================================================= rnr register: settings and masks
+@pytest.fixture(scope="module")
+def quick(converted_case) -> list[str]:
+    """`rnr register` arguments of a very short registration of conftest's converted case 1 (its provided
+    mask, T00 <-> T50 only, one small block)."""
+    return ["--case-dir", str(converted_case), "--mask", str(converted_case / layout.MASK_PROVIDED),
+            "--set", "intermediate=false", "--set", "n_blocks=1", "--set", "width=16",
+            "--set", "batch_size=200"]
+
+
+def _register(run_dir: Path, quick: list[str], *extra: str):
+    return rnr("register", *quick, "--out", run_dir, *extra)
+
+
+@pytest.mark.parametrize(("setting", "fragments"), [
+    ("iterations=many", ["'iterations'", "expects int", "'many'"]),
+    ("iterationz=5", ["unknown setting(s) 'iterationz'", "valid settings are:", "iterations"]),
+    ("batch_size=mask/0", ["'batch_size'", "positive integer or 'mask/K'", "'mask/0'"]),
+])
+def test_register_rejects_bad_set_values(setting, fragments, quick, tmp_path):
+    run_dir = tmp_path / "run"
+    line = error_line(_register(run_dir, quick, "--set", "iterations=2", "--set", setting), "register")
+    for fragment in fragments:
+        assert fragment in line, f"{fragment!r} missing from: {line}"
+    assert files_in(run_dir) == []
+
+
+@pytest.mark.parametrize(("content", "fragments"), [
+    ("iterations: many\n", ["'iterations'", "expects int", "'many'"]),
+    ("iterations: 2\nlearning_rate: 0.1\n", ["unknown setting(s) 'learning_rate'", "valid settings are:"]),
+])
+def test_register_rejects_bad_settings_file(content, fragments, quick, tmp_path):
+    settings = tmp_path / "quick.yaml"
+    settings.write_text(content)
+    run_dir = tmp_path / "run"
+    line = error_line(_register(run_dir, quick, "--settings", settings), "register")
+    assert str(settings) in line
+    for fragment in fragments:
+        assert fragment in line, f"{fragment!r} missing from: {line}"
+    assert files_in(run_dir) == []
+
+
+@pytest.mark.parametrize("damage", ["transposed", "wrong size", "empty"])
+def test_register_rejects_bad_mask(damage, converted_case, quick, tmp_path):
+    case = load_case(converted_case)
+    good = case.load_mask(case.provided_mask_path)
+    nx, ny, nz = case.size_xyz
+    array, fragments = {
+        "transposed": (good.transpose(0, 2, 1), [f"found size {(ny, nx, nz)}", "axes are permuted"]),
+        "wrong size": (good[:, :, :-1], [f"found size {(nx - 1, ny, nz)}"]),
+        "empty": (np.zeros_like(good), ["the lung mask is empty"]),
+    }[damage]
+    mask = write_user_mask(tmp_path / "my_mask.nii.gz", array, case.spacing_xyz)
+    run_dir = tmp_path / "run"
+    args = [a if a != str(converted_case / layout.MASK_PROVIDED) else str(mask) for a in quick]
+    line = error_line(rnr("register", *args, "--out", run_dir, "--set", "iterations=2"), "register")
+    assert str(mask) in line
+    if damage != "empty":
+        assert f"expected a 3-D mask of size (x, y, z) = {(nx, ny, nz)}" in line
+    for fragment in fragments:
+        assert fragment in line, f"{fragment!r} missing from: {line}"
+    assert files_in(run_dir) == []
+
+
+@NO_CUDA
+def test_register_on_cuda_without_cuda(quick, tmp_path):
+    run_dir = tmp_path / "run"
+    line = error_line(_register(run_dir, quick, "--set", "iterations=2", "--set", "device=cuda"), "register")
+    assert "device='cuda'" in line and "CUDA is not available" in line
+    assert files_in(run_dir) == []
+
+
+# ------------------------------------------------------------------------------------ a non-finite loss
+def _assert_stopped_on_non_finite_loss(line: str, name: str, iteration: int, iterations: int) -> None:
+    assert f"case 1 / {name}" in line, line
+    pattern = rf"loss is not finite \((nan|inf|-inf)\) at iteration {iteration} of {iterations}"
+    assert re.search(pattern, line), line
+
+
+def test_absurd_learning_rate_stops_with_the_iteration(quick, tmp_path):
+    """lr = 1e30: the first Adam step throws the weights to ~1e30, so the loss of iteration 2 is not finite.
+    An earlier complete run in the folder is removed, and nothing new is written."""
+    run_dir = tmp_path / "run"
+    assert _register(run_dir, quick, "--set", "iterations=2", "--name", "absurd").code == 0
+    assert set(RUN_OUTPUTS) <= set(files_in(run_dir))
+    line = error_line(_register(run_dir, quick, "--set", "iterations=20", "--set", "lr=1e30",
+                                "--name", "absurd"), "register")
+    _assert_stopped_on_non_finite_loss(line, "absurd", 2, 20)
+    assert not set(RUN_OUTPUTS) & set(files_in(run_dir)), files_in(run_dir)
+    assert not [f for f in files_in(run_dir) if f.startswith(".")]
+
+
+def test_failed_reregistration_leaves_no_stale_evaluation(quick, tmp_path):
+    """A run folder that was registered and evaluated, then registered again and failed: the old
+    metrics.json (and figures) describe a map that is gone, so they must go too; `rnr tables` would
+    otherwise publish them as this run's result."""
+    run_dir = tmp_path / "run"
+    assert _register(run_dir, quick, "--set", "iterations=2", "--name", "again").code == 0
+    evaluated = rnr("evaluate", "--case-dir", quick[1], "--run-dir", run_dir, "--mask", quick[3],
+                    "--no-step-folding")
+    assert evaluated.code == 0, evaluated.text
+    assert layout.METRICS_JSON in files_in(run_dir)
+    line = error_line(_register(run_dir, quick, "--set", "iterations=20", "--set", "lr=1e30",
+                                "--name", "again"), "register")
+    _assert_stopped_on_non_finite_loss(line, "again", 2, 20)
+    assert files_in(run_dir) == [], f"left after the failed registration: {files_in(run_dir)}"
+
+
+def test_corrupt_voxel_in_moving_image_stops_at_iteration_1(converted_case, quick, tmp_path):
+    """A converted case whose T50 (the image the points are warped into) was saved as float with one garbage
+    voxel (3e38) inside the lungs: the NCC's sums overflow and the loss of the very first iteration is not
+    finite. (A NaN voxel cannot get this far: SimpleITK's NIfTI reader turns NaN and inf into 0.)"""
+    case_dir = copy_tree(converted_case, tmp_path / "case1")
+    case = load_case(case_dir)
+    t50 = sitk.ReadImage(str(case.image_path("T50")))
+    hu = sitk.GetArrayFromImage(t50).astype(np.float32)
+    mask = case.load_mask(case.provided_mask_path)
+    inside = np.argwhere(mask)
+    hu[tuple(inside[len(inside) // 2])] = 3e38
+    corrupt = sitk.GetImageFromArray(hu)
+    corrupt.CopyInformation(t50)
+    sitk.WriteImage(corrupt, str(case.image_path("T50")))
+    run_dir = tmp_path / "run"
+    args = [a.replace(str(converted_case), str(case_dir)) for a in quick]
+    # Every mask point in every batch, so the corrupt voxel is sampled in iteration 1.
+    line = error_line(rnr("register", *args, "--out", run_dir, "--set", "iterations=5",
+                          "--set", f"batch_size={int(mask.sum())}", "--name", "corrupt_t50"), "register")
+    _assert_stopped_on_non_finite_loss(line, "corrupt_t50", 1, 5)
+    assert files_in(run_dir) == []
+
+
+# ===================================================================== killed mid-registration (command)
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group this test started (start_new_session=True) and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # already gone: the caller's assertion says why
+        pass
+    proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_register_killed_mid_run_leaves_no_complete_looking_file(quick, tmp_path):
+    run_dir = tmp_path / "run"
+    assert _register(run_dir, quick, "--set", "iterations=2").code == 0  # an earlier, finished run
+    assert set(RUN_OUTPUTS) <= set(files_in(run_dir))
+    stderr = tmp_path / "register.err"
+    with open(stderr, "w") as err:
+        command = rnr_command("register", *quick, "--out", run_dir, "--set", "iterations=1000000",
+                              "--name", "killed")
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=child_env(),
+                                start_new_session=True)
+        try:
+            # tqdm draws the bar (0/1000000) when the loop starts: from then on the job is mid-registration.
+            wait_for_text(stderr, r"killed \(rnr\).*0/1000000", proc, timeout=120)
+            time.sleep(1.0)
+        finally:
+            _kill_group(proc)
+    assert proc.returncode == -signal.SIGKILL
+    assert files_in(run_dir) == [], f"a killed registration left {files_in(run_dir)}"
+    # The next step refuses the folder with a clear message instead of evaluating something half-made.
+    line = error_line(rnr("evaluate", "--case-dir", quick[1], "--run-dir", run_dir, "--mask", quick[3],
+                          "--no-figures"), "evaluate")
+    assert f"{run_dir / layout.CHECKPOINT}: checkpoint not found" in line
+    assert files_in(run_dir) == []
+
+
+# ============================================================================ the workflow, for real
+WORKFLOW_CONFIG = {
+    "dataset": "phantom",
+    "cases": [1],
+    "register_threads": 1,
+    "masks": {"method": "auto"},  # the phantom's Masks/ lung mask: no lungmask weights needed
+    "phantom": {"scale": 0.5, "seed": 0},
+    "configurations": {
+        "fast": {"iterations": 3, "batch_size": 200, "intermediate": False, "n_blocks": 1, "width": 16},
+        "absurd": {"iterations": 10, "batch_size": 200, "intermediate": False, "n_blocks": 1, "width": 16,
+                   "lr": 1e30},
+        # Long enough (about 0.01 - 0.05 s per iteration here) to be killed mid-loop, short enough to redo.
+        "slow": {"iterations": 400, "batch_size": 500, "intermediate": False},
+    },
+}
+
+
+def _run_files(configuration: str, case: int = 1, dataset: str = "phantom") -> dict[str, str]:
+    base = f"results/{dataset}/runs/{configuration}/case{case}"
+    return {name: f"{base}/{name}" for name in RUN_OUTPUTS}
+
+
+def _write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    """A workflow directory where the phantom, case 1's conversion and its mask are done (Snakemake ran
+    them), with the config ``reliability.yaml``; tests copy it."""
+    workdir = tmp_path_factory.mktemp("workflow_prepared")
+    config = _write_config(workdir / "reliability.yaml", WORKFLOW_CONFIG)
+    result = snakemake(workdir, "--configfile", config, "--cores", "1",
+                       "results/phantom/data/case1/mask_T00.nii.gz")
+    assert result.code == 0, result.text
+    return workdir
+
+
+def _workdir(prepared: Path, tmp_path: Path) -> tuple[Path, Path]:
+    workdir = copy_tree(prepared, tmp_path / "wd")
+    return workdir, workdir / "reliability.yaml"
+
+
+@pytest.fixture
+def workflow_copy(tmp_path) -> Path:
+    """A copy of the workflow itself (Snakefile, workflow/, config/) whose config/config.yaml a test edits."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "Snakefile").write_text((REPO / "Snakefile").read_text())
+    for folder in ("workflow", "config"):
+        copy_tree(REPO / folder, root / folder)
+    return root
+
+
+def _edit_default_config(root: Path, edit) -> None:
+    path = root / "config" / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    edit(config)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize(("edit", "fragments"), [
+    (lambda c: c.update(use_gpus=True),
+     ["'use_gpus' was unexpected", "Additional properties are not allowed"]),
+    (lambda c: c["masks"].update(wieghts=None), ["'wieghts' was unexpected", "instance['masks']"]),
+    (lambda c: c["configurations"]["rnr"].update(learning_rate=0.1),
+     ["'learning_rate' was unexpected", "instance['configurations']['rnr']"]),
+    (lambda c: c["configurations"]["rnr"].update(iterations="many"),
+     ["'many' is not of type 'integer'", "instance['configurations']['rnr']['iterations']"]),
+    (lambda c: c.update(cases=[1, 11]), ["11 is greater than the maximum of 10", "instance['cases'][1]"]),
+    (lambda c: c.update(cases=[0]), ["0 is less than the minimum of 1", "instance['cases'][0]"]),
+], ids=["unknown top-level key", "unknown masks key", "unknown setting in a configuration",
+        "iterations: many", "case 11", "case 0"])
+def test_bad_config_yaml_is_rejected_before_any_job(edit, fragments, workflow_copy, tmp_path):
+    _edit_default_config(workflow_copy, edit)
+    workdir = tmp_path / "wd"
+    workdir.mkdir()
+    result = snakemake(workdir, "--cores", "1", "--dry-run", snakefile=workflow_copy / "Snakefile")
+    assert result.code != 0
+    assert "Error validating config file" in result.text
+    line = validation_error(result.text)
+    head = result.text[result.text.index(line):]
+    for fragment in fragments:
+        assert fragment in head, f"{fragment!r} missing from:\n{head[:3000]}"
+    assert not (workdir / "results").exists()
+
+
+@pytest.mark.workflow
+def test_bad_configuration_in_a_config_file(tmp_path):
+    """The same checks for a file given with --configfile (merged over config.yaml)."""
+    workdir = tmp_path / "wd"
+    workdir.mkdir()
+    config = _write_config(tmp_path / "mine.yaml", {"configurations": {"quick": {"iterations": "many"}}})
+    result = snakemake(workdir, "--configfile", config, "--dry-run")
+    assert result.code != 0
+    assert "'many' is not of type 'integer'" in validation_error(result.text)
+    assert "instance['configurations']['quick']['iterations']" in result.text
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("value", ["true", "True"])
+def test_use_gpu_given_on_the_command_line(value, tmp_path):
+    """`--config use_gpu=true`, spelled as in config.yaml, means what `use_gpu: true` means (Snakemake hands
+    --config values over as strings unless they read as int, float, True or False)."""
+    workdir = tmp_path / "wd"
+    workdir.mkdir()
+    result = snakemake(workdir, "--dry-run", "--config", f"use_gpu={value}", "cases=[1]")
+    assert result.code == 0, result.text
+    assert "gpu=1" in result.text
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("folder", ["missing", "empty"])
+def test_dirlab_dir_missing_or_empty(folder, tmp_path):
+    workdir = tmp_path / "wd"
+    workdir.mkdir()
+    dirlab_dir = tmp_path / "dirlab"
+    if folder == "empty":
+        dirlab_dir.mkdir()
+    result = snakemake(workdir, "--cores", "1", "--config", "dataset=dirlab", f"dirlab_dir={dirlab_dir}",
+                       "cases=[1]", "--", "results/dirlab/data/case1/case.json")
+    assert result.code != 0, result.text
+    assert "Error in rule convert" in result.text
+    log = (workdir / "results/dirlab/logs/convert/case1.log").read_text()
+    expected = ("DIR-Lab folder not found (expected a folder holding Case1Pack/)" if folder == "missing"
+                else "no folder for case 1: expected Case1Pack/ (or Case1Deploy/, any letter case); "
+                     "found folders: none")
+    assert f"rnr convert: error: {dirlab_dir}: {expected}" in log, log
+    assert files_in(workdir / "results/dirlab/data") == []
+
+
+@pytest.mark.workflow
+@NO_CUDA
+def test_use_gpu_without_cuda_fails_the_registration(prepared, tmp_path):
+    """The schema's documented behaviour: use_gpu true means device cuda; no silent CPU fall-back, the
+    registration fails with a message in its log."""
+    workdir, config = _workdir(prepared, tmp_path)
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    assert "no silent CPU fall-back" in schema["properties"]["use_gpu"]["description"]
+    files = _run_files("fast")
+    gpu = _write_config(tmp_path / "gpu.yaml", {"use_gpu": True})
+    result = snakemake(workdir, "--configfile", config, gpu, "--cores", "1", "--", files[layout.RUN_JSON])
+    assert result.code != 0 and "Error in rule register" in result.text, result.text
+    log = (workdir / "results/phantom/logs/register/fast/case1.log").read_text()
+    assert "use_gpu=True -> device cuda" in log
+    assert "rnr register: error:" in log and "CUDA is not available" in log, log
+    assert files_in(workdir / "results/phantom/runs/fast/case1") == []
+
+
+@pytest.mark.workflow
+def test_non_finite_loss_in_the_workflow(prepared, tmp_path):
+    workdir, config = _workdir(prepared, tmp_path)
+    files = _run_files("absurd")
+    result = snakemake(workdir, "--configfile", config, "--cores", "1", "--", files[layout.RUN_JSON])
+    assert result.code != 0 and "Error in rule register" in result.text, result.text
+    log = (workdir / "results/phantom/logs/register/absurd/case1.log").read_text()
+    line = next((x for x in log.splitlines() if "rnr register: error:" in x), None)
+    assert line is not None and "Traceback" not in log, log
+    _assert_stopped_on_non_finite_loss(line, "absurd", 2, 10)
+    assert files_in(workdir / "results/phantom/runs/absurd/case1") == []
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_workflow_killed_mid_registration_redoes_exactly_that_job(prepared, tmp_path):
+    workdir, config = _workdir(prepared, tmp_path)
+    fast, slow = _run_files("fast"), _run_files("slow")
+    targets = [fast[layout.RUN_JSON], slow[layout.RUN_JSON]]
+    # 1. The fast registration finishes. The CPU time of this whole Snakemake run (parsing, the settings
+    #    job and a complete registration, loading included) bounds what the slow job spends before its loop.
+    before = _children_cpu_seconds()
+    result = snakemake(workdir, "--configfile", config, "--cores", "1", "--", fast[layout.RUN_JSON])
+    assert result.code == 0, result.text
+    pre_loop_bound = _children_cpu_seconds() - before
+    kept = [fast[layout.CHECKPOINT], "results/phantom/data/case1/case.json",
+            "results/phantom/data/case1/mask_T00.nii.gz"]
+    stamps = {f: (workdir / f).stat().st_mtime_ns for f in kept}
+
+    # 2. The slow registration is killed, with Snakemake, once it is inside its loop. The workflow runs
+    #    `rnr register --no-progress`, so nothing is printed while it fits: "inside the loop" is told by the
+    #    CPU time the job has used, more than a whole earlier run's.
+    run_dir = workdir / "results/phantom/runs/slow/case1"
+    with open(tmp_path / "killed_run.log", "w") as out:
+        proc = subprocess.Popen(snakemake_command(workdir, "--configfile", config, "--cores", "1", "--",
+                                                  *targets),
+                                stdout=out, stderr=subprocess.STDOUT, env=child_env(), start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            used = 0.0
+            while used < pre_loop_bound + 1.0:
+                assert proc.poll() is None, (tmp_path / "killed_run.log").read_text()
+                assert time.monotonic() < deadline, f"the slow registration used only {used:.1f} s CPU"
+                used = cpu_seconds(find_processes("register", "runs/slow/case1", cwd=workdir))
+                time.sleep(0.1)
+            assert files_in(run_dir) == [], "the slow registration ended before it could be killed"
+        finally:
+            _kill_group(proc)
+    deadline = time.monotonic() + 30
+    while find_processes(cwd=workdir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert find_processes(cwd=workdir) == [], "a process of the killed run is still running"
+    assert files_in(run_dir) == [], f"the killed registration left {files_in(run_dir)}"
+    assert not (workdir / "results/phantom/benchmarks/register/slow/case1.tsv").exists()
+
+    # 3. The plan of the re-run: that registration and nothing else.
+    assert snakemake(workdir, "--configfile", config, "--unlock").code == 0
+    plan = snakemake(workdir, "--configfile", config, "--cores", "1", "--dry-run", "--", *targets)
+    assert plan.code == 0, plan.text
+    assert job_counts(plan.text) == {"register": 1, "total": 1}, plan.text
+    assert re.search(r"rule register:.*?wildcards: configuration=slow, case=1", plan.text, re.S), plan.text
+
+    # 4. The re-run does it; nothing upstream and no finished registration is recomputed.
+    rerun = snakemake(workdir, "--configfile", config, "--cores", "1", "--rerun-incomplete", "--", *targets)
+    assert rerun.code == 0, rerun.text
+    assert len(re.findall(r"rule register:", rerun.text)) == 1 and "configuration=slow" in rerun.text
+    assert set(RUN_OUTPUTS) <= set(files_in(run_dir))
+    assert {f: (workdir / f).stat().st_mtime_ns for f in kept} == stamps
+    again = snakemake(workdir, "--configfile", config, "--dry-run", "--", *targets)
+    assert "Nothing to be done" in again.text
