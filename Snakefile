@@ -1,0 +1,56 @@
+# RNR lung 4DCT benchmark: convert -> segment -> register (case x configuration) -> evaluate -> tables.
+#
+#   snakemake --cores 4 all                                  # phantom, config/config.yaml
+#   snakemake --cores 4 all --configfile config/dirlab.yaml --config dirlab_dir=/data/dirlab
+#   snakemake --report results/report.html                  # HTML report of every table and figure
+#
+# Every step is one `rnr` subcommand (rnr --help); the rules only wire files together.
+# Configuration: config/config.yaml, validated by workflow/schemas/config.schema.yaml; files given with
+# --configfile (and --config key=value) merge over it.
+#
+# Results layout (<dataset> = config `dataset`: phantom or dirlab):
+#
+# results/<dataset>/
+#   source/                           phantom only: the generated dataset in DIR-Lab layout (rnr phantom)
+#   data/case<N>/                     converted case (rnr convert): T00..T50.nii.gz (HU), landmarks_*.csv,
+#                                     case.json, mask_provided.nii.gz (when DIR-Lab Masks/ exists)
+#     mask_T00.nii.gz                 the T00 lung mask used by registration and evaluation (rnr segment)
+#   settings/<configuration>.yaml     registration settings of one configuration (written from the config)
+#   runs/<configuration>/case<N>/     one registration (rnr register) and its evaluation (rnr evaluate):
+#     checkpoint.pt, loss.csv, landmarks_T00_warped.csv, run.json, metrics.json, figures/*.png
+#   runs/initial/case<N>/             the identity map ("before registration"): metrics.json, figures/
+#   tables/                           tre.csv, tre.md, tre.tex and the folding / runtime table (rnr tables)
+#   figures/                          figures over all cases and configurations (rnr figures)
+#   logs/<rule>/...                   one log per job
+#   benchmarks/register/<configuration>/case<N>.tsv   Snakemake's time / memory record per registration
+
+from pathlib import Path
+
+
+configfile: str(Path(workflow.basedir) / "config" / "config.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/segment.smk"
+include: "workflow/rules/register.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+localrules:
+    all,
+    settings,
+    tables,
+    figures,
+
+
+rule all:
+    input:
+        all_metrics(),
+        rules.tables.output,
+        rules.figures.output,
+    default_target: True

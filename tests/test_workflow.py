@@ -1,0 +1,259 @@
+"""The Snakemake workflow, run for real: lint, dry runs of the shipped configs, config validation, and a
+tiny phantom run (2 cases x 2 configurations) from a temporary directory that is killed after its first
+registration, resumed, and then checked: every table row, TRE after < TRE before, the HTML report."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.workflow
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "workflow_configs" / "tiny.yaml"
+
+
+def _env() -> dict[str, str]:
+    """The test interpreter's bin folder first on PATH, so the rules find this environment's `rnr`."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def _command(workdir: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+            str(workdir), *args]
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(_command(workdir, *args), capture_output=True, text=True, env=_env(),
+                          timeout=timeout)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The "Job stats" table of a (dry) run: rule -> number of jobs."""
+    block = output.split("Job stats:", 1)[1]
+    counts = {}
+    for line in block.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_lint_is_clean(tmp_path):
+    result = snakemake(tmp_path, "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_dry_run_default_config(tmp_path):
+    result = snakemake(tmp_path, "--dry-run", "--cores", "4", "all")
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    n_cases, n_configs = len(config["cases"]), len(config["configurations"])
+    assert n_cases == 10
+    assert job_counts(result.stdout) == {
+        "all": 1, "phantom": 1, "convert": n_cases, "segment": n_cases, "settings": n_configs,
+        "register": n_cases * n_configs, "evaluate": n_cases * n_configs, "evaluate_initial": n_cases,
+        "tables": 1, "figures": 1, "total": 4 + 3 * n_cases + n_configs + 2 * n_cases * n_configs,
+    }
+    assert "results/phantom/tables/tre.md" in result.stdout
+
+
+def test_dry_run_dirlab_config(tmp_path):
+    """config/dirlab.yaml merges over the default: five configurations at the model defaults, GPU jobs."""
+    (tmp_path / "dirlab").mkdir()
+    result = snakemake(tmp_path, "all", "--dry-run", "--cores", "4", "--configfile",
+                       str(REPO / "config" / "dirlab.yaml"), "--config", f"dirlab_dir={tmp_path / 'dirlab'}",
+                       "cases=[1,2]")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    assert counts["register"] == 2 * 5 and counts["settings"] == 5 and "phantom" not in counts
+    assert "gpu=1" in result.stdout
+    for name in ("rnr", "rnr_no_intermediate", "rnr_no_grad_penalty", "rnr_shared_weights", "rnr_trajectory"):
+        assert f"results/dirlab/runs/{name}/case2/checkpoint.pt" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--config", "bogus=1"], "('bogus' was unexpected)"),
+    (["--config", "dataset=dirlab"], "dataset is 'dirlab' but dirlab_dir is not set"),
+    (["--config", "masks={method: magic}"], "'magic' is not one of"),
+    (["--config", "configurations={initial: {}}"], "should not be valid under {'const': 'initial'}"),
+    (["--config", "configurations={rnr: {iterationz: 5}}"], "('iterationz' was unexpected)"),
+    (["--config", "use_gpu=maybe"], "'maybe' is not of type 'boolean'"),
+])
+def test_bad_config_is_rejected(tmp_path, args, message):
+    result = snakemake(tmp_path, "--dry-run", *args)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+
+
+def test_schema_describes_every_key():
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+
+    def walk(node: dict, where: str) -> None:
+        assert "description" in node, f"{where} has no description"
+        for key, child in node.get("properties", {}).items():
+            walk(child, f"{where}.{key}")
+        for key in ("items", "additionalProperties", "propertyNames"):
+            if isinstance(node.get(key), dict):
+                walk(node[key], f"{where}.{key}")
+        if node.get("type") == "object" or node.get("type") == ["object", "null"]:
+            assert node.get("additionalProperties") is not True, f"{where} accepts unknown keys"
+
+    walk(schema, "config")
+    # Every registration setting except `device` (use_gpu decides it) is described.
+    from rnr.config import Settings
+
+    settings = schema["properties"]["configurations"]["additionalProperties"]["properties"]
+    assert set(settings) == {f for f in Settings.__dataclass_fields__} - {"device"}
+
+
+# -- a real tiny run ---------------------------------------------------------------------------------------
+def _finished_registrations(workdir: Path) -> dict[Path, float]:
+    """Registrations Snakemake has finished: their benchmark record exists (written when the job ends)."""
+    done = {}
+    results = workdir / "results" / "phantom"
+    for bench in (results / "benchmarks" / "register").glob("*/case*.tsv"):
+        checkpoint = results / "runs" / bench.parent.name / bench.stem / "checkpoint.pt"
+        if checkpoint.is_file():
+            done[checkpoint] = checkpoint.stat().st_mtime_ns
+    return done
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> dict:
+    """Run the tiny config in a fresh directory, kill it after the first registration, resume it."""
+    workdir = tmp_path_factory.mktemp("tiny_workflow")
+    args = ("--configfile", str(TINY), "--cores", "1", "all")
+    with open(workdir / "first.log", "w") as log:
+        proc = subprocess.Popen(_command(workdir, *args), stdout=log, stderr=subprocess.STDOUT, env=_env(),
+                                start_new_session=True)
+        try:
+            deadline = time.monotonic() + 600
+            while not _finished_registrations(workdir):
+                assert proc.poll() is None, (workdir / "first.log").read_text()
+                assert time.monotonic() < deadline, "no registration finished within 10 min"
+                time.sleep(0.5)
+            time.sleep(2.0)  # let Snakemake record the job as finished and start the next one
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    finished = _finished_registrations(workdir)
+    unlock = snakemake(workdir, "--configfile", str(TINY), "--unlock")
+    assert unlock.returncode == 0, unlock.stderr
+    resumed = snakemake(workdir, *args, "--rerun-incomplete")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    return {"workdir": workdir, "finished_before_kill": finished,
+            "resume_log": resumed.stdout + resumed.stderr}
+
+
+@pytest.mark.slow
+def test_resume_keeps_finished_registrations(tiny_run):
+    finished = tiny_run["finished_before_kill"]
+    assert finished, "the first run was killed before any registration finished"
+    for checkpoint, mtime in finished.items():
+        assert checkpoint.stat().st_mtime_ns == mtime, f"{checkpoint} was recomputed after the resume"
+    n_done = len(finished)
+    assert len(re.findall(r"rule register:", tiny_run["resume_log"])) == 4 - n_done
+
+
+@pytest.mark.slow
+def test_tiny_run_tables(tiny_run):
+    config = yaml.safe_load(TINY.read_text())
+    results = tiny_run["workdir"] / "results" / "phantom"
+    tre = pd.read_csv(results / "tables" / "tre.csv")
+    configurations = ["initial", *config["configurations"]]
+    expected = {(case, name) for case in config["cases"] for name in configurations}
+    assert set(zip(tre["case"], tre["configuration"], strict=True)) == expected
+    assert len(tre) == len(expected)
+    for column in ("tre_mean_mm", "tre_std_mm", "tre_x_mm", "tre_y_mm", "tre_z_mm", "tre_snapped_mean_mm",
+                   "folding_fraction", "runtime_s", "device"):
+        assert tre[column].notna().all(), column
+    before = tre[tre.configuration == "initial"].set_index("case")["tre_mean_mm"]
+    for name in config["configurations"]:
+        after = tre[tre.configuration == name].set_index("case")["tre_mean_mm"]
+        assert (after < before).all(), f"{name}: TRE {after.to_dict()} not below {before.to_dict()}"
+        assert (tre[tre.configuration == name]["device"] == "cpu").all()
+    markdown = (results / "tables" / "tre.md").read_text()
+    for name in configurations:
+        assert name in markdown
+    assert "±" in markdown and "tabular" in (results / "tables" / "tre.tex").read_text()
+    assert (results / "tables" / "folding.csv").is_file()
+    assert sorted(p.name for p in (results / "figures").glob("*.png"))
+    for case in config["cases"]:
+        for name in configurations:
+            assert sorted((results / "runs" / name / f"case{case}" / "figures").glob("*.png")), (name, case)
+    settings = yaml.safe_load((results / "settings" / "rnr.yaml").read_text())
+    assert settings == {**config["configurations"]["rnr"], "device": "cpu"}
+
+
+@pytest.mark.slow
+def test_tiny_run_report(tiny_run):
+    workdir = tiny_run["workdir"]
+    report = workdir / "report.html"
+    result = snakemake(workdir, "--configfile", str(TINY), "--report", str(report))
+    assert result.returncode == 0, result.stdout + result.stderr
+    html = report.read_text(errors="replace")
+    for name in ("tre.csv", "tre.md", "tre.tex", "folding.csv", "tre_distribution"):
+        assert name in html, name
+
+
+@pytest.mark.slow
+def test_complete_run_has_nothing_to_do(tiny_run):
+    result = snakemake(tiny_run["workdir"], "--configfile", str(TINY), "--dry-run", "all")
+    assert result.returncode == 0, result.stderr
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_use_gpu_without_cuda_fails_naming_the_key(tiny_run, tmp_path):
+    """use_gpu: true on a machine without CUDA: the registration fails; its log names use_gpu and CUDA."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    workdir = shutil.copytree(tiny_run["workdir"], tmp_path / "copy", symlinks=True)
+    target = "results/phantom/runs/rnr/case1/checkpoint.pt"
+    # The edited setting (device cuda) reruns the settings file and so the registration.
+    result = snakemake(workdir, "--configfile", str(TINY), "--cores", "1", target, "--config", "use_gpu=true")
+    assert result.returncode != 0
+    log = (workdir / "results" / "phantom" / "logs" / "register" / "rnr" / "case1.log").read_text()
+    assert "use_gpu=True -> device cuda" in log and "needs CUDA" in log
+    assert "CUDA is not available" in log
+    assert not (workdir / target).exists()  # no half-finished run that looks complete
+
+
+@pytest.mark.slow
+def test_dirlab_dataset_reads_a_dirlab_folder(phantom_dataset, tmp_path):
+    """dataset=dirlab on a folder in the DIR-Lab layout (conftest's phantom, which has Masks/): convert,
+    the provided mask via masks.method auto, and the identity evaluation of case 1."""
+    import json
+
+    import numpy as np
+
+    from rnr.case import load_case
+    from rnr.phantom import load_truth
+
+    target = "results/dirlab/runs/initial/case1/metrics.json"
+    result = snakemake(tmp_path, "--configfile", str(TINY), "--cores", "2", target, "--config",
+                       "dataset=dirlab", f"dirlab_dir={phantom_dataset}", "masks={method: auto}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    case = load_case(tmp_path / "results" / "dirlab" / "data" / "case1")
+    assert np.array_equal(case.load_mask(), load_truth(phantom_dataset, 1).mask_T00)
+    assert "provided mask" in (tmp_path / "results" / "dirlab" / "logs" / "segment" / "case1.log").read_text()
+    metrics = json.loads((tmp_path / target).read_text())
+    assert metrics["tre"]["mean_mm"] == pytest.approx(3.89, abs=0.05)  # the phantom's calibrated initial TRE

@@ -1,0 +1,77 @@
+# Config validation and the path helpers every rule file uses.
+
+import re
+from pathlib import Path
+
+import yaml
+
+from snakemake.utils import validate
+
+from rnr.config import Settings, SettingsError
+from rnr.io import write_text
+
+
+# `--config` values arrive as strings unless Snakemake recognises them (it knows True/False, not true/false,
+# and reads [1,2] as strings): accept digit strings as case numbers and true/false for use_gpu.
+if isinstance(config.get("cases"), list):
+    config["cases"] = [int(c) if isinstance(c, str) and c.isdigit() else c for c in config["cases"]]
+if isinstance(config.get("use_gpu"), str) and config["use_gpu"].lower() in ("true", "false"):
+    config["use_gpu"] = config["use_gpu"].lower() == "true"
+
+validate(config, "../schemas/config.schema.yaml")
+
+if config["dataset"] == "dirlab" and not config.get("dirlab_dir"):
+    raise ValueError(
+        "config: dataset is 'dirlab' but dirlab_dir is not set; give the folder holding the Case{N}Pack "
+        "folders, e.g. --config dataset=dirlab dirlab_dir=/data/dirlab"
+    )
+if config["dataset"] == "dirlab" and not Path(config["dirlab_dir"]).is_dir():
+    raise ValueError(
+        f"config: dirlab_dir {config['dirlab_dir']!r} is not a folder (expected the folder holding the "
+        "Case{N}Pack folders of DIR-Lab, as unpacked; relative paths start in the working directory)"
+    )
+
+DATASET = config["dataset"]
+RESULTS = f"results/{DATASET}"
+CASES = [int(c) for c in config["cases"]]
+CONFIGURATIONS = list(config["configurations"])
+USE_GPU = bool(config["use_gpu"])
+# `use_gpu` decides the device of every registration: true -> "cuda" (the job fails, naming use_gpu in its
+# log, where no CUDA device exists), false -> "cpu".
+DEVICE = "cuda" if USE_GPU else "cpu"
+
+# Check every configuration against the method's settings now, before any job runs.
+for _name, _overrides in config["configurations"].items():
+    try:
+        Settings.from_mapping({**(_overrides or {}), "device": DEVICE}, where=f"config configurations.{_name}")
+    except SettingsError as _exc:
+        raise ValueError(str(_exc)) from None
+
+
+wildcard_constraints:
+    case=r"\d+",
+    configuration="|".join(re.escape(c) for c in CONFIGURATIONS),
+
+
+def registration_settings(configuration):
+    """The settings file content of one configuration: its overrides plus the device from use_gpu."""
+    return {**(config["configurations"][configuration] or {}), "device": DEVICE}
+
+
+def write_settings(path, settings, log):
+    """Write one configuration's settings as YAML (atomically; `rnr register --settings` reads it)."""
+    write_text(path, yaml.safe_dump(dict(settings), sort_keys=True))
+    write_text(log, f"settings {dict(settings)} -> {path}\n")
+
+
+def dirlab_source(wildcards, input):
+    """The folder holding Case{N}Pack/: generated for the phantom, the user's `dirlab_dir` otherwise."""
+    return input[0] if DATASET == "phantom" else config["dirlab_dir"]
+
+
+def all_metrics():
+    return expand(
+        f"{RESULTS}/runs/{{configuration}}/case{{case}}/metrics.json",
+        configuration=["initial", *CONFIGURATIONS],
+        case=CASES,
+    )

@@ -1,0 +1,45 @@
+# Registration: one fitted map per case x configuration (GPU when use_gpu is true).
+
+
+rule settings:
+    output:
+        f"{RESULTS}/settings/{{configuration}}.yaml",
+    params:
+        # A params change (edited configuration) makes Snakemake rewrite the file and rerun its registrations.
+        settings=lambda w: registration_settings(w.configuration),
+    log:
+        f"{RESULTS}/logs/settings/{{configuration}}.log",
+    run:
+        write_settings(output[0], params.settings, log[0])
+
+
+rule register:
+    input:
+        case_json=f"{RESULTS}/data/case{{case}}/case.json",
+        mask=f"{RESULTS}/data/case{{case}}/mask_T00.nii.gz",
+        settings=f"{RESULTS}/settings/{{configuration}}.yaml",
+    output:
+        checkpoint=f"{RESULTS}/runs/{{configuration}}/case{{case}}/checkpoint.pt",
+        loss=f"{RESULTS}/runs/{{configuration}}/case{{case}}/loss.csv",
+        landmarks=f"{RESULTS}/runs/{{configuration}}/case{{case}}/landmarks_T00_warped.csv",
+        run_json=f"{RESULTS}/runs/{{configuration}}/case{{case}}/run.json",
+    params:
+        case_dir=lambda w, input: Path(input.case_json).parent,
+        run_dir=lambda w, output: Path(output.checkpoint).parent,
+        device=DEVICE,
+        use_gpu=USE_GPU,
+    log:
+        f"{RESULTS}/logs/register/{{configuration}}/case{{case}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/register/{{configuration}}/case{{case}}.tsv"
+    threads: config["register_threads"]
+    resources:
+        # The SLURM executor turns gpu=1 into --gpus=1; locally, --resources gpu=N caps concurrent GPU jobs.
+        gpu=1 if USE_GPU else 0,
+    conda:
+        "../envs/rnr.yaml"
+    shell:
+        # Snakemake sets OMP_NUM_THREADS={threads} for the job, which torch follows.
+        "(echo 'config use_gpu={params.use_gpu} -> device {params.device} (use_gpu true needs CUDA on the node)';"
+        " rnr register --case-dir {params.case_dir} --out {params.run_dir} --mask {input.mask}"
+        " --settings {input.settings} --name {wildcards.configuration} --no-progress) > {log} 2>&1"
