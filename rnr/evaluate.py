@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from . import coords, layout, metrics, panels
 from .case import ConvertedCase, load_case
+from .fit import resolve_device
 from .io import InputError, read_csv, read_json, write_json
 from .transform import DEFAULT_CHUNK, IdentityTransform, Transform, load_transform
 from .warp import slice_points, warp_slice
@@ -229,15 +229,6 @@ def write_run_figures(
         except ValueError as exc:
             raise InputError(f"{loss_path}: expected a loss log with numeric columns ({exc})") from None
     return written
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cpu`` / ``cuda`` as given (cuda must exist)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available on this machine")
-    return torch.device(name)
 
 
 def evaluate_run(

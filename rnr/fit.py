@@ -32,6 +32,7 @@ import importlib
 import math
 import platform
 import resource
+import shutil
 import sys
 import time
 from abc import ABC, abstractmethod
@@ -171,9 +172,12 @@ class Objective(ABC):
     """A method's model and loss on a batch of mask points (what :func:`optimise` needs).
 
     ``term_names`` name the logged terms, in the order of the ``terms`` tensor ``loss`` returns.
+    ``main_threads``: when set, :func:`optimise` runs the loop with this many torch (OpenMP) threads on the
+    calling thread and restores the previous setting afterwards (an objective that parallelises by itself).
     """
 
     term_names: tuple[str, ...] = ()
+    main_threads: int | None = None
 
     @abstractmethod
     def parameters(self) -> list[torch.Tensor]:
@@ -189,12 +193,20 @@ class Objective(ABC):
 
 
 class RNRObjective(Objective):
-    """RNR's energy (method.md): mean_n D_n + alpha_grad * P + alpha_W * S, via one jet pass."""
+    """RNR's energy (method.md): mean_n D_n + alpha_grad * P + alpha_W * S, via one jet pass.
+
+    Threads on the CPU: the jet shares its chunks of points out to ``torch.get_num_threads()`` (at
+    construction) single-threaded workers, and everything else in the loop (sampling, NCC, Adam on 54k
+    parameters: small kernels that gain nothing from several threads) runs single-threaded. This avoids an
+    OpenMP barrier per small kernel, which on a busy shared machine costs a scheduler time slice each.
+    """
 
     def __init__(self, data: FitData, settings: Settings, dtype: torch.dtype = torch.float32):
         self.data = data
         self.settings = settings
         device = data.points.device
+        self.workers = torch.get_num_threads() if device.type == "cpu" else 1
+        self.main_threads = 1 if device.type == "cpu" else None
         self.model = ResNetMap(settings.n_blocks, settings.width, settings.shared_weights, settings.seed,
                                dtype=dtype).to(device)
         self._steps = torch.as_tensor([s - 1 for s in data.steps], device=device)
@@ -207,7 +219,7 @@ class RNRObjective(Objective):
     def phis_and_penalty(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(phis (N, B, 3) with phis[n-1] = phi_n(x), P ()); P is NaN (not computed) when alpha_grad = 0."""
         if self.settings.alpha_grad > 0:
-            phis, sq = self.model.jet(x)
+            phis, sq = self.model.jet(x, self.workers)
             return phis, losses.gradient_penalty_from_sums(sq, x.shape[0])
         return torch.stack(self.model.trajectory(x)[0][1:]), x.new_full((), math.nan)
 
@@ -266,6 +278,9 @@ def optimise(objective: Objective, sampler: PointSampler, iterations: int, lr: f
     bar = tqdm(total=iterations, disable=not progress, desc=label, unit="it", dynamic_ncols=True,
                mininterval=0.5 if tty else 30.0, file=sys.stderr)
     checked = 0
+    threads_before = torch.get_num_threads()
+    if objective.main_threads is not None:
+        torch.set_num_threads(objective.main_threads)
     start = time.perf_counter()
     try:
         for it in range(iterations):
@@ -290,6 +305,7 @@ def optimise(objective: Objective, sampler: PointSampler, iterations: int, lr: f
             bar.update(1)
     finally:
         bar.close()
+        torch.set_num_threads(threads_before)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     wall = time.perf_counter() - start
@@ -442,6 +458,10 @@ def register(case: ConvertedCase, mask: np.ndarray, settings: Settings, out_dir:
         out_dir = Path(out_dir)
         for file in OUTPUT_FILES:
             (out_dir / file).unlink(missing_ok=True)
+        # An evaluation of the earlier fit describes a map that no longer exists: drop it too, so a failed
+        # or killed re-registration never leaves stale metrics for `rnr tables` to publish.
+        (out_dir / layout.METRICS_JSON).unlink(missing_ok=True)
+        shutil.rmtree(out_dir / layout.FIGURES_DIR, ignore_errors=True)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     label = f"case {case.case} / {name} ({settings.method})"

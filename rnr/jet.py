@@ -111,14 +111,14 @@ class Workspace:
 
     @classmethod
     def for_shape(cls, cached: Workspace | None, m: int, width: int, n_blocks: int, dtype: torch.dtype,
-                  device: torch.device) -> Workspace:
-        """``cached`` if it fits these sizes and the current thread count (training buffers), else a new
-        workspace."""
+                  device: torch.device, workers: int | None = None) -> Workspace:
+        """``cached`` if it fits these sizes and worker count (training buffers), else a new workspace.
+        ``workers`` defaults to ``torch.get_num_threads()`` on the CPU."""
         device = torch.device(device)
-        workers = torch.get_num_threads() if device.type == "cpu" else 1
+        if workers is None:
+            workers = torch.get_num_threads() if device.type == "cpu" else 1
         if cached is not None and cached.key[:6] == (m, width, n_blocks, dtype, device, True):
-            n_chunks = len(cached.bounds)
-            if cached.workers == max(1, min(workers, n_chunks)):
+            if cached.workers == max(1, min(workers, len(cached.bounds))):
                 return cached
         return cls(m, width, n_blocks, dtype, device, workers=workers)
 
@@ -356,13 +356,17 @@ def jet(x: torch.Tensor, unique_params: Sequence[BlockParams], layout: Sequence[
         unique_params: the distinct blocks' parameters (W1, b1, W2, b2, W3, b3); one entry when the
             weights are shared.
         layout: for each step n = 1..N the index into ``unique_params`` of the block it uses.
-        workspace: buffers to reuse (see :class:`Workspace`); a fresh one when None or when it does not fit.
+        workspace: buffers (and worker threads) to use, see :class:`Workspace`; when None or when it does
+            not fit these sizes, a fresh one with ``torch.get_num_threads()`` workers.
     Returns:
         phis: (N, M, 3), phis[n-1] = phi_n(x).
         sq: (N,), sq[n-1] = sum_m ||d/dx F_n(phi_{n-1}(x_m))||_F^2 (the summand of P, method.md).
     """
     _check_inputs(x, unique_params)
     width = unique_params[0][0].shape[0]
-    ws = Workspace.for_shape(workspace, x.shape[0], width, len(layout), x.dtype, x.device)
+    key = (x.shape[0], width, len(layout), x.dtype, x.device, True)
+    ws = workspace if workspace is not None and workspace.key[:6] == key else None
+    if ws is None:
+        ws = Workspace(x.shape[0], width, len(layout), x.dtype, x.device)
     flat = [p for block in unique_params for p in block]
     return _JetFunction.apply(x, tuple(int(i) for i in layout), ws, *flat)

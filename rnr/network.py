@@ -134,13 +134,14 @@ class ResNetMap(nn.Module):
         return phis, residuals
 
     # -- fast paths -----------------------------------------------------------------------------------
-    def jet(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def jet(self, x: torch.Tensor, workers: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Fitting fast path: (phis (N, M, 3) with phis[n-1] = phi_n(x), sq (N,) with
         sq[n-1] = sum_m ||d/dx F_n(phi_{n-1}(x_m))||_F^2). Differentiable w.r.t. the parameters only.
 
-        Buffers are reused between calls: call backward on one result before the next ``jet`` call."""
+        Buffers are reused between calls: call backward on one result before the next ``jet`` call.
+        ``workers``: CPU threads sharing the chunks of points (default ``torch.get_num_threads()``)."""
         self._workspace = _jet.Workspace.for_shape(self._workspace, x.shape[0], self.width, self.n_blocks,
-                                                   x.dtype, x.device)
+                                                   x.dtype, x.device, workers)
         params = [b.params() for b in self.blocks]  # type: ignore[attr-defined]
         return _jet.jet(x, params, self.layout, self._workspace)
 

@@ -51,7 +51,12 @@ def reference_passes_without_jacobians(model: ResNetMap, x: torch.Tensor) -> tor
 
 
 class ReferenceRNRObjective(RNRObjective):
-    """:class:`rnr.fit.RNRObjective` with the straightforward passes instead of the jet."""
+    """:class:`rnr.fit.RNRObjective` with the straightforward passes instead of the jet, run the way such
+    code runs: every kernel on torch's default intra-op threads."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.main_threads = None
 
     def phis_and_penalty(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.settings.alpha_grad > 0:

@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -78,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = register(case, mask, settings, args.out, name=args.name, progress=not args.no_progress)
     except FitError as exc:
-        print(f"rnr register: error: {exc}")
-        return 1
+        # Same contract as every other expected failure (cli.main): one line on stderr, exit code 2.
+        print(f"rnr register: error: {exc}", file=sys.stderr)
+        return 2
     rec = result.record
     p00, p50 = case.landmarks("T00"), case.landmarks("T50")
     before = mean_tre_mm(p00, p50, case.spacing_xyz)
