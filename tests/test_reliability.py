@@ -523,12 +523,16 @@ def test_dirlab_dir_missing_or_empty(folder, tmp_path):
     result = snakemake(workdir, "--cores", "1", "--config", "dataset=dirlab", f"dirlab_dir={dirlab_dir}",
                        "cases=[1]", "--", "results/dirlab/data/case1/case.json")
     assert result.code != 0, result.text
-    assert "Error in rule convert" in result.text
-    log = (workdir / "results/dirlab/logs/convert/case1.log").read_text()
-    expected = ("DIR-Lab folder not found (expected a folder holding Case1Pack/)" if folder == "missing"
-                else "no folder for case 1: expected Case1Pack/ (or Case1Deploy/, any letter case); "
-                     "found folders: none")
-    assert f"rnr convert: error: {dirlab_dir}: {expected}" in log, log
+    if folder == "missing":
+        # Caught when the workflow is parsed, before any job runs.
+        assert f"config: dirlab_dir '{dirlab_dir}' is not a folder (expected the folder holding the " \
+               "Case{N}Pack folders" in result.text, result.text
+    else:
+        assert "Error in rule convert" in result.text
+        log = (workdir / "results/dirlab/logs/convert/case1.log").read_text()
+        expected = ("no folder for case 1: expected Case1Pack/ (or Case1Deploy/, any letter case); "
+                    "found folders: none")
+        assert f"rnr convert: error: {dirlab_dir}: {expected}" in log, log
     assert files_in(workdir / "results/dirlab/data") == []
 
 

@@ -74,16 +74,18 @@ def test_dry_run_default_config(tmp_path):
 
 
 def test_dry_run_dirlab_config(tmp_path):
-    """config/dirlab.yaml merges over the default: five configurations at the model defaults, GPU jobs."""
+    """config/dirlab.yaml merges over the default: five RNR configurations at the model defaults and the two
+    baselines, GPU jobs."""
     (tmp_path / "dirlab").mkdir()
     result = snakemake(tmp_path, "all", "--dry-run", "--cores", "4", "--configfile",
                        str(REPO / "config" / "dirlab.yaml"), "--config", f"dirlab_dir={tmp_path / 'dirlab'}",
                        "cases=[1,2]")
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
-    assert counts["register"] == 2 * 5 and counts["settings"] == 5 and "phantom" not in counts
+    assert counts["register"] == 2 * 7 and counts["settings"] == 7 and "phantom" not in counts
     assert "gpu=1" in result.stdout
-    for name in ("rnr", "rnr_no_intermediate", "rnr_no_grad_penalty", "rnr_shared_weights", "rnr_trajectory"):
+    for name in ("rnr", "rnr_no_intermediate", "rnr_no_grad_penalty", "rnr_shared_weights", "rnr_trajectory",
+                 "idir", "demons"):
         assert f"results/dirlab/runs/{name}/case2/checkpoint.pt" in result.stdout
 
 
