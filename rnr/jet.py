@@ -20,8 +20,11 @@ small kernel over the cores (no barrier per kernel) and degrades gracefully on a
 live in a reusable :class:`Workspace` (no allocation, hence no page faults, per iteration); only s1, c1,
 [a2; h2], c2, s2 and the block inputs are kept for the backward (the tangent products are recomputed in
 cache); the backward is written out by hand (once differentiable) instead of autograd recomputing sin/cos
-through many small kernels. Results do not depend on the number of threads except for the order in which
-the per-thread weight gradients are summed (float rounding). ``tests/test_network.py`` checks it against
+through many small kernels; float32 sin/cos on the CPU go through NumPy's SIMD loops (:func:`_sin_cos`).
+Measured on the 2-core development machine (10,000 points, 5 blocks of width 100): ~0.24 s of CPU per
+iteration single-threaded against ~1.4 s for the straightforward formulation. Results do not depend on the
+number of threads except for the order in which the per-thread weight gradients are summed (float
+rounding). ``tests/test_network.py`` checks it against
 ``torch.autograd.gradcheck`` in float64 and against the straightforward formulation (rnr/reference.py).
 """
 
@@ -31,6 +34,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 
 #: Points per chunk on the CPU. 1024 points x 100 hidden units keep a chunk's working set (~7 MB) in the
@@ -47,6 +51,10 @@ class Workspace:
     the next forward that uses this workspace, so a backward must come before the next forward
     (:attr:`generation` lets the backward check that). With ``save=False`` (evaluation) one set of
     chunk-sized buffers is reused for every block and chunk, so memory does not grow with M or N.
+
+    Memory with ``save=True``: about 3.3 kB per point and block in float32 at width 100 (165 MB for the
+    default 10,000 points and 5 blocks). ``workers`` (CPU only; default ``torch.get_num_threads()``) threads
+    share the chunks, whose number is rounded up to a multiple of the workers.
     """
 
     _SAVED = {"s1": (1, None), "c1": (1, None), "a2": (4, None), "s2": (1, None), "c2": (1, None),
@@ -57,7 +65,13 @@ class Workspace:
         device = torch.device(device)
         if chunk is None:
             chunk = CPU_CHUNK if device.type == "cpu" else m
+        if workers is None:
+            workers = torch.get_num_threads() if device.type == "cpu" and save else 1
+        # Evaluation passes (save=False) share one set of block buffers, so they run on one thread.
+        workers = max(1, workers) if save else 1
         n_chunks = max(1, -(-m // chunk))
+        if workers > 1:  # a multiple of the workers, so that they all get the same number of points
+            n_chunks = min(m, -(-n_chunks // workers) * workers)
         base, extra = divmod(m, n_chunks)  # equal chunks (no tiny remainder chunk)
         self.bounds: list[tuple[int, int]] = []
         start = 0
@@ -66,10 +80,7 @@ class Workspace:
             self.bounds.append((start, stop))
             start = stop
         self.save = save
-        if workers is None:
-            workers = torch.get_num_threads() if device.type == "cpu" and save else 1
-        # Evaluation passes (save=False) share one set of block buffers, so they run on one thread.
-        self.workers = max(1, min(workers, n_chunks)) if save else 1
+        self.workers = min(workers, n_chunks)
         self.key = (m, width, n_blocks, dtype, device, save, self.workers)
         q, cmax = width, max(b - a for a, b in self.bounds)
         opts = {"dtype": dtype, "device": device}
@@ -156,6 +167,19 @@ def _single_threaded() -> None:
     torch.set_num_threads(1)
 
 
+def _sin_cos(a: torch.Tensor, s: torch.Tensor, c: torch.Tensor) -> None:
+    """s = sin(a), c = cos(a) in place. On the CPU in float32 through NumPy's SIMD loops (same memory, GIL
+    released): 2.4x faster than torch's on this machine class (55 vs 130 us per 100k values), within an
+    ulp. Elsewhere torch's kernels."""
+    if a.device.type == "cpu" and a.dtype == torch.float32:
+        values = a.numpy()
+        np.cos(values, out=c.numpy())
+        np.sin(values, out=s.numpy())
+    else:
+        torch.cos(a, out=c)
+        torch.sin(a, out=s)
+
+
 def _prepare(p: BlockParams) -> tuple[torch.Tensor, ...]:
     """Contiguous transposes once per pass: MKL runs the skinny (K = 3) products ~10x slower on views."""
     w1, b1, w2, b2, w3, b3 = (t.detach() for t in p)
@@ -172,13 +196,11 @@ def _forward_block(ws: Workspace, tmp: _Temps, n: int, k: int, p: tuple[torch.Te
     u = tmp.u[:3 * c]
     torch.mm(x0, w1t, out=a1)                                   # [a1 - b1; h1]
     a1[:c] += b1
-    torch.cos(a1[:c], out=c1)
-    torch.sin(a1[:c], out=s1)
+    _sin_cos(a1[:c], s1, c1)
     torch.mul(a1[c:].view(3, c, -1), c1, out=u.view(3, c, -1))  # u1 = cos(a1) h1
     torch.addmm(b2, s1, w2t, out=a2[:c])                        # a2
     torch.mm(u, w2t, out=a2[c:])                                # h2
-    torch.cos(a2[:c], out=c2)
-    torch.sin(a2[:c], out=s2)
+    _sin_cos(a2[:c], s2, c2)
     torch.mul(a2[c:].view(3, c, -1), c2, out=u.view(3, c, -1))  # u2 = cos(a2) h2
     torch.addmm(b3, s2, w3.t(), out=y[:c])                      # F
     torch.mm(u, w3.t(), out=y[c:])                              # G (tangents of F w.r.t. x)
