@@ -62,8 +62,7 @@ class EqualityCheck:
         return self.loss_rel_diff <= self.loss_rtol and self.grad_max_rel_diff <= self.grad_rtol
 
 
-def first_iteration_check(data: FitData, settings: Settings, dtype: torch.dtype = torch.float32
-                          ) -> EqualityCheck:
+def first_iteration_check(data: FitData, settings: Settings, dtype: torch.dtype = torch.float32) -> EqualityCheck:
     """Loss and parameter gradients of both formulations on the first batch, from the same initial network."""
     idx = make_sampler(settings, data.n_points, data.points.device).next()
     out = []
@@ -74,8 +73,9 @@ def first_iteration_check(data: FitData, settings: Settings, dtype: torch.dtype 
         out.append((loss.detach(), grads))
     (loss_p, grads_p), (loss_r, grads_r) = out
     loss_rel = float((loss_p - loss_r).abs() / loss_r.abs().clamp_min(1e-30))
-    grad_rel = max(float((gp - gr).abs().max() / gr.abs().max().clamp_min(1e-30))
-                   for gp, gr in zip(grads_p, grads_r, strict=True))
+    grad_rel = max(
+        float((gp - gr).abs().max() / gr.abs().max().clamp_min(1e-30)) for gp, gr in zip(grads_p, grads_r, strict=True)
+    )
     return EqualityCheck(float(loss_p), float(loss_r), loss_rel, grad_rel)
 
 
@@ -124,8 +124,9 @@ class LoopTiming:
         return statistics.median(self.iterations_per_s)
 
 
-def time_loop(cls: type[RNRObjective], data: FitData, settings: Settings, timing: LoopTiming, *,
-              progress: bool, label: str) -> None:
+def time_loop(
+    cls: type[RNRObjective], data: FitData, settings: Settings, timing: LoopTiming, *, progress: bool, label: str
+) -> None:
     """One full loop of ``settings.iterations`` with a fresh network and sampler; appends to ``timing``."""
     device = data.points.device
     _reset_peak(device)
@@ -137,36 +138,60 @@ def time_loop(cls: type[RNRObjective], data: FitData, settings: Settings, timing
     timing.peak_memory_mb.append(_peak_mb(device))
 
 
-def run_benchmark(case: ConvertedCase, mask: np.ndarray, settings: Settings, repeats: int = 1,
-                  reference: bool = True, progress: bool = True,
-                  say: Callable[[str], None] = print) -> dict[str, Any]:
+def run_benchmark(
+    case: ConvertedCase,
+    mask: np.ndarray,
+    settings: Settings,
+    repeats: int = 1,
+    reference: bool = True,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Check equality on the first iteration, then time both loops ``repeats`` times; return a record."""
     if settings.method != "rnr":
         raise ValueError(f"rnr bench times RNR's loop; got method={settings.method!r}")
     device = resolve_device(settings.device)
     data = prepare_data(case, mask, settings, device)
     batch = settings.resolve_batch_size(data.n_points)
-    say(f"bench: case {case.case} {case.size_xyz} on {device} ({device_description(device)}), "
+    say(
+        f"bench: case {case.case} {case.size_xyz} on {device} ({device_description(device)}), "
         f"{data.n_points} mask points, {settings.iterations} iterations x {batch} points, "
         f"{settings.n_blocks} blocks of width {settings.width}, "
-        f"terms: {', '.join(t.label for t in data.terms)}")
+        f"terms: {', '.join(t.label for t in data.terms)}"
+    )
     check = first_iteration_check(data, settings)
-    say(f"bench: first iteration: loss {check.loss_project:.8f} (project) vs {check.loss_reference:.8f} "
+    say(
+        f"bench: first iteration: loss {check.loss_project:.8f} (project) vs {check.loss_reference:.8f} "
         f"(reference), relative difference {check.loss_rel_diff:.1e}; largest relative gradient difference "
         f"{check.grad_max_rel_diff:.1e} -> {'equal' if check.passed else 'NOT EQUAL'} to float precision "
-        f"(tolerances {LOSS_RTOL:g}, {GRAD_RTOL:g})")
+        f"(tolerances {LOSS_RTOL:g}, {GRAD_RTOL:g})"
+    )
     loops = [LoopTiming("project")] + ([LoopTiming("reference")] if reference else [])
     classes = {"project": RNRObjective, "reference": ReferenceRNRObjective}
     for r in range(repeats):
         for timing in loops:
-            time_loop(classes[timing.name], data, settings, timing, progress=progress,
-                      label=f"{timing.name} {r + 1}/{repeats}")
-            say(f"bench: repeat {r + 1}/{repeats} {timing.name}: {timing.iterations_per_s[-1]:.3f} it/s "
-                f"({timing.wall_s[-1]:.1f} s), peak memory {timing.peak_memory_mb[-1]:.0f} MB")
+            time_loop(
+                classes[timing.name],
+                data,
+                settings,
+                timing,
+                progress=progress,
+                label=f"{timing.name} {r + 1}/{repeats}",
+            )
+            say(
+                f"bench: repeat {r + 1}/{repeats} {timing.name}: {timing.iterations_per_s[-1]:.3f} it/s "
+                f"({timing.wall_s[-1]:.1f} s), peak memory {timing.peak_memory_mb[-1]:.0f} MB"
+            )
     record: dict[str, Any] = {
-        "case": case.case, "size_xyz": list(case.size_xyz), "n_points": data.n_points, "batch_size": batch,
-        "settings": settings.to_dict(), "repeats": repeats, "device": str(device),
-        "device_name": device_description(device), "threads": torch.get_num_threads(),
+        "case": case.case,
+        "size_xyz": list(case.size_xyz),
+        "n_points": data.n_points,
+        "batch_size": batch,
+        "settings": settings.to_dict(),
+        "repeats": repeats,
+        "device": str(device),
+        "device_name": device_description(device),
+        "threads": torch.get_num_threads(),
         "equality": {**asdict(check), "passed": check.passed},
         "loops": {t.name: {**asdict(t), "median_iterations_per_s": t.median_iterations_per_s} for t in loops},
         "versions": package_versions(),

@@ -94,16 +94,19 @@ class ConvertedCase:
         return mask
 
 
-def check_on_grid(image: sitk.Image, size_xyz: tuple[int, int, int], spacing_xyz: tuple[float, float, float],
-                  path: str | Path) -> None:
+def check_on_grid(
+    image: sitk.Image, size_xyz: tuple[int, int, int], spacing_xyz: tuple[float, float, float], path: str | Path
+) -> None:
     """Raise InputError unless ``image`` has exactly size ``size_xyz`` and spacing ``spacing_xyz``."""
     size = tuple(int(s) for s in image.GetSize())
     if image.GetDimension() != 3 or size != tuple(size_xyz):
         hint = ""
         if sorted(size) == sorted(size_xyz):
             hint = " (same voxel count in another axis order: the mask's axes are permuted)"
-        raise InputError(f"{path}: expected a 3-D mask of size (x, y, z) = {tuple(size_xyz)} on the T00 grid, "
-                         f"found size {size}{hint}")
+        raise InputError(
+            f"{path}: expected a 3-D mask of size (x, y, z) = {tuple(size_xyz)} on the T00 grid, "
+            f"found size {size}{hint}"
+        )
     spacing = tuple(float(s) for s in image.GetSpacing())
     if any(abs(a - b) > _SPACING_TOL for a, b in zip(spacing, spacing_xyz, strict=True)):
         raise InputError(f"{path}: expected spacing (x, y, z) = {tuple(spacing_xyz)} mm, found {spacing}")
@@ -123,5 +126,11 @@ def load_case(path: str | Path) -> ConvertedCase:
     for needed in ("T00", "T50"):
         if needed not in phases:
             raise InputError(f"{path / layout.image_name(needed)}: missing; a converted case needs T00 and T50")
-    return ConvertedCase(path=path, case=case, size_xyz=size, spacing_xyz=spacing, phases=phases,  # type: ignore
-                         info=info)
+    return ConvertedCase(
+        path=path,
+        case=case,
+        size_xyz=size,
+        spacing_xyz=spacing,
+        phases=phases,  # type: ignore
+        info=info,
+    )

@@ -111,10 +111,13 @@ class Settings:
             raise SettingsError(
                 "settings 'demons_iterations' and 'demons_shrink' need one entry per resolution level "
                 f"(the same non-zero length); got {list(self.demons_iterations)} and "
-                f"{list(self.demons_shrink)}")
+                f"{list(self.demons_shrink)}"
+            )
         if any(s < 1 for s in self.demons_shrink) or any(i < 0 for i in self.demons_iterations):
-            raise SettingsError("setting 'demons_shrink' needs factors >= 1 and 'demons_iterations' counts "
-                                f">= 0; got {list(self.demons_shrink)} and {list(self.demons_iterations)}")
+            raise SettingsError(
+                "setting 'demons_shrink' needs factors >= 1 and 'demons_iterations' counts "
+                f">= 0; got {list(self.demons_shrink)} and {list(self.demons_iterations)}"
+            )
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
@@ -125,8 +128,7 @@ class Settings:
         unknown = sorted(set(mapping) - set(valid))
         if unknown:
             raise SettingsError(
-                f"{where}: unknown setting(s) {', '.join(map(repr, unknown))}; "
-                f"valid settings are: {', '.join(valid)}"
+                f"{where}: unknown setting(s) {', '.join(map(repr, unknown))}; valid settings are: {', '.join(valid)}"
             )
         values = {k: _coerce(k, v, valid[k].type, where) for k, v in mapping.items()}
         method = values.get("method", cls.method)
@@ -151,8 +153,7 @@ class Settings:
         except (OSError, yaml.YAMLError) as exc:
             raise SettingsError(f"{path}: cannot read settings ({exc})") from None
         if not isinstance(data, Mapping):
-            raise SettingsError(f"{path}: expected a mapping of setting -> value, "
-                                f"found {type(data).__name__}")
+            raise SettingsError(f"{path}: expected a mapping of setting -> value, found {type(data).__name__}")
         return cls.from_mapping({**data, **dict(overrides or {})}, where=str(path))
 
     def replace(self, **changes: Any) -> Settings:
@@ -199,15 +200,13 @@ def _parse_batch_size(value: int | str) -> int | None:
     text = str(value).replace(" ", "")
     if text.startswith("mask/") and text[5:].isdigit() and int(text[5:]) > 0:
         return int(text[5:])
-    raise SettingsError("setting 'batch_size' must be a positive integer or 'mask/K' (e.g. mask/30), "
-                        f"got {value!r}")
+    raise SettingsError(f"setting 'batch_size' must be a positive integer or 'mask/K' (e.g. mask/30), got {value!r}")
 
 
 def _coerce(key: str, value: Any, annotation: Any, where: str) -> Any:
     """Check one value against its field's type; ints are accepted for floats, nothing else is coerced."""
     type_text = str(annotation)
-    bad = SettingsError(f"{where}: setting {key!r} expects {type_text}, "
-                        f"got {value!r} ({type(value).__name__})")
+    bad = SettingsError(f"{where}: setting {key!r} expects {type_text}, got {value!r} ({type(value).__name__})")
     if type_text == "bool":
         if not isinstance(value, bool):
             raise bad
@@ -232,8 +231,7 @@ def _coerce(key: str, value: Any, annotation: Any, where: str) -> Any:
         return value
     if type_text == "tuple[int, ...]":
         # A YAML list (or a tuple) of integers, e.g. demons_iterations: [200, 100, 50].
-        if not isinstance(value, list | tuple) or any(isinstance(v, bool) or not isinstance(v, int)
-                                                       for v in value):
+        if not isinstance(value, list | tuple) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
             raise bad
         return tuple(value)
     if type_text == "int | str":

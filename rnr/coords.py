@@ -36,8 +36,9 @@ def _as_size(size_xyz: Sequence[int]) -> tuple[int, int, int]:
 def _vec(values: Sequence[float], like: ArrayLike) -> ArrayLike:
     """Per-axis constants shaped (3,) in the array library and dtype of ``like``."""
     if isinstance(like, torch.Tensor):
-        return torch.as_tensor(values, dtype=like.dtype if like.is_floating_point() else torch.float32,
-                               device=like.device)
+        return torch.as_tensor(
+            values, dtype=like.dtype if like.is_floating_point() else torch.float32, device=like.device
+        )
     dtype = like.dtype if np.issubdtype(np.asarray(like).dtype, np.floating) else np.float64
     return np.asarray(values, dtype=dtype)
 

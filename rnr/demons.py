@@ -73,8 +73,12 @@ class FieldTransform(Transform):
 
     kind = "demons"
 
-    def __init__(self, size_xyz: Sequence[int], spacing_xyz: Sequence[float],
-                 displacement_vox: np.ndarray | torch.Tensor | None = None):
+    def __init__(
+        self,
+        size_xyz: Sequence[int],
+        spacing_xyz: Sequence[float],
+        displacement_vox: np.ndarray | torch.Tensor | None = None,
+    ):
         """``displacement_vox``: (nz, ny, nx, 3) displacement in voxels, columns (dx, dy, dz); None = zero."""
         super().__init__(size_xyz, spacing_xyz)
         shape = coords.size_xyz_to_shape_zyx(self.size_xyz)
@@ -82,8 +86,9 @@ class FieldTransform(Transform):
             displacement_vox = np.zeros(shape + (3,), dtype=np.float32)
         disp = torch.as_tensor(np.asarray(displacement_vox, dtype=np.float32))
         if tuple(disp.shape) != shape + (3,):
-            raise ValueError(f"displacement field must have shape (nz, ny, nx, 3) = {shape + (3,)}, "
-                             f"got {tuple(disp.shape)}")
+            raise ValueError(
+                f"displacement field must have shape (nz, ny, nx, 3) = {shape + (3,)}, got {tuple(disp.shape)}"
+            )
         half = torch.tensor([(n - 1) / 2.0 for n in self.size_xyz], dtype=torch.float32)
         self.field = (disp / half).permute(3, 0, 1, 2).unsqueeze(0).contiguous()
 
@@ -155,11 +160,13 @@ class DemonsParams:
 
     def __post_init__(self) -> None:
         if len(self.shrink) != len(self.iterations) or not self.shrink:
-            raise ValueError(f"demons: shrink {self.shrink} and iterations {self.iterations} need the same "
-                             "non-zero number of levels")
+            raise ValueError(
+                f"demons: shrink {self.shrink} and iterations {self.iterations} need the same non-zero number of levels"
+            )
         if any(int(s) < 1 for s in self.shrink) or any(int(i) < 0 for i in self.iterations):
-            raise ValueError(f"demons: shrink factors must be >= 1 and iterations >= 0, got {self.shrink}, "
-                             f"{self.iterations}")
+            raise ValueError(
+                f"demons: shrink factors must be >= 1 and iterations >= 0, got {self.shrink}, {self.iterations}"
+            )
         if not self.window_hu[0] < self.window_hu[1]:
             raise ValueError(f"demons: window_hu must be (low, high) with low < high, got {self.window_hu}")
 
@@ -167,8 +174,11 @@ class DemonsParams:
     def from_settings(cls, settings: Settings) -> DemonsParams:
         """The ``demons_iterations``, ``demons_shrink`` and ``demons_sigma`` keys of ``settings``; the rest
         are the class defaults."""
-        return cls(shrink=tuple(settings.demons_shrink), iterations=tuple(settings.demons_iterations),
-                   sigma_field=float(settings.demons_sigma))
+        return cls(
+            shrink=tuple(settings.demons_shrink),
+            iterations=tuple(settings.demons_iterations),
+            sigma_field=float(settings.demons_sigma),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -182,8 +192,9 @@ def _image(array_zyx: np.ndarray, spacing_xyz: Sequence[float]) -> sitk.Image:
     return image
 
 
-def preprocess(hu_zyx: np.ndarray, mask_zyx: np.ndarray, spacing_xyz: Sequence[float],
-               params: DemonsParams) -> np.ndarray:
+def preprocess(
+    hu_zyx: np.ndarray, mask_zyx: np.ndarray, spacing_xyz: Sequence[float], params: DemonsParams
+) -> np.ndarray:
     """Windowed, [0, 1]-scaled, lung-masked volume (z, y, x) float32 (module docstring, 'Pre-processing')."""
     low, high = params.window_hu
     out = (np.clip(np.asarray(hu_zyx, dtype=np.float32), low, high) - low) / (high - low)
@@ -191,8 +202,8 @@ def preprocess(hu_zyx: np.ndarray, mask_zyx: np.ndarray, spacing_xyz: Sequence[f
         sx, sy, sz = (float(s) for s in spacing_xyz)
         # Ellipsoidal structuring element of radius mask_margin_mm on the anisotropic grid.
         rz, ry, rx = (int(np.ceil(params.mask_margin_mm / s)) for s in (sz, sy, sx))
-        z, y, x = np.ogrid[-rz:rz + 1, -ry:ry + 1, -rx:rx + 1]
-        ball = (z * sz) ** 2 + (y * sy) ** 2 + (x * sx) ** 2 <= params.mask_margin_mm ** 2
+        z, y, x = np.ogrid[-rz : rz + 1, -ry : ry + 1, -rx : rx + 1]
+        ball = (z * sz) ** 2 + (y * sy) ** 2 + (x * sx) ** 2 <= params.mask_margin_mm**2
         region = ndimage.binary_dilation(np.asarray(mask_zyx, dtype=bool), structure=ball)
     else:
         region = np.asarray(mask_zyx, dtype=bool)
@@ -200,8 +211,9 @@ def preprocess(hu_zyx: np.ndarray, mask_zyx: np.ndarray, spacing_xyz: Sequence[f
     return out
 
 
-def level_factors(size_xyz: Sequence[int], spacing_xyz: Sequence[float], shrink: int,
-                  min_size: int) -> tuple[int, int, int]:
+def level_factors(
+    size_xyz: Sequence[int], spacing_xyz: Sequence[float], shrink: int, min_size: int
+) -> tuple[int, int, int]:
     """Per-axis shrink factors (x, y, z) for a level: ``shrink`` on the finest axis, less on coarser axes
     (``round(shrink * min spacing / spacing)``), at least 1, never leaving fewer than ``min_size`` voxels."""
     finest = min(float(s) for s in spacing_xyz)
@@ -213,9 +225,14 @@ def level_factors(size_xyz: Sequence[int], spacing_xyz: Sequence[float], shrink:
     return tuple(out)  # type: ignore[return-value]
 
 
-def demons_register(fixed_hu: np.ndarray, moving_hu: np.ndarray, mask_zyx: np.ndarray,
-                    spacing_xyz: Sequence[float], params: DemonsParams = DemonsParams(),
-                    log: Callable[[dict[str, Any]], None] | None = None) -> np.ndarray:
+def demons_register(
+    fixed_hu: np.ndarray,
+    moving_hu: np.ndarray,
+    mask_zyx: np.ndarray,
+    spacing_xyz: Sequence[float],
+    params: DemonsParams = DemonsParams(),
+    log: Callable[[dict[str, Any]], None] | None = None,
+) -> np.ndarray:
     """Register moving (T50) to fixed (T00); return the displacement on the fixed grid in voxels.
 
     Args:
@@ -242,8 +259,7 @@ def demons_register(fixed_hu: np.ndarray, moving_hu: np.ndarray, mask_zyx: np.nd
             init.CopyInformation(fixed_l)
         else:
             # Fields are in mm: resampling onto the new grid needs no rescaling of the vectors.
-            init = sitk.Resample(field, fixed_l, sitk.Transform(), sitk.sitkLinear, 0.0,
-                                 sitk.sitkVectorFloat64)
+            init = sitk.Resample(field, fixed_l, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkVectorFloat64)
         if iterations == 0:
             field = init
             continue
@@ -271,9 +287,15 @@ def demons_register(fixed_hu: np.ndarray, moving_hu: np.ndarray, mask_zyx: np.nd
     return coords.mm_to_voxel(disp_mm.astype(np.float64), spacing_xyz).astype(np.float32)
 
 
-def fit_demons(fixed_hu: np.ndarray, moving_hu: np.ndarray, mask_zyx: np.ndarray,
-               size_xyz: Sequence[int], spacing_xyz: Sequence[float], params: DemonsParams = DemonsParams(),
-               log: Callable[[dict[str, Any]], None] | None = None) -> tuple[FieldTransform, float]:
+def fit_demons(
+    fixed_hu: np.ndarray,
+    moving_hu: np.ndarray,
+    mask_zyx: np.ndarray,
+    size_xyz: Sequence[int],
+    spacing_xyz: Sequence[float],
+    params: DemonsParams = DemonsParams(),
+    log: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[FieldTransform, float]:
     """:func:`demons_register` wrapped as a :class:`FieldTransform`; returns (transform, wall seconds)."""
     start = time.perf_counter()
     disp = demons_register(fixed_hu, moving_hu, mask_zyx, spacing_xyz, params, log)
@@ -290,22 +312,36 @@ def run_demons(ctx: FitContext) -> MethodOutcome:
     ``level_iteration`` and ``elapsed_s``.
     """
     if ctx.settings.intermediate:
-        raise SettingsError("method 'demons' registers T00 <-> T50 only (no intermediate phases): set "
-                            "intermediate: false, or leave it out (false is the demons default)")
+        raise SettingsError(
+            "method 'demons' registers T00 <-> T50 only (no intermediate phases): set "
+            "intermediate: false, or leave it out (false is the demons default)"
+        )
     params = DemonsParams.from_settings(ctx.settings)
     fixed, moving = ctx.case.image("T00"), ctx.case.image("T50")
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
 
     def log(row: dict[str, Any]) -> None:
-        rows.append({"iteration": len(rows) + 1, "loss": row["metric"], "level": row["level"],
-                     "level_iteration": row["iteration"], "elapsed_s": time.perf_counter() - start})
+        rows.append(
+            {
+                "iteration": len(rows) + 1,
+                "loss": row["metric"],
+                "level": row["level"],
+                "level_iteration": row["iteration"],
+                "elapsed_s": time.perf_counter() - start,
+            }
+        )
 
     case = ctx.case
     transform, wall = fit_demons(fixed, moving, ctx.mask, case.size_xyz, case.spacing_xyz, params, log)
     frame = pd.DataFrame(rows, columns=["iteration", "loss", "level", "level_iteration", "elapsed_s"])
-    return MethodOutcome(transform=transform, log=frame, wall_s=wall, iterations=len(rows), batch_size=None,
-                         n_points=int(np.count_nonzero(ctx.mask)),
-                         extra={"compared_terms": ["T50_vs_T00"], "intermediate_used": False,
-                                "demons": params.to_dict()},
-                         device=torch.device("cpu"))
+    return MethodOutcome(
+        transform=transform,
+        log=frame,
+        wall_s=wall,
+        iterations=len(rows),
+        batch_size=None,
+        n_points=int(np.count_nonzero(ctx.mask)),
+        extra={"compared_terms": ["T50_vs_T00"], "intermediate_used": False, "demons": params.to_dict()},
+        device=torch.device("cpu"),
+    )

@@ -113,9 +113,11 @@ def read_geometry_file(path: str | Path) -> dict[int, CaseGeometry]:
     data = read_json(path)
     cases = data.get("cases") if isinstance(data, dict) else None
     if not isinstance(cases, dict):
-        raise InputError(f"{path}: expected a JSON object with a 'cases' mapping "
-                         f"(case -> {{size_xyz, spacing_xyz}}), found {type(data).__name__} "
-                         f"with keys {list(data) if isinstance(data, dict) else []}")
+        raise InputError(
+            f"{path}: expected a JSON object with a 'cases' mapping "
+            f"(case -> {{size_xyz, spacing_xyz}}), found {type(data).__name__} "
+            f"with keys {list(data) if isinstance(data, dict) else []}"
+        )
     out: dict[int, CaseGeometry] = {}
     for key, entry in cases.items():
         try:
@@ -123,11 +125,15 @@ def read_geometry_file(path: str | Path) -> dict[int, CaseGeometry]:
             size = tuple(int(v) for v in entry["size_xyz"])
             spacing = tuple(float(v) for v in entry["spacing_xyz"])
         except (KeyError, TypeError, ValueError):
-            raise InputError(f"{path}: case {key!r}: expected {{\"size_xyz\": [nx, ny, nz], "
-                             f"\"spacing_xyz\": [sx, sy, sz]}}, found {entry!r}") from None
+            raise InputError(
+                f'{path}: case {key!r}: expected {{"size_xyz": [nx, ny, nz], '
+                f'"spacing_xyz": [sx, sy, sz]}}, found {entry!r}'
+            ) from None
         if len(size) != 3 or len(spacing) != 3 or min(size) < 2 or min(spacing) <= 0:
-            raise InputError(f"{path}: case {key}: expected three sizes >= 2 and three spacings > 0, "
-                             f"found size_xyz={list(size)}, spacing_xyz={list(spacing)}")
+            raise InputError(
+                f"{path}: case {key}: expected three sizes >= 2 and three spacings > 0, "
+                f"found size_xyz={list(size)}, spacing_xyz={list(spacing)}"
+            )
         out[case] = CaseGeometry(size, spacing, source=str(path))  # type: ignore[arg-type]
     return out
 
@@ -140,8 +146,9 @@ def case_geometry(dirlab_dir: str | Path, case: int) -> CaseGeometry:
         if case in table:
             return table[case]
     if case not in DIRLAB_GEOMETRY:
-        raise InputError(f"{Path(dirlab_dir)}: case {case} is not a DIR-Lab case (expected 1..10) and "
-                         f"{path} does not list it")
+        raise InputError(
+            f"{Path(dirlab_dir)}: case {case} is not a DIR-Lab case (expected 1..10) and {path} does not list it"
+        )
     return DIRLAB_GEOMETRY[case]
 
 
@@ -192,12 +199,15 @@ def find_case_dir(dirlab_dir: str | Path, case: int) -> Path:
     if not hits and pattern.match(root.name):
         return root  # pointed straight at the case folder
     if len(hits) > 1:
-        raise InputError(f"{root}: expected one folder for case {case}, found {len(hits)}: "
-                         f"{', '.join(p.name for p in hits)}")
+        raise InputError(
+            f"{root}: expected one folder for case {case}, found {len(hits)}: {', '.join(p.name for p in hits)}"
+        )
     if not hits:
         found = sorted(p.name for p in root.iterdir() if p.is_dir())
-        raise InputError(f"{root}: no folder for case {case}: expected Case{case}Pack/ (or "
-                         f"Case{case}Deploy/, any letter case); found folders: {', '.join(found) or 'none'}")
+        raise InputError(
+            f"{root}: no folder for case {case}: expected Case{case}Pack/ (or "
+            f"Case{case}Deploy/, any letter case); found folders: {', '.join(found) or 'none'}"
+        )
     return hits[0]
 
 
@@ -211,17 +221,20 @@ def _collect(case_dir: Path, kind: str, pattern: re.Pattern[str], phases: tuple[
     for phase, paths in found.items():
         if len(paths) > 1 and phase in phases:
             listing = ", ".join(str(p.relative_to(case_dir)) for p in paths)
-            raise InputError(f"{case_dir}: phase {phase} found twice ({kind}): {listing}; expected exactly "
-                             f"one file per phase: remove or rename all but one")
+            raise InputError(
+                f"{case_dir}: phase {phase} found twice ({kind}): {listing}; expected exactly "
+                f"one file per phase: remove or rename all but one"
+            )
     return {p: v[0] for p, v in found.items() if p in phases}
 
 
-def _missing(case_dir: Path, case: int, kind: str, missing: list[str], found: dict[str, Path],
-             why: str) -> InputError:
+def _missing(case_dir: Path, case: int, kind: str, missing: list[str], found: dict[str, Path], why: str) -> InputError:
     example = _EXAMPLES[kind].format(n=case, p=missing[0])
     listing = ", ".join(f"{p}: {found[p].relative_to(case_dir)}" for p in sorted(found)) or "none"
-    return InputError(f"{case_dir}: missing {kind} file(s) for phase(s) {', '.join(missing)} ({why}); "
-                      f"expected e.g. {example}; found {listing}")
+    return InputError(
+        f"{case_dir}: missing {kind} file(s) for phase(s) {', '.join(missing)} ({why}); "
+        f"expected e.g. {example}; found {listing}"
+    )
 
 
 def find_case_files(dirlab_dir: str | Path, case: int) -> CaseFiles:
@@ -247,10 +260,18 @@ def find_case_files(dirlab_dir: str | Path, case: int) -> CaseFiles:
         raise _missing(case_dir, case, "sampled4d", gone, sampled, "Sampled4D needs all of T00..T50")
     masks = sorted(p for p in case_dir.rglob("*") if pats["mask"].match(p.name) and p.is_file())
     if len(masks) > 1:
-        raise InputError(f"{case_dir}: expected at most one T00 mask, found {len(masks)}: "
-                         f"{', '.join(str(p.relative_to(case_dir)) for p in masks)}")
-    return CaseFiles(case=case, case_dir=case_dir, images=images, landmarks=landmarks, sampled4d=sampled,
-                     mask=masks[0] if masks else None)
+        raise InputError(
+            f"{case_dir}: expected at most one T00 mask, found {len(masks)}: "
+            f"{', '.join(str(p.relative_to(case_dir)) for p in masks)}"
+        )
+    return CaseFiles(
+        case=case,
+        case_dir=case_dir,
+        images=images,
+        landmarks=landmarks,
+        sampled4d=sampled,
+        mask=masks[0] if masks else None,
+    )
 
 
 # ------------------------------------------------------------------------------------------- images
@@ -281,8 +302,10 @@ def check_raw_size(path: str | Path, geometry: CaseGeometry) -> None:
         hint = ""
         if found % slice_bytes == 0:
             hint = f" = {found // slice_bytes} slices of {nx}x{ny} instead of {nz}"
-        raise InputError(f"{path}: expected {expected} bytes (x*y*z*2 for size (x, y, z) = "
-                         f"{geometry.size_xyz}, 16-bit, from {geometry.source}), found {found} bytes{hint}")
+        raise InputError(
+            f"{path}: expected {expected} bytes (x*y*z*2 for size (x, y, z) = "
+            f"{geometry.size_xyz}, 16-bit, from {geometry.source}), found {found} bytes{hint}"
+        )
 
 
 def air_peak_hu(hu: np.ndarray) -> float | None:
@@ -301,8 +324,7 @@ def check_air(hu: np.ndarray, path: str | Path, raw: np.ndarray | None = None) -
     lo, hi = AIR_WINDOW_HU
     if peak is not None and lo <= peak <= hi:
         return peak
-    found = (f"no voxel at or below {_AIR_CANDIDATE_HU} HU" if peak is None
-             else f"an air peak at {peak:.0f} HU")
+    found = f"no voxel at or below {_AIR_CANDIDATE_HU} HU" if peak is None else f"an air peak at {peak:.0f} HU"
     hint = ""
     if peak is not None and lo - HU_OFFSET <= peak <= hi - HU_OFFSET:
         hint = "; the file seems to hold HU already (no +1024 offset)"
@@ -313,8 +335,10 @@ def check_air(hu: np.ndarray, path: str | Path, raw: np.ndarray | None = None) -
             hint = "; the file seems to be big-endian (byte-swapped it would be valid)"
     if not hint:
         hint = "; check the geometry (size, spacing) and the byte order"
-    raise InputError(f"{path}: expected air near -1000 HU after subtracting {HU_OFFSET} "
-                     f"(air peak in [{lo:.0f}, {hi:.0f}] HU), found {found}{hint}")
+    raise InputError(
+        f"{path}: expected air near -1000 HU after subtracting {HU_OFFSET} "
+        f"(air peak in [{lo:.0f}, {hi:.0f}] HU), found {found}{hint}"
+    )
 
 
 # ---------------------------------------------------------------------------------------- landmarks
@@ -330,16 +354,14 @@ def read_landmarks(path: str | Path, size_xyz: tuple[int, int, int], n_rows: int
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise InputError(f"{path}: expected a text file of {n_rows} rows 'x y z', found binary data"
-                         ) from None
+        raise InputError(f"{path}: expected a text file of {n_rows} rows 'x y z', found binary data") from None
     rows: list[list[int]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         fields = [f for f in re.split(r"[\s,;]+", line.strip()) if f]
         if not fields:
             continue
         if len(fields) != 3:
-            raise InputError(f"{path}: line {number}: expected 3 values (x y z), found {len(fields)}: "
-                             f"{line.strip()!r}")
+            raise InputError(f"{path}: line {number}: expected 3 values (x y z), found {len(fields)}: {line.strip()!r}")
         rows.append([_integer(f, path, number) for f in fields])
     if len(rows) != n_rows:
         raise InputError(f"{path}: expected {n_rows} landmark rows, found {len(rows)}")
@@ -349,9 +371,11 @@ def read_landmarks(path: str | Path, size_xyz: tuple[int, int, int], n_rows: int
     if bad.size:
         i = int(bad[0])
         hint = " (0 found: the file may be 0-based)" if (points == 0).any() else ""
-        raise InputError(f"{path}: row {i + 1}: landmark (x, y, z) = {tuple(int(v) for v in points[i])} lies "
-                         f"outside the volume: expected 1-based indices 1..{tuple(int(v) for v in upper)}; "
-                         f"{bad.size} row(s) outside{hint}")
+        raise InputError(
+            f"{path}: row {i + 1}: landmark (x, y, z) = {tuple(int(v) for v in points[i])} lies "
+            f"outside the volume: expected 1-based indices 1..{tuple(int(v) for v in upper)}; "
+            f"{bad.size} row(s) outside{hint}"
+        )
     return points
 
 
@@ -440,25 +464,28 @@ def convert_case(dirlab_dir: str | Path, case: int, out_dir: str | Path) -> Path
         "sampled4d": {p: str(v.relative_to(files.case_dir)) for p, v in sorted(files.sampled4d.items())},
         "mask": str(files.mask.relative_to(files.case_dir)) if files.mask is not None else None,
     }
-    write_json(out / layout.CASE_JSON, {
-        "case": case,
-        "size_xyz": list(size),
-        "spacing_xyz": list(spacing),
-        "direction": list(DIRECTION),
-        "origin": list(ORIGIN),
-        "phases": list(phases),
-        "sources": sources,
-        "conventions": {
-            "arrays": "(z, y, x), DIR-Lab raw index order, slice 0 = most superior",
-            "hu": f"raw - {HU_OFFSET}",
-            "landmarks": "x_vox,y_vox,z_vox 0-based = DIR-Lab index - 1; *_mm = index0 * spacing",
-            "orientation": "direction diag(1, 1, -1) in ITK LPS world (code LPI)",
+    write_json(
+        out / layout.CASE_JSON,
+        {
+            "case": case,
+            "size_xyz": list(size),
+            "spacing_xyz": list(spacing),
+            "direction": list(DIRECTION),
+            "origin": list(ORIGIN),
+            "phases": list(phases),
+            "sources": sources,
+            "conventions": {
+                "arrays": "(z, y, x), DIR-Lab raw index order, slice 0 = most superior",
+                "hu": f"raw - {HU_OFFSET}",
+                "landmarks": "x_vox,y_vox,z_vox 0-based = DIR-Lab index - 1; *_mm = index0 * spacing",
+                "orientation": "direction diag(1, 1, -1) in ITK LPS world (code LPI)",
+            },
+            "air_peak_hu": air,
+            "n_landmarks": N_LANDMARKS,
+            "has_sampled4d": bool(sampled),
+            "has_provided_mask": mask is not None,
         },
-        "air_peak_hu": air,
-        "n_landmarks": N_LANDMARKS,
-        "has_sampled4d": bool(sampled),
-        "has_provided_mask": mask is not None,
-    })
+    )
     return out
 
 
@@ -476,8 +503,9 @@ def _read_provided_mask(path: Path, geometry: CaseGeometry) -> np.ndarray:
     image = read_image(path)
     check_on_grid(image, geometry.size_xyz, geometry.spacing_xyz, path)
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{path}: expected a scalar mask, found {image.GetNumberOfComponentsPerPixel()} "
-                         "components per voxel")
+        raise InputError(
+            f"{path}: expected a scalar mask, found {image.GetNumberOfComponentsPerPixel()} components per voxel"
+        )
     mask = array_from_image(image) > 0
     if not mask.any():
         raise InputError(f"{path}: expected a lung mask with non-zero voxels, found an empty mask")

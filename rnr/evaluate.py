@@ -56,8 +56,7 @@ def run_info(
     settings = rec.get("settings") or metadata.get("settings") or {}
     if "case" in rec and int(rec["case"]) != case.case:
         raise InputError(
-            f"{path}: run record is for case {rec['case']}, but the case folder {case.path} is "
-            f"case {case.case}"
+            f"{path}: run record is for case {rec['case']}, but the case folder {case.path} is case {case.case}"
         )
     configuration = rec.get("configuration") or metadata.get("configuration") or run_dir.parent.name
     method = rec.get("method") or settings.get("method") or metadata.get("method") or transform.kind
@@ -157,16 +156,12 @@ def compute_metrics(
     folding = {
         **full.to_dict(),
         "ddof": metrics.DDOF,
-        "per_step": metrics.folding_per_step(transform, points, chunk=chunk, full=full)
-        if step_folding
-        else [],
+        "per_step": metrics.folding_per_step(transform, points, chunk=chunk, full=full) if step_folding else [],
     }
     return {"tre": tre, "intermediate": intermediate, "folding": folding}
 
 
-def panel_pairs(
-    case: ConvertedCase, transform: Transform, pairing: str
-) -> list[tuple[int, str, str, int | None]]:
+def panel_pairs(case: ConvertedCase, transform: Transform, pairing: str) -> list[tuple[int, str, str, int | None]]:
     """(step number, fixed phase, moving phase, transform step) for every slice panel.
 
     With all phases present and a map with intermediate steps: one panel per phi_n under ``pairing`` (the

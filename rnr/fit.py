@@ -87,17 +87,18 @@ class Term:
         return f"{self.moving}_phi{self.step}_vs_{self.fixed}"
 
 
-def compared_terms(settings: Settings, has_intermediate: bool, n_steps: int | None = None
-                   ) -> tuple[Term, ...]:
+def compared_terms(settings: Settings, has_intermediate: bool, n_steps: int | None = None) -> tuple[Term, ...]:
     """The terms of the dissimilarity for these settings (module docstring); ``n_steps`` defaults to
     ``settings.n_blocks``."""
     n = settings.n_blocks if n_steps is None else n_steps
     if not (settings.intermediate and has_intermediate):
         return (Term(n, "T50", "T00"),)
     if n % N_INTERVALS:
-        raise SettingsError(f"intermediate phases need n_blocks to be a multiple of {N_INTERVALS} (one or "
-                            f"more blocks per phase interval T00->T10->...->T50), got n_blocks={n}; "
-                            "set intermediate=false or change n_blocks")
+        raise SettingsError(
+            f"intermediate phases need n_blocks to be a multiple of {N_INTERVALS} (one or "
+            f"more blocks per phase interval T00->T10->...->T50), got n_blocks={n}; "
+            "set intermediate=false or change n_blocks"
+        )
     k = n // N_INTERVALS
     phases = layout.PHASES
     if settings.pairing == "seed":
@@ -137,8 +138,9 @@ class FitData:
         return len(self.terms) > 1
 
 
-def prepare_data(case: ConvertedCase, mask: np.ndarray, settings: Settings, device: torch.device,
-                 n_steps: int | None = None) -> FitData:
+def prepare_data(
+    case: ConvertedCase, mask: np.ndarray, settings: Settings, device: torch.device, n_steps: int | None = None
+) -> FitData:
     """Load the images this fit compares and gather the mask points (module docstring).
 
     Args:
@@ -155,16 +157,21 @@ def prepare_data(case: ConvertedCase, mask: np.ndarray, settings: Settings, devi
     fixed_rows: dict[str, np.ndarray] = {}
     for phase in dict.fromkeys(t.fixed for t in terms):
         fixed_rows[phase] = case.image(phase)[mask]  # C order = the order of coords.mask_points
-    fixed = torch.as_tensor(np.stack([fixed_rows[t.fixed] for t in terms]), dtype=torch.float32,
-                            device=device)
+    fixed = torch.as_tensor(np.stack([fixed_rows[t.fixed] for t in terms]), dtype=torch.float32, device=device)
     moving_phases = list(dict.fromkeys(t.moving for t in terms))
     if len(moving_phases) not in (1, len(terms)):
         raise AssertionError("moving phases must be one for all terms or one per term")
     moving = torch.empty((len(moving_phases), *case.shape_zyx), dtype=torch.float32, device=device)
     for i, phase in enumerate(moving_phases):  # one volume on the host at a time
         moving[i] = torch.from_numpy(case.image(phase))
-    return FitData(points=torch.as_tensor(points, dtype=torch.float32, device=device), fixed=fixed,
-                   moving=moving, terms=terms, size_xyz=case.size_xyz, spacing_xyz=case.spacing_xyz)
+    return FitData(
+        points=torch.as_tensor(points, dtype=torch.float32, device=device),
+        fixed=fixed,
+        moving=moving,
+        terms=terms,
+        size_xyz=case.size_xyz,
+        spacing_xyz=case.spacing_xyz,
+    )
 
 
 # -------------------------------------------------------------------------------------------- objective
@@ -207,11 +214,16 @@ class RNRObjective(Objective):
         device = data.points.device
         self.workers = torch.get_num_threads() if device.type == "cpu" else 1
         self.main_threads = 1 if device.type == "cpu" else None
-        self.model = ResNetMap(settings.n_blocks, settings.width, settings.shared_weights, settings.seed,
-                               dtype=dtype).to(device)
+        self.model = ResNetMap(
+            settings.n_blocks, settings.width, settings.shared_weights, settings.seed, dtype=dtype
+        ).to(device)
         self._steps = torch.as_tensor([s - 1 for s in data.steps], device=device)
-        self.term_names = ("dissimilarity", "grad_penalty", "weight_penalty",
-                           *(f"dissimilarity_{t.label}" for t in data.terms))
+        self.term_names = (
+            "dissimilarity",
+            "grad_penalty",
+            "weight_penalty",
+            *(f"dissimilarity_{t.label}" for t in data.terms),
+        )
 
     def parameters(self) -> list[torch.Tensor]:
         return list(self.model.parameters())
@@ -228,12 +240,13 @@ class RNRObjective(Objective):
         phis, penalty = self.phis_and_penalty(x)
         return self.combine(idx, phis, penalty)
 
-    def combine(self, idx: torch.Tensor, phis: torch.Tensor, penalty: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def combine(
+        self, idx: torch.Tensor, phis: torch.Tensor, penalty: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The energy from the warped points phis (N, B, 3) and the gradient penalty P."""
         warped = sample_volumes(self.data.moving, phis[self._steps]).to(phis.dtype)  # (S, B)
         fixed = self.data.fixed[:, idx].to(phis.dtype)
-        d_terms = losses.dissimilarity(warped, fixed)                                  # (S,)
+        d_terms = losses.dissimilarity(warped, fixed)  # (S,)
         d = d_terms.mean()
         s = losses.weight_penalty(self.model.weight_matrices())
         total = d + self.settings.alpha_weight * s
@@ -256,8 +269,15 @@ class FitLog:
     iterations: int
 
 
-def optimise(objective: Objective, sampler: PointSampler, iterations: int, lr: float, *,
-             progress: bool = True, label: str = "fit") -> FitLog:
+def optimise(
+    objective: Objective,
+    sampler: PointSampler,
+    iterations: int,
+    lr: float,
+    *,
+    progress: bool = True,
+    label: str = "fit",
+) -> FitLog:
     """Run Adam on ``objective`` for ``iterations`` batches from ``sampler``.
 
     The loss and terms of every iteration are written into a log tensor on the device (no host copy per
@@ -275,8 +295,15 @@ def optimise(objective: Objective, sampler: PointSampler, iterations: int, lr: f
     elapsed = np.zeros(iterations)
     check_every = 1 if device.type == "cpu" else 50
     tty = sys.stderr.isatty()
-    bar = tqdm(total=iterations, disable=not progress, desc=label, unit="it", dynamic_ncols=True,
-               mininterval=0.5 if tty else 30.0, file=sys.stderr)
+    bar = tqdm(
+        total=iterations,
+        disable=not progress,
+        desc=label,
+        unit="it",
+        dynamic_ncols=True,
+        mininterval=0.5 if tty else 30.0,
+        file=sys.stderr,
+    )
     checked = 0
     threads_before = torch.get_num_threads()
     if objective.main_threads is not None:
@@ -289,12 +316,14 @@ def optimise(objective: Objective, sampler: PointSampler, iterations: int, lr: f
             log[it, 0] = loss.detach()
             log[it, 1:] = terms
             if (it + 1) % check_every == 0 or it + 1 == iterations:
-                recent = log[checked:it + 1, 0]
+                recent = log[checked : it + 1, 0]
                 if not bool(torch.isfinite(recent).all()):
                     bad = checked + int(torch.nonzero(~torch.isfinite(recent))[0, 0])
-                    raise FitError(f"{label}: the loss is not finite ({float(log[bad, 0])}) at iteration "
-                                   f"{bad + 1} of {iterations}; nothing was written. Try a smaller lr, or "
-                                   "check the images and the mask.")
+                    raise FitError(
+                        f"{label}: the loss is not finite ({float(log[bad, 0])}) at iteration "
+                        f"{bad + 1} of {iterations}; nothing was written. Try a smaller lr, or "
+                        "check the images and the mask."
+                    )
                 checked = it + 1
                 if progress:
                     bar.set_postfix(loss=f"{float(log[it, 0]):.5f}", refresh=False)
@@ -368,9 +397,11 @@ _RUNNERS: dict[str, MethodRunner] = {}
 
 def register_method(name: str) -> Callable[[MethodRunner], MethodRunner]:
     """Decorator: make ``runner`` the fitting procedure of ``settings.method == name``."""
+
     def deco(runner: MethodRunner) -> MethodRunner:
         _RUNNERS[name] = runner
         return runner
+
     return deco
 
 
@@ -383,8 +414,10 @@ def method_runner(method: str) -> MethodRunner:
             if exc.name != METHOD_MODULES[method]:
                 raise
     if method not in _RUNNERS:
-        raise FitError(f"method {method!r} is not available for fitting yet (no runner registered; known: "
-                       f"{', '.join(sorted(_RUNNERS))})")
+        raise FitError(
+            f"method {method!r} is not available for fitting yet (no runner registered; known: "
+            f"{', '.join(sorted(_RUNNERS))})"
+        )
     return _RUNNERS[method]
 
 
@@ -398,12 +431,16 @@ def fit_objective(ctx: FitContext, objective: Objective) -> MethodOutcome:
     """Run :func:`optimise` on a loop-based method's objective with the context's settings."""
     data = ctx.data()
     sampler = make_sampler(ctx.settings, data.n_points, ctx.device)
-    fit = optimise(objective, sampler, ctx.settings.iterations, ctx.settings.lr, progress=ctx.progress,
-                   label=ctx.label)
-    return MethodOutcome(transform=objective.transform(), log=fit.frame, wall_s=fit.wall_s,
-                         iterations=fit.iterations, batch_size=sampler.batch_size, n_points=data.n_points,
-                         extra={"compared_terms": [t.label for t in data.terms],
-                                "intermediate_used": data.intermediate_used})
+    fit = optimise(objective, sampler, ctx.settings.iterations, ctx.settings.lr, progress=ctx.progress, label=ctx.label)
+    return MethodOutcome(
+        transform=objective.transform(),
+        log=fit.frame,
+        wall_s=fit.wall_s,
+        iterations=fit.iterations,
+        batch_size=sampler.batch_size,
+        n_points=data.n_points,
+        extra={"compared_terms": [t.label for t in data.terms], "intermediate_used": data.intermediate_used},
+    )
 
 
 @register_method("rnr")
@@ -440,8 +477,14 @@ def device_description(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-def register(case: ConvertedCase, mask: np.ndarray, settings: Settings, out_dir: Path | None = None,
-             name: str = "rnr", progress: bool = True) -> FitResult:
+def register(
+    case: ConvertedCase,
+    mask: np.ndarray,
+    settings: Settings,
+    out_dir: Path | None = None,
+    name: str = "rnr",
+    progress: bool = True,
+) -> FitResult:
     """Fit ``settings.method`` to ``case`` on the T00 ``mask`` (nz, ny, nx) and, with ``out_dir``, write
     checkpoint.pt, loss.csv, landmarks_T00_warped.csv and run.json there (layout.py).
 
@@ -493,14 +536,21 @@ def register(case: ConvertedCase, mask: np.ndarray, settings: Settings, out_dir:
         write_csv(out_dir / layout.WARPED_LANDMARKS, landmark_frame(warped, case.spacing_xyz))
         record["total_s"] = time.perf_counter() - total_start
         write_json(out_dir / layout.RUN_JSON, record)
-        transform.save(out_dir / layout.CHECKPOINT, settings=settings.to_dict(), seed=settings.seed,
-                       case=case.case, configuration=name, method=settings.method,
-                       geometry={"size_xyz": list(case.size_xyz), "spacing_xyz": list(case.spacing_xyz)},
-                       case_dir=str(case.path), device=str(device), **outcome.extra)
+        transform.save(
+            out_dir / layout.CHECKPOINT,
+            settings=settings.to_dict(),
+            seed=settings.seed,
+            case=case.case,
+            configuration=name,
+            method=settings.method,
+            geometry={"size_xyz": list(case.size_xyz), "spacing_xyz": list(case.spacing_xyz)},
+            case_dir=str(case.path),
+            device=str(device),
+            **outcome.extra,
+        )
     else:
         record["total_s"] = time.perf_counter() - total_start
-    return FitResult(transform=transform, log=outcome.log, record=record, warped_landmarks=warped,
-                     out_dir=out_dir)
+    return FitResult(transform=transform, log=outcome.log, record=record, warped_landmarks=warped, out_dir=out_dir)
 
 
 def landmark_frame(points_vox: np.ndarray, spacing_xyz: tuple[float, float, float]) -> pd.DataFrame:

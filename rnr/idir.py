@@ -63,8 +63,9 @@ _PAIR_INDEX = (torch.tensor([i for i, _ in _HESS_PAIRS]), torch.tensor([j for _,
 
 
 # ------------------------------------------------------------------------------------------- bending energy
-def bending_energy(displacement: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                   create_graph: bool = True) -> torch.Tensor:
+def bending_energy(
+    displacement: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, create_graph: bool = True
+) -> torch.Tensor:
     """Mean over points of sum_k ||Hessian of u_k||_F^2 (full 3 x 3 Hessians: mixed terms count twice).
 
     Generic and exact: autograd second derivatives of any twice-differentiable ``displacement``
@@ -81,8 +82,9 @@ def bending_energy(displacement: Callable[[torch.Tensor], torch.Tensor], x: torc
             if not grad.requires_grad:  # u_k is affine in x: its Hessian is zero
                 continue
             for i in range(x.shape[1]):
-                row = torch.autograd.grad(grad[:, i].sum(), x, create_graph=create_graph, retain_graph=True,
-                                          materialize_grads=True)[0]
+                row = torch.autograd.grad(
+                    grad[:, i].sum(), x, create_graph=create_graph, retain_graph=True, materialize_grads=True
+                )[0]
                 total = total + row.square().sum(dim=1)
     return total.mean()
 
@@ -98,12 +100,17 @@ class Siren(nn.Module):
         seed: seeds the CPU generator for the SIREN initialisation.
     """
 
-    def __init__(self, width: int = WIDTH, n_hidden: int = N_HIDDEN, omega0: float = OMEGA0, seed: int = 3,
-                 dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        width: int = WIDTH,
+        n_hidden: int = N_HIDDEN,
+        omega0: float = OMEGA0,
+        seed: int = 3,
+        dtype: torch.dtype = torch.float32,
+    ):
         super().__init__()
         if width < 1 or n_hidden < 1 or omega0 <= 0:
-            raise ValueError(f"Siren needs width >= 1, n_hidden >= 1, omega0 > 0; "
-                             f"got {width}, {n_hidden}, {omega0}")
+            raise ValueError(f"Siren needs width >= 1, n_hidden >= 1, omega0 > 0; got {width}, {n_hidden}, {omega0}")
         self.width, self.n_hidden, self.omega0 = int(width), int(n_hidden), float(omega0)
         generator = torch.Generator().manual_seed(int(seed))
         dims = [3] + [self.width] * self.n_hidden + [3]
@@ -113,10 +120,12 @@ class Siren(nn.Module):
             bound = 1.0 / fan_in if n == 0 else math.sqrt(6.0 / fan_in) / self.omega0
             bias_bound = 1.0 / math.sqrt(fan_in)
             with torch.no_grad():
-                layer.weight.copy_(torch.empty(fan_out, fan_in, dtype=dtype).uniform_(-bound, bound,
-                                                                                      generator=generator))
-                layer.bias.copy_(torch.empty(fan_out, dtype=dtype).uniform_(-bias_bound, bias_bound,
-                                                                            generator=generator))
+                layer.weight.copy_(
+                    torch.empty(fan_out, fan_in, dtype=dtype).uniform_(-bound, bound, generator=generator)
+                )
+                layer.bias.copy_(
+                    torch.empty(fan_out, dtype=dtype).uniform_(-bias_bound, bias_bound, generator=generator)
+                )
             self.layers.append(layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -138,8 +147,8 @@ class Siren(nn.Module):
         t_j -> cos(a) t_j, s_ij -> cos(a) s_ij - sin(a) t_i t_j.
         """
         first = self.layers[0]
-        a = self.omega0 * first(x)                                          # (M, q)
-        w = self.omega0 * first.weight.t()                                  # (3, q): d a / d x_j, per point
+        a = self.omega0 * first(x)  # (M, q)
+        w = self.omega0 * first.weight.t()  # (3, q): d a / d x_j, per point
         sin_a, cos_a = torch.sin(a), torch.cos(a)
         h = sin_a
         if not hessian:
@@ -147,8 +156,8 @@ class Siren(nn.Module):
                 h = torch.sin(self.omega0 * layer(h))
             return self.layers[-1](h), None
         left, right = _PAIR_INDEX
-        tang = cos_a.unsqueeze(0) * w.unsqueeze(1)                          # (3, M, q)
-        hess = -sin_a * (w[left] * w[right]).unsqueeze(1)                   # (6, M, q)
+        tang = cos_a.unsqueeze(0) * w.unsqueeze(1)  # (3, M, q)
+        hess = -sin_a * (w[left] * w[right]).unsqueeze(1)  # (6, M, q)
         for layer in self.layers[1:-1]:
             # Separate products (not one over a stacked tensor): slicing a stacked result would make
             # autograd allocate and zero-fill the whole stack once per slice in the backward.
@@ -198,8 +207,9 @@ class SirenTransform(Transform):
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], size_xyz: Sequence[int], spacing_xyz: Sequence[float],
-                   device: torch.device) -> SirenTransform:
+    def from_state(
+        cls, state: dict[str, Any], size_xyz: Sequence[int], spacing_xyz: Sequence[float], device: torch.device
+    ) -> SirenTransform:
         weights = state["weights"]
         dtype = next(iter(weights.values())).dtype
         network = Siren(state["width"], state["n_hidden"], state["omega0"], dtype=dtype)
@@ -213,9 +223,13 @@ class SirenTransform(Transform):
 
 
 # ---------------------------------------------------------------------------------------------- objective
-def idir_energy(network: Siren, x: torch.Tensor, fixed_values: torch.Tensor,
-                sample_moving: Callable[[torch.Tensor], torch.Tensor], alpha_bending: float = ALPHA_BENDING
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def idir_energy(
+    network: Siren,
+    x: torch.Tensor,
+    fixed_values: torch.Tensor,
+    sample_moving: Callable[[torch.Tensor], torch.Tensor],
+    alpha_bending: float = ALPHA_BENDING,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """IDIR's loss on one batch: (1 - NCC(moving(phi(x)), fixed(x))) + alpha * bending energy of u.
 
     Args:
@@ -275,6 +289,8 @@ class IDIRObjective(Objective):
 def run_idir(ctx: FitContext) -> MethodOutcome:
     """``rnr.fit.register`` runner of ``method: idir``: the project's loop on :class:`IDIRObjective`."""
     if ctx.settings.intermediate:
-        raise SettingsError("method 'idir' registers T00 <-> T50 only (no intermediate phases): set "
-                            "intermediate: false, or leave it out (false is IDIR's default)")
+        raise SettingsError(
+            "method 'idir' registers T00 <-> T50 only (no intermediate phases): set "
+            "intermediate: false, or leave it out (false is IDIR's default)"
+        )
     return fit_objective(ctx, IDIRObjective(ctx.data(n_steps=1), ctx.settings))

@@ -91,8 +91,9 @@ def read_csv(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataF
     if columns is not None:
         missing = [c for c in columns if c not in frame.columns]
         if missing:
-            raise InputError(f"{path}: expected columns {list(columns)}, missing {missing}; "
-                             f"found {list(frame.columns)}")
+            raise InputError(
+                f"{path}: expected columns {list(columns)}, missing {missing}; found {list(frame.columns)}"
+            )
     return frame
 
 

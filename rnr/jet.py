@@ -57,11 +57,19 @@ class Workspace:
     share the chunks, whose number is rounded up to a multiple of the workers.
     """
 
-    _SAVED = {"s1": (1, None), "c1": (1, None), "a2": (4, None), "s2": (1, None), "c2": (1, None),
-              "y": (4, 3)}
+    _SAVED = {"s1": (1, None), "c1": (1, None), "a2": (4, None), "s2": (1, None), "c2": (1, None), "y": (4, 3)}
 
-    def __init__(self, m: int, width: int, n_blocks: int, dtype: torch.dtype, device: torch.device,
-                 chunk: int | None = None, save: bool = True, workers: int | None = None):
+    def __init__(
+        self,
+        m: int,
+        width: int,
+        n_blocks: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        chunk: int | None = None,
+        save: bool = True,
+        workers: int | None = None,
+    ):
         device = torch.device(device)
         if chunk is None:
             chunk = CPU_CHUNK if device.type == "cpu" else m
@@ -91,10 +99,9 @@ class Workspace:
             return [torch.empty((rows_per_point * c, cols), **opts) for c in sizes]
 
         # Saved per block: x0[n] is block n's input (x0[N] holds phi_N and its tangents).
-        self.store = {name: [chunks(r, cols or q) for _ in range(n_sets)]
-                      for name, (r, cols) in self._SAVED.items()}
+        self.store = {name: [chunks(r, cols or q) for _ in range(n_sets)] for name, (r, cols) in self._SAVED.items()}
         self.store["x0"] = [chunks(4, 3) for _ in range(n_blocks + 1 if save else 2)]
-        self.g0 = chunks(4, 3)                               # gradient w.r.t. a block's output, per chunk
+        self.g0 = chunks(4, 3)  # gradient w.r.t. a block's output, per chunk
         # Temporaries: one set per worker thread, sized for the largest chunk.
         self.temps = [_Temps(cmax, q, opts) for _ in range(self.workers)]
         self.eye = torch.eye(3, **opts)
@@ -121,8 +128,16 @@ class Workspace:
             future.result()
 
     @classmethod
-    def for_shape(cls, cached: Workspace | None, m: int, width: int, n_blocks: int, dtype: torch.dtype,
-                  device: torch.device, workers: int | None = None) -> Workspace:
+    def for_shape(
+        cls,
+        cached: Workspace | None,
+        m: int,
+        width: int,
+        n_blocks: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        workers: int | None = None,
+    ) -> Workspace:
         """``cached`` if it fits these sizes and worker count (training buffers), else a new workspace.
         ``workers`` defaults to ``torch.get_num_threads()`` on the CPU."""
         device = torch.device(device)
@@ -157,8 +172,7 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         if _POOL is None or _POOL[0] != workers:
             if _POOL is not None:
                 _POOL[1].shutdown(wait=True)
-            _POOL = (workers, ThreadPoolExecutor(workers, thread_name_prefix="rnr-jet",
-                                                 initializer=_single_threaded))
+            _POOL = (workers, ThreadPoolExecutor(workers, thread_name_prefix="rnr-jet", initializer=_single_threaded))
         return _POOL[1]
 
 
@@ -192,25 +206,33 @@ def _forward_block(ws: Workspace, tmp: _Temps, n: int, k: int, p: tuple[torch.Te
     a, b = ws.bounds[k]
     c = b - a
     x0, s1, c1, a2, s2, c2, y = (ws.buf(name, n, k) for name in ("x0", "s1", "c1", "a2", "s2", "c2", "y"))
-    a1 = tmp.a1[:4 * c]
-    u = tmp.u[:3 * c]
-    torch.mm(x0, w1t, out=a1)                                   # [a1 - b1; h1]
+    a1 = tmp.a1[: 4 * c]
+    u = tmp.u[: 3 * c]
+    torch.mm(x0, w1t, out=a1)  # [a1 - b1; h1]
     a1[:c] += b1
     _sin_cos(a1[:c], s1, c1)
     torch.mul(a1[c:].view(3, c, -1), c1, out=u.view(3, c, -1))  # u1 = cos(a1) h1
-    torch.addmm(b2, s1, w2t, out=a2[:c])                        # a2
-    torch.mm(u, w2t, out=a2[c:])                                # h2
+    torch.addmm(b2, s1, w2t, out=a2[:c])  # a2
+    torch.mm(u, w2t, out=a2[c:])  # h2
     _sin_cos(a2[:c], s2, c2)
     torch.mul(a2[c:].view(3, c, -1), c2, out=u.view(3, c, -1))  # u2 = cos(a2) h2
-    torch.addmm(b3, s2, w3.t(), out=y[:c])                      # F
-    torch.mm(u, w3.t(), out=y[c:])                              # G (tangents of F w.r.t. x)
-    torch.add(x0, y, out=ws.buf("x0", n + 1, k))                # phi_{n+1} and its tangents
+    torch.addmm(b3, s2, w3.t(), out=y[:c])  # F
+    torch.mm(u, w3.t(), out=y[c:])  # G (tangents of F w.r.t. x)
+    torch.add(x0, y, out=ws.buf("x0", n + 1, k))  # phi_{n+1} and its tangents
     g = y[c:].reshape(-1)
     return torch.dot(g, g)
 
 
-def _backward_block(ws: Workspace, tmp: _Temps, n: int, k: int, p: tuple[torch.Tensor, ...],
-                    gsq2: torch.Tensor, grads: list[torch.Tensor], need_input_grad: bool) -> None:
+def _backward_block(
+    ws: Workspace,
+    tmp: _Temps,
+    n: int,
+    k: int,
+    p: tuple[torch.Tensor, ...],
+    gsq2: torch.Tensor,
+    grads: list[torch.Tensor],
+    need_input_grad: bool,
+) -> None:
     """Backward of block n on chunk k. ws.g0[k] holds the gradient w.r.t. the block's output (value and
     tangents) and becomes the gradient w.r.t. its input; ``gsq2`` = 2 * d loss / d sum||G_n||^2; weight and
     bias gradients are accumulated into ``grads`` (gW1^T, gb1, gW2, gb2, gW3, gb3).
@@ -223,42 +245,42 @@ def _backward_block(ws: Workspace, tmp: _Temps, n: int, k: int, p: tuple[torch.T
     c = b - a
     x0, s1, c1, a2, s2, c2, y = (ws.buf(name, n, k) for name in ("x0", "s1", "c1", "a2", "s2", "c2", "y"))
     g0 = ws.g0[k]
-    gy = tmp.gy[:4 * c]
-    u = tmp.u[:3 * c]
-    gx = tmp.gx[:4 * c]
-    gx1 = tmp.gx1[:4 * c]
+    gy = tmp.gy[: 4 * c]
+    u = tmp.u[: 3 * c]
+    gx = tmp.gx[: 4 * c]
+    gx1 = tmp.gx1[: 4 * c]
     gc = tmp.gc[:c]
     # The block output is x0 + y, and the penalty adds d/dG sum G^2 = 2 G on the tangent rows.
     gy.copy_(g0)
     gy[c:].addcmul_(y[c:], gsq2)
     # Layer 3: F = s2 W3^T + b3, G = u2 W3^T.
     h2 = a2[c:]
-    torch.mul(h2.view(3, c, -1), c2, out=u.view(3, c, -1))      # u2, recomputed in cache
+    torch.mul(h2.view(3, c, -1), c2, out=u.view(3, c, -1))  # u2, recomputed in cache
     gw3.addmm_(gy[:c].t(), s2).addmm_(gy[c:].t(), u)
     gb3 += gy[:c].sum(0)
-    torch.mm(gy, w3, out=gx)                                    # [d/ds2; d/du2]
+    torch.mm(gy, w3, out=gx)  # [d/ds2; d/du2]
     # sin layer 2: s2 = sin(a2), u2_j = cos(a2) h2_j.
-    torch.mul(gx[c:2 * c], h2[:c], out=gc)
-    gc.addcmul_(gx[2 * c:3 * c], h2[c:2 * c]).addcmul_(gx[3 * c:], h2[2 * c:])
-    gx[c:].view(3, c, -1).mul_(c2)                              # d/dh2
-    gx[:c].mul_(c2).addcmul_(gc, s2, value=-1.0)                # d/da2
+    torch.mul(gx[c : 2 * c], h2[:c], out=gc)
+    gc.addcmul_(gx[2 * c : 3 * c], h2[c : 2 * c]).addcmul_(gx[3 * c :], h2[2 * c :])
+    gx[c:].view(3, c, -1).mul_(c2)  # d/dh2
+    gx[:c].mul_(c2).addcmul_(gc, s2, value=-1.0)  # d/da2
     # Layer 2: a2 = s1 W2^T + b2, h2_j = u1_j W2^T (u1 = cos(a1) h1, h1 = t W1^T recomputed in cache).
-    h1 = tmp.a1[:3 * c]
+    h1 = tmp.a1[: 3 * c]
     torch.mm(x0[c:], w1t, out=h1)
-    torch.mul(h1.view(3, c, -1), c1, out=u.view(3, c, -1))      # u1
+    torch.mul(h1.view(3, c, -1), c1, out=u.view(3, c, -1))  # u1
     gw2.addmm_(gx[:c].t(), s1).addmm_(gx[c:].t(), u)
     gb2 += gx[:c].sum(0)
-    torch.mm(gx, w2, out=gx1)                                   # [d/ds1; d/du1]
+    torch.mm(gx, w2, out=gx1)  # [d/ds1; d/du1]
     # sin layer 1.
-    torch.mul(gx1[c:2 * c], h1[:c], out=gc)
-    gc.addcmul_(gx1[2 * c:3 * c], h1[c:2 * c]).addcmul_(gx1[3 * c:], h1[2 * c:])
-    gx1[c:].view(3, c, -1).mul_(c1)                             # d/dh1
-    gx1[:c].mul_(c1).addcmul_(gc, s1, value=-1.0)               # d/da1
+    torch.mul(gx1[c : 2 * c], h1[:c], out=gc)
+    gc.addcmul_(gx1[2 * c : 3 * c], h1[c : 2 * c]).addcmul_(gx1[3 * c :], h1[2 * c :])
+    gx1[c:].view(3, c, -1).mul_(c1)  # d/dh1
+    gx1[:c].mul_(c1).addcmul_(gc, s1, value=-1.0)  # d/da1
     # Layer 1: [a1; h1] = x0 W1^T (+ b1 on the value rows).
     gw1t.addmm_(x0.t(), gx1)
     gb1 += gx1[:c].sum(0)
     if need_input_grad:
-        g0.addmm_(gx1, w1t.t())                                 # residual path + through the block
+        g0.addmm_(gx1, w1t.t())  # residual path + through the block
 
 
 def _check_inputs(x: torch.Tensor, blocks: Sequence[BlockParams]) -> None:
@@ -268,8 +290,14 @@ def _check_inputs(x: torch.Tensor, blocks: Sequence[BlockParams]) -> None:
         raise ValueError("points and parameters must share dtype and device")
 
 
-def _forward(ws: Workspace, x: torch.Tensor, prepared: list[tuple[torch.Tensor, ...]], layout: Sequence[int],
-             n_steps: int, tangents: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _forward(
+    ws: Workspace,
+    x: torch.Tensor,
+    prepared: list[tuple[torch.Tensor, ...]],
+    layout: Sequence[int],
+    n_steps: int,
+    tangents: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Fill ``ws`` for steps 1..n_steps; return (phis (n, M, 3), sq (n,)); with ``tangents`` (3, M, 3)
     also store the tangents of phi_n there."""
     ws.generation += 1
@@ -282,20 +310,21 @@ def _forward(ws: Workspace, x: torch.Tensor, prepared: list[tuple[torch.Tensor, 
             for k in chunks:
                 a, b = ws.bounds[k]
                 x0 = ws.buf("x0", 0, k)
-                x0[:b - a].copy_(x[a:b])
-                x0[b - a:].view(3, b - a, 3).copy_(ws.eye.unsqueeze(1))  # tangents of phi_0 = x: identity
+                x0[: b - a].copy_(x[a:b])
+                x0[b - a :].view(3, b - a, 3).copy_(ws.eye.unsqueeze(1))  # tangents of phi_0 = x: identity
                 for n in range(n_steps):
                     sq[n] += _forward_block(ws, tmp, n, k, prepared[layout[n]])
-                    phis[n, a:b] = ws.buf("x0", n + 1, k)[:b - a]
+                    phis[n, a:b] = ws.buf("x0", n + 1, k)[: b - a]
                 if tangents is not None:
-                    tangents[:, a:b] = ws.buf("x0", n_steps, k)[b - a:].view(3, b - a, 3)
+                    tangents[:, a:b] = ws.buf("x0", n_steps, k)[b - a :].view(3, b - a, 3)
 
     ws.run(task)
     return phis, sum(sqs[1:], sqs[0])
 
 
-def jet_forward(x: torch.Tensor, blocks: Sequence[BlockParams], n_steps: int | None = None
-                ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+def jet_forward(
+    x: torch.Tensor, blocks: Sequence[BlockParams], n_steps: int | None = None
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
     """Jet pass without autograd (evaluation: Jacobians for the folding check).
 
     Args:
@@ -320,7 +349,7 @@ class _JetFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, layout, ws, *params):  # noqa: D102
-        unique = [tuple(params[6 * i:6 * i + 6]) for i in range(len(params) // 6)]
+        unique = [tuple(params[6 * i : 6 * i + 6]) for i in range(len(params) // 6)]
         prepared = [_prepare(p) for p in unique]
         phis, sq = _forward(ws, x.detach(), prepared, layout, len(layout))
         ctx.layout, ctx.ws, ctx.prepared, ctx.generation = layout, ws, prepared, ws.generation
@@ -332,15 +361,18 @@ class _JetFunction(torch.autograd.Function):
     def backward(ctx, g_phis, g_sq):  # noqa: D102
         ws, layout, prepared = ctx.ws, ctx.layout, ctx.prepared
         if ws.generation != ctx.generation:
-            raise RuntimeError("rnr.jet: the workspace was reused by another forward pass before this "
-                               "backward; call backward first (or give each pass its own workspace)")
+            raise RuntimeError(
+                "rnr.jet: the workspace was reused by another forward pass before this "
+                "backward; call backward first (or give each pass its own workspace)"
+            )
         opts = {"dtype": g_phis.dtype, "device": g_phis.device}
         shapes = ctx.param_shapes
         gsq2 = 2.0 * g_sq
         n_blocks = len(layout)
+
         # Per worker and unique block: gW1 is accumulated transposed (3, q), see _backward_block.
         def zeros(i: int) -> list[torch.Tensor]:
-            block = shapes[6 * i:6 * i + 6]
+            block = shapes[6 * i : 6 * i + 6]
             return [torch.zeros(sh if j else sh[::-1], **opts) for j, sh in enumerate(block)]
 
         per_worker = [[zeros(i) for i in range(len(prepared))] for _ in range(ws.workers)]
@@ -352,12 +384,13 @@ class _JetFunction(torch.autograd.Function):
                     a, b = ws.bounds[k]
                     g0 = ws.g0[k]
                     g0.zero_()
-                    g0[:b - a] = g_phis[n_blocks - 1, a:b]
+                    g0[: b - a] = g_phis[n_blocks - 1, a:b]
                     for n in range(n_blocks - 1, -1, -1):
-                        _backward_block(ws, tmp, n, k, prepared[layout[n]], gsq2[n], grads[layout[n]],
-                                        need_input_grad=n > 0)
+                        _backward_block(
+                            ws, tmp, n, k, prepared[layout[n]], gsq2[n], grads[layout[n]], need_input_grad=n > 0
+                        )
                         if n > 0:
-                            g0[:b - a] += g_phis[n - 1, a:b]
+                            g0[: b - a] += g_phis[n - 1, a:b]
 
         ws.run(task)
         grads = per_worker[0]
@@ -369,8 +402,9 @@ class _JetFunction(torch.autograd.Function):
         return (None, None, None, *flat)
 
 
-def jet(x: torch.Tensor, unique_params: Sequence[BlockParams], layout: Sequence[int],
-        workspace: Workspace | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def jet(
+    x: torch.Tensor, unique_params: Sequence[BlockParams], layout: Sequence[int], workspace: Workspace | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Differentiable one-pass energy terms of the ResNet.
 
     Args:

@@ -88,9 +88,7 @@ def tre(predicted_vox: np.ndarray, target_vox: np.ndarray, spacing_xyz: Sequence
     predicted = np.asarray(predicted_vox, dtype=np.float64)
     target = np.asarray(target_vox, dtype=np.float64)
     if predicted.shape != target.shape or predicted.ndim != 2 or predicted.shape[1] != 3:
-        raise ValueError(
-            f"predicted and target must both be (M, 3); got {predicted.shape} and {target.shape}"
-        )
+        raise ValueError(f"predicted and target must both be (M, 3); got {predicted.shape} and {target.shape}")
     diff = coords.voxel_to_mm(predicted - target, spacing_xyz)
     dist = np.linalg.norm(diff, axis=1)
     mean, std = _mean_std(dist)
@@ -294,10 +292,6 @@ def folding_per_step(
         return []
     records = []
     for n in range(1, transform.n_steps + 1):
-        stats = (
-            full
-            if (n == transform.n_steps and full is not None)
-            else folding(transform, points_vox, n, chunk)
-        )
+        stats = full if (n == transform.n_steps and full is not None) else folding(transform, points_vox, n, chunk)
         records.append({"step": n, **stats.to_dict()})
     return records

@@ -37,8 +37,7 @@ class ResidualBlock(nn.Module):
     every device.
     """
 
-    def __init__(self, width: int = 100, generator: torch.Generator | None = None,
-                 dtype: torch.dtype = torch.float32):
+    def __init__(self, width: int = 100, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32):
         super().__init__()
 
         def draw(*shape: int, std: float = 1.0) -> nn.Parameter:
@@ -76,8 +75,14 @@ class ResNetMap(nn.Module):
         seed: seeds the CPU generator that draws the initial parameters.
     """
 
-    def __init__(self, n_blocks: int = 5, width: int = 100, shared_weights: bool = False, seed: int = 3,
-                 dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        n_blocks: int = 5,
+        width: int = 100,
+        shared_weights: bool = False,
+        seed: int = 3,
+        dtype: torch.dtype = torch.float32,
+    ):
         super().__init__()
         if n_blocks < 1 or width < 1:
             raise ValueError(f"n_blocks and width must be >= 1, got {n_blocks}, {width}")
@@ -123,8 +128,7 @@ class ResNetMap(nn.Module):
             z = z + self.block(n)(z)
         return z
 
-    def trajectory(self, x: torch.Tensor, step: int | None = None
-                   ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def trajectory(self, x: torch.Tensor, step: int | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """One pass: ([phi_0, ..., phi_step], [F_1(phi_0), ..., F_step(phi_{step-1})]), each (M, 3)."""
         phis, residuals = [x], []
         for n in range(1, self._steps(step) + 1):
@@ -140,8 +144,9 @@ class ResNetMap(nn.Module):
 
         Buffers are reused between calls: call backward on one result before the next ``jet`` call.
         ``workers``: CPU threads sharing the chunks of points (default ``torch.get_num_threads()``)."""
-        self._workspace = _jet.Workspace.for_shape(self._workspace, x.shape[0], self.width, self.n_blocks,
-                                                   x.dtype, x.device, workers)
+        self._workspace = _jet.Workspace.for_shape(
+            self._workspace, x.shape[0], self.width, self.n_blocks, x.dtype, x.device, workers
+        )
         params = [b.params() for b in self.blocks]  # type: ignore[attr-defined]
         return _jet.jet(x, params, self.layout, self._workspace)
 
@@ -161,8 +166,7 @@ class ResNetTransform(Transform):
 
     kind = "rnr"
 
-    def __init__(self, size_xyz: Sequence[int], spacing_xyz: Sequence[float],
-                 network: ResNetMap | None = None):
+    def __init__(self, size_xyz: Sequence[int], spacing_xyz: Sequence[float], network: ResNetMap | None = None):
         super().__init__(size_xyz, spacing_xyz)
         self.network = network if network is not None else ResNetMap()
         self.network.requires_grad_(False)
@@ -185,8 +189,9 @@ class ResNetTransform(Transform):
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], size_xyz: Sequence[int], spacing_xyz: Sequence[float],
-                   device: torch.device) -> ResNetTransform:
+    def from_state(
+        cls, state: dict[str, Any], size_xyz: Sequence[int], spacing_xyz: Sequence[float], device: torch.device
+    ) -> ResNetTransform:
         weights = state["weights"]
         dtype = next(iter(weights.values())).dtype
         network = ResNetMap(state["n_blocks"], state["width"], state["shared_weights"], dtype=dtype)

@@ -190,9 +190,7 @@ def detj_panel(
             fontsize=9,
         )
         _axes_labels(ax, view)
-    fig.colorbar(
-        im, ax=list(axes), label="det J (1 = volume kept, <= 0 = folding)", shrink=0.8, extend="both"
-    )
+    fig.colorbar(im, ax=list(axes), label="det J (1 = volume kept, <= 0 = folding)", shrink=0.8, extend="both")
     fig.suptitle(title)
     return save_figure(fig, path, formats)
 
@@ -227,9 +225,7 @@ def _loss_panels(curves: list[str]) -> list[tuple[str, str, list[str]]]:
     return panels + [(f"{parent} per term", parent + "_", cols) for parent, cols in parts.items()]
 
 
-def loss_curve(
-    path: Path, frame: pd.DataFrame, title: str, formats: tuple[str, ...] = ("png",)
-) -> list[Path]:
+def loss_curve(path: Path, frame: pd.DataFrame, title: str, formats: tuple[str, ...] = ("png",)) -> list[Path]:
     """The numeric columns of a loss log (e.g. loss, dissimilarity, penalty terms) against the iteration,
     two panels per row; per-term columns (``name_<term>``) are drawn together in one panel with a legend."""
     xcol = next((c for c in ("iteration", "iter", "step") if c in frame.columns), None)

@@ -74,7 +74,16 @@ PHANTOM_GEOMETRY: dict[int, tuple[tuple[int, int, int], tuple[float, float, floa
 #: Calibration targets: DIR-Lab's published no-registration TRE (mean, mm) per case (dirlab.md). The
 #: phantom's motion amplitude is chosen to reproduce these; the pipeline never uses them as results.
 TARGET_IDENTITY_TRE_MM: dict[int, float] = {
-    1: 3.89, 2: 4.34, 3: 6.94, 4: 9.83, 5: 7.48, 6: 10.89, 7: 11.03, 8: 14.99, 9: 7.92, 10: 7.30,
+    1: 3.89,
+    2: 4.34,
+    3: 6.94,
+    4: 9.83,
+    5: 7.48,
+    6: 10.89,
+    7: 11.03,
+    8: 14.99,
+    9: 7.92,
+    10: 7.30,
 }
 
 #: Breathing curve s_t: fraction of the T00 -> T50 motion reached at each phase.
@@ -163,8 +172,11 @@ class Motion:
         w = _smoothstep((z - z_top) / (z_bottom - z_top))
         h = 0.4 + 0.6 * w
         u = (x - cx) / bx
-        b = (1.0 + self.asym * np.tanh((cx - x) / (0.1 * self.extent_mm[0]))) * (1.0 - 0.3 * u * u) \
+        b = (
+            (1.0 + self.asym * np.tanh((cx - x) / (0.1 * self.extent_mm[0])))
+            * (1.0 - 0.3 * u * u)
             * (1.0 + self.post * np.clip((y - cy) / by, -1.2, 1.2))
+        )
         a = 0.5 * (1.0 - np.tanh((y - cy) / (0.5 * by)))
         return self.lr * u * h, -self.ap * a * h, w * b
 
@@ -209,8 +221,14 @@ class Motion:
 
     @classmethod
     def from_dict(cls, data: dict) -> Motion:
-        return cls(tuple(data["extent_mm"]), data["amplitude_mm"], data["ap"], data["lr"],  # type: ignore
-                   data["asym"], data["post"])
+        return cls(
+            tuple(data["extent_mm"]),
+            data["amplitude_mm"],
+            data["ap"],
+            data["lr"],  # type: ignore
+            data["asym"],
+            data["post"],
+        )
 
 
 # ------------------------------------------------------------------------------------------ anatomy
@@ -265,8 +283,7 @@ class _Anatomy:
             z_dia = 0.90 * ez - dome * ez * (1.0 - np.clip(r2, 0.0, 1.0)) - m
             part = (r2 < rho * rho) & (z < z_dia) & (side * (x - self.cx) > 0.035 * ex + m)
             inside = part if inside is None else inside | part
-        cavity = ((x - self.cx) / (0.80 * self.bx - m)) ** 2 \
-            + ((y - self.cy) / (0.80 * self.by - m)) ** 2 < 1.0
+        cavity = ((x - self.cx) / (0.80 * self.bx - m)) ** 2 + ((y - self.cy) / (0.80 * self.by - m)) ** 2 < 1.0
         (hx, hy, hz), (sx, sy, sz) = self.heart()
         heart = ((x - hx) / (sx + m)) ** 2 + ((y - hy) / (sy + m)) ** 2 + ((z - hz) / (sz + m)) ** 2 < 1.0
         spx, spy = self.spine_centre()
@@ -296,8 +313,7 @@ def _sample_lung(anat: _Anatomy, n: int, side: float, margin: float, rng: np.ran
     return np.concatenate(out)[:n]
 
 
-def _grow_trees(anat: _Anatomy, rng: np.random.Generator
-                ) -> tuple[list[_Segment], list[np.ndarray], list[np.ndarray]]:
+def _grow_trees(anat: _Anatomy, rng: np.random.Generator) -> tuple[list[_Segment], list[np.ndarray], list[np.ndarray]]:
     """Space-filling vessel trees of both lungs by space colonisation (Runions et al. 2007), in mm.
 
     Attraction points fill each lung; every iteration, each tree node that is the nearest node of some
@@ -358,15 +374,14 @@ def _grow_trees(anat: _Anatomy, rng: np.random.Generator
         leaves[n_children > 0] = 0.0
         for i in range(len(nodes) - 1, 0, -1):
             leaves[par[i]] += leaves[i]
-        radius = np.clip(r_leaf * leaves ** 0.4, r_leaf, r_max)
+        radius = np.clip(r_leaf * leaves**0.4, r_leaf, r_max)
         segments += [_Segment(pts[par[i]], pts[i], float(radius[i])) for i in range(1, len(nodes))]
         bifurcations += [pts[i] for i in range(len(nodes)) if n_children[i] >= 2]
         bends += [pts[i] for i in range(len(nodes)) if n_children[i] == 1]
     return segments, bifurcations, bends
 
 
-def _axes_mm(lo: Sequence[int], hi: Sequence[int], spacing: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _axes_mm(lo: Sequence[int], hi: Sequence[int], spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Millimetre coordinates of voxel index ranges ``lo..hi`` (inclusive, (x, y, z)), shaped to broadcast
     over a (z, y, x) block: x (1, 1, nx), y (1, ny, 1), z (nz, 1, 1)."""
     out = []
@@ -377,8 +392,12 @@ def _axes_mm(lo: Sequence[int], hi: Sequence[int], spacing: np.ndarray
     return out[0][None, None, :], out[1][None, :, None], out[2][:, None, None]
 
 
-def _render_capsules(shape_zyx: tuple[int, int, int], spacing: np.ndarray,
-                     capsules: Iterable[tuple[np.ndarray, np.ndarray, float]], width: float) -> np.ndarray:
+def _render_capsules(
+    shape_zyx: tuple[int, int, int],
+    spacing: np.ndarray,
+    capsules: Iterable[tuple[np.ndarray, np.ndarray, float]],
+    width: float,
+) -> np.ndarray:
     """Partial-volume occupancy (z, y, x) in [0, 1] of capsules (a, b, radius) in mm; edge ramp ``width``.
 
     A capsule thinner than a voxel (radius < width / 2) is drawn half a voxel wide with its contrast
@@ -401,7 +420,7 @@ def _render_capsules(shape_zyx: tuple[int, int, int], spacing: np.ndarray,
         t = np.clip((px * ab[0] + py * ab[1] + pz * ab[2]) / max(float(ab @ ab), 1e-9), 0.0, 1.0)
         d = np.sqrt((px - t * ab[0]) ** 2 + (py - t * ab[1]) ** 2 + (pz - t * ab[2]) ** 2)
         frac = (amplitude * np.clip(0.5 + (r - d) / width, 0.0, 1.0)).astype(np.float32)
-        view = out[lo[2]:hi[2] + 1, lo[1]:hi[1] + 1, lo[0]:hi[0] + 1]
+        view = out[lo[2] : hi[2] + 1, lo[1] : hi[1] + 1, lo[0] : hi[0] + 1]
         np.maximum(view, frac, out=view)
     return out
 
@@ -412,15 +431,27 @@ def _ribs(anat: _Anatomy) -> list[tuple[np.ndarray, np.ndarray, float]]:
     phis = np.linspace(0.35, 2.75, 18)  # from beside the spine (0) round to the front (pi)
     for z0 in np.arange(0.05, 0.78, 0.12) * ez:
         for side in (-1.0, 1.0):
-            pts = [np.array([anat.cx + side * 0.88 * anat.bx * np.sin(phi),
-                             anat.cy + 0.88 * anat.by * np.cos(phi),
-                             z0 + 0.09 * ez * phi / np.pi]) for phi in phis]
+            pts = [
+                np.array(
+                    [
+                        anat.cx + side * 0.88 * anat.bx * np.sin(phi),
+                        anat.cy + 0.88 * anat.by * np.cos(phi),
+                        z0 + 0.09 * ez * phi / np.pi,
+                    ]
+                )
+                for phi in phis
+            ]
             capsules += [(p, q, 4.5) for p, q in zip(pts[:-1], pts[1:], strict=True)]
     return capsules
 
 
-def _render_anatomy(anat: _Anatomy, segments: list[_Segment], shape_zyx: tuple[int, int, int],
-                    spacing: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _render_anatomy(
+    anat: _Anatomy,
+    segments: list[_Segment],
+    shape_zyx: tuple[int, int, int],
+    spacing: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
     """The noise-free T00 volume (z, y, x) in HU (float32) and the true lung mask (bool)."""
     ex, ey, ez = anat.extent
     x, y, z = _axes_mm((0, 0, 0), np.asarray(shape_zyx[::-1]) - 1, spacing)
@@ -443,10 +474,17 @@ def _render_anatomy(anat: _Anatomy, segments: list[_Segment], shape_zyx: tuple[i
     vol[vertebra] = 300.0
     vol[vertebra & (rs > 13.0)] = 750.0
     vol[vertebra & disc] = 80.0
-    arches = [(np.array([spx, spy + 14.0, zc]), np.array([spx, spy + 40.0, zc + 8.0]), 5.0)
-              for zc in np.arange(period / 2, ez, period)]
-    sternum = [(np.array([anat.cx, anat.cy - 0.9 * anat.by, 0.12 * ez]),
-                np.array([anat.cx, anat.cy - 0.88 * anat.by, 0.60 * ez]), 6.0)]
+    arches = [
+        (np.array([spx, spy + 14.0, zc]), np.array([spx, spy + 40.0, zc + 8.0]), 5.0)
+        for zc in np.arange(period / 2, ez, period)
+    ]
+    sternum = [
+        (
+            np.array([anat.cx, anat.cy - 0.9 * anat.by, 0.12 * ez]),
+            np.array([anat.cx, anat.cy - 0.88 * anat.by, 0.60 * ez]),
+            6.0,
+        )
+    ]
     bone = _render_capsules(shape_zyx, spacing, _ribs(anat) + arches + sternum, width)
     vol += bone * (650.0 - vol)
 
@@ -481,16 +519,16 @@ def _warp(volume: np.ndarray, motion: Motion, s: float, spacing: np.ndarray) -> 
     x, y, z = _axes_mm((0, 0, 0), np.asarray(volume.shape[::-1]) - 1, spacing)
     gx, gy, gz = motion.shape(x, y, z)
     k = s * motion.amplitude_mm
-    source_mm = np.stack([np.broadcast_to(c + k * g, volume.shape).ravel()
-                          for c, g in ((x, gx), (y, gy), (z, gz))], axis=1)
+    source_mm = np.stack(
+        [np.broadcast_to(c + k * g, volume.shape).ravel() for c, g in ((x, gx), (y, gy), (z, gz))], axis=1
+    )
     source = coords.mm_to_voxel(source_mm, spacing)  # (M, 3) voxel (x, y, z)
     out = ndimage.map_coordinates(volume, source[:, ::-1].T, order=1, mode="nearest")
     return out.reshape(volume.shape).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------- landmarks
-def _identity_tre(p0_1based: np.ndarray, p1_1based: np.ndarray,
-                  spacing: Sequence[float]) -> tuple[float, float]:
+def _identity_tre(p0_1based: np.ndarray, p1_1based: np.ndarray, spacing: Sequence[float]) -> tuple[float, float]:
     """Mean and sample std (ddof=1) of the landmark distances in mm."""
     d0 = coords.voxel_to_mm(coords.from_dirlab_index(p0_1based), spacing)
     d1 = coords.voxel_to_mm(coords.from_dirlab_index(p1_1based), spacing)
@@ -503,9 +541,16 @@ def _rounded_1based(points_mm: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     return np.rint(coords.to_dirlab_index(coords.mm_to_voxel(points_mm, spacing))).astype(np.int64)
 
 
-def _select_landmarks(anat: _Anatomy, segments: list[_Segment], bifurcations: list[np.ndarray],
-                      bends: list[np.ndarray], motion_max: Motion, size: np.ndarray, spacing: np.ndarray,
-                      rng: np.random.Generator) -> tuple[np.ndarray, int]:
+def _select_landmarks(
+    anat: _Anatomy,
+    segments: list[_Segment],
+    bifurcations: list[np.ndarray],
+    bends: list[np.ndarray],
+    motion_max: Motion,
+    size: np.ndarray,
+    spacing: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, int]:
     """300 landmark points (mm) on distinct voxels: bifurcations first (random order), then bends, then
     points along vessels, keeping those inside the lungs and inside the volume at every phase.
     Returns the points (300, 3) and how many of them are bifurcations."""
@@ -532,12 +577,13 @@ def _select_landmarks(anat: _Anatomy, segments: list[_Segment], bifurcations: li
             chosen.append(int(i))
             if len(chosen) == N_LANDMARKS:
                 return cand[chosen], sum(i < len(bifurcations) for i in chosen)
-    raise ValueError(f"phantom: only {len(chosen)} distinct landmark voxels inside the lungs at spacing "
-                     f"{tuple(spacing)} mm (need {N_LANDMARKS}); use a larger scale")
+    raise ValueError(
+        f"phantom: only {len(chosen)} distinct landmark voxels inside the lungs at spacing "
+        f"{tuple(spacing)} mm (need {N_LANDMARKS}); use a larger scale"
+    )
 
 
-def _calibrate(motion: Motion, points_mm: np.ndarray, spacing: np.ndarray, target: float,
-               a_max: float) -> Motion:
+def _calibrate(motion: Motion, points_mm: np.ndarray, spacing: np.ndarray, target: float, a_max: float) -> Motion:
     """Bisection on the amplitude so that the file-level identity TRE (rounded voxels) hits ``target``."""
     p0 = _rounded_1based(points_mm, spacing)
 
@@ -546,8 +592,10 @@ def _calibrate(motion: Motion, points_mm: np.ndarray, spacing: np.ndarray, targe
         return _identity_tre(p0, p1, spacing)[0]
 
     if tre(a_max) < target:
-        raise ValueError(f"phantom: identity TRE {tre(a_max):.2f} mm at the largest invertible amplitude "
-                         f"{a_max:.1f} mm is below the target {target} mm")
+        raise ValueError(
+            f"phantom: identity TRE {tre(a_max):.2f} mm at the largest invertible amplitude "
+            f"{a_max:.1f} mm is below the target {target} mm"
+        )
     lo, hi = 0.0, a_max
     best = (abs(tre(hi) - target), hi)
     for _ in range(40):
@@ -612,13 +660,18 @@ def _case_params(case: int, seed: int) -> tuple[_Anatomy, Motion, np.random.Gene
     extent = tuple(float(n * s) for n, s in zip(size, spacing, strict=True))
     rng = np.random.default_rng([seed, case])
     anat = _Anatomy(extent, (float(rng.uniform(-0.03, 0.03)), float(rng.uniform(-0.03, 0.03))))  # type: ignore
-    motion = Motion(extent, 1.0, ap=float(rng.uniform(0.15, 0.3)), lr=float(rng.uniform(0.04, 0.1)),  # type: ignore
-                    asym=float(rng.uniform(-0.12, 0.12)), post=float(rng.uniform(0.05, 0.25)))
+    motion = Motion(
+        extent,
+        1.0,
+        ap=float(rng.uniform(0.15, 0.3)),
+        lr=float(rng.uniform(0.04, 0.1)),  # type: ignore
+        asym=float(rng.uniform(-0.12, 0.12)),
+        post=float(rng.uniform(0.05, 0.25)),
+    )
     return anat, motion, rng
 
 
-def write_case(out_dir: str | Path, case: int, seed: int = 0, scale: float = 1.0,
-               with_mask: bool = True) -> dict:
+def write_case(out_dir: str | Path, case: int, seed: int = 0, scale: float = 1.0, with_mask: bool = True) -> dict:
     """Write phantom ``case`` into ``out_dir`` (DIR-Lab layout + truth); return its summary record.
 
     ``with_mask`` also writes the true T00 lung mask as the user-made ``Masks/case{N}_T00_mask.mhd``.
@@ -633,9 +686,16 @@ def write_case(out_dir: str | Path, case: int, seed: int = 0, scale: float = 1.0
     segments, bifurcations, bends = _grow_trees(anat, rng)
 
     a_max = _MAX_GAIN / motion.max_gradient()
-    points, n_on_bifurcations = _select_landmarks(anat, segments, bifurcations, bends,
-                                                  motion.with_amplitude(a_max), size, spacing,
-                                                  np.random.default_rng([seed, case, 100]))
+    points, n_on_bifurcations = _select_landmarks(
+        anat,
+        segments,
+        bifurcations,
+        bends,
+        motion.with_amplitude(a_max),
+        size,
+        spacing,
+        np.random.default_rng([seed, case, 100]),
+    )
     motion = _calibrate(motion, points, spacing, TARGET_IDENTITY_TRE_MM[case], a_max)
 
     exact = {p: coords.mm_to_voxel(motion.forward(points, s), spacing) for p, s in BREATHING.items()}
@@ -643,8 +703,7 @@ def write_case(out_dir: str | Path, case: int, seed: int = 0, scale: float = 1.0
     for p, v in files.items():
         if ((v < 1) | (v > size)).any():
             raise RuntimeError(f"phantom case {case}: a {p} landmark left the volume (bug)")
-    sampled = np.sort(np.random.default_rng([seed, case, 200]).choice(N_LANDMARKS, N_SAMPLED4D,
-                                                                      replace=False))
+    sampled = np.sort(np.random.default_rng([seed, case, 200]).choice(N_LANDMARKS, N_SAMPLED4D, replace=False))
 
     volume, lung = _render_anatomy(anat, segments, shape, spacing, np.random.default_rng([seed, case, 300]))
     case_dir = out / case_folder_name(case)
@@ -662,22 +721,35 @@ def write_case(out_dir: str | Path, case: int, seed: int = 0, scale: float = 1.0
         _write_mask(case_dir / mask_file_path(case), lung, spacing_xyz)
 
     tre_files = _identity_tre(files["T00"], files["T50"], spacing_xyz)
-    tre_exact = _identity_tre(coords.to_dirlab_index(exact["T00"]), coords.to_dirlab_index(exact["T50"]),
-                              spacing_xyz)
+    tre_exact = _identity_tre(coords.to_dirlab_index(exact["T00"]), coords.to_dirlab_index(exact["T50"]), spacing_xyz)
     summary = {
-        "case": case, "seed": seed, "scale": scale,
-        "size_xyz": list(size_xyz), "spacing_xyz": list(spacing_xyz),
-        "motion": motion.to_dict(), "breathing": BREATHING,
+        "case": case,
+        "seed": seed,
+        "scale": scale,
+        "size_xyz": list(size_xyz),
+        "spacing_xyz": list(spacing_xyz),
+        "motion": motion.to_dict(),
+        "breathing": BREATHING,
         "target_identity_tre_mm": TARGET_IDENTITY_TRE_MM[case],
-        "identity_tre_files_mm": list(tre_files), "identity_tre_exact_mm": list(tre_exact),
-        "lung_voxels": int(lung.sum()), "landmarks_on_bifurcations": n_on_bifurcations,
-        "n_bifurcations": len(bifurcations), "n_bends": len(bends), "n_vessel_segments": len(segments),
+        "identity_tre_files_mm": list(tre_files),
+        "identity_tre_exact_mm": list(tre_exact),
+        "lung_voxels": int(lung.sum()),
+        "landmarks_on_bifurcations": n_on_bifurcations,
+        "n_bifurcations": len(bifurcations),
+        "n_bends": len(bends),
+        "n_vessel_segments": len(segments),
     }
     truth = out / _TRUTH_DIR
     with atomic_path(truth / f"case{case}.npz") as tmp:
-        np.savez_compressed(tmp, size_xyz=size, spacing_xyz=spacing, mask_T00=lung.astype(np.uint8),
-                            sampled4d_index=sampled, summary=json.dumps(summary),
-                            **{f"landmarks_{p}": v for p, v in exact.items()})
+        np.savez_compressed(
+            tmp,
+            size_xyz=size,
+            spacing_xyz=spacing,
+            mask_T00=lung.astype(np.uint8),
+            sampled4d_index=sampled,
+            summary=json.dumps(summary),
+            **{f"landmarks_{p}": v for p, v in exact.items()},
+        )
     write_json(truth / f"case{case}.json", summary)
     return summary
 
@@ -693,8 +765,14 @@ mask and the motion parameters; truth/case{N}.json the same scalars. Not patient
 """
 
 
-def write_dataset(out_dir: str | Path, cases: Iterable[int] = range(1, 11), seed: int = 0,
-                  scale: float = 1.0, *, with_masks: bool = True) -> Path:
+def write_dataset(
+    out_dir: str | Path,
+    cases: Iterable[int] = range(1, 11),
+    seed: int = 0,
+    scale: float = 1.0,
+    *,
+    with_masks: bool = True,
+) -> Path:
     """Write the phantom cases ``cases`` into ``out_dir`` in the DIR-Lab layout; return ``out_dir``.
 
     ``geometry.json`` lists the written cases (merged with entries already there for other cases).
@@ -717,13 +795,20 @@ def write_dataset(out_dir: str | Path, cases: Iterable[int] = range(1, 11), seed
             entries = {}
     for case in cases:
         summary = write_case(out, case, seed=seed, scale=scale, with_mask=with_masks)
-        entries[str(case)] = {"size_xyz": summary["size_xyz"], "spacing_xyz": summary["spacing_xyz"],
-                              "seed": seed, "scale": scale}
-    write_json(geometry_path, {
-        "description": "rnr phantom: per-case grid (size in voxels x, y, z; spacing in mm); "
-                       "overrides the DIR-Lab geometry table for these cases",
-        "cases": dict(sorted(entries.items(), key=lambda kv: int(kv[0]))),
-    })
+        entries[str(case)] = {
+            "size_xyz": summary["size_xyz"],
+            "spacing_xyz": summary["spacing_xyz"],
+            "seed": seed,
+            "scale": scale,
+        }
+    write_json(
+        geometry_path,
+        {
+            "description": "rnr phantom: per-case grid (size in voxels x, y, z; spacing in mm); "
+            "overrides the DIR-Lab geometry table for these cases",
+            "cases": dict(sorted(entries.items(), key=lambda kv: int(kv[0]))),
+        },
+    )
     write_text(out / "README_phantom.txt", _README)
     return out
 

@@ -73,9 +73,7 @@ def tre_distribution(landmarks: pd.DataFrame, out: Path, order: Sequence[str] | 
     return save_figure(fig, out / "tre_distribution")
 
 
-def tre_mean_per_configuration(
-    summary: pd.DataFrame, out: Path, order: Sequence[str] | None = None
-) -> list[Path]:
+def tre_mean_per_configuration(summary: pd.DataFrame, out: Path, order: Sequence[str] | None = None) -> list[Path]:
     """Mean TRE per configuration: bar = mean over cases of the per-case means, error bar = std over cases
     (ddof = 1), dots = the per-case means."""
     configs = configuration_order(summary["configuration"].tolist(), order)
@@ -96,8 +94,7 @@ def tre_mean_per_configuration(
     ax.set_xlabel("configuration")
     ax.set_ylabel("mean TRE of a case (mm)")
     ax.set_title(
-        "Mean TRE per configuration\n"
-        "bar: mean of case means; error bar: std over cases (ddof = 1); dots: cases",
+        "Mean TRE per configuration\nbar: mean of case means; error bar: std over cases (ddof = 1); dots: cases",
         fontsize=10,
     )
     ax.grid(axis="y", alpha=0.3)
@@ -145,9 +142,7 @@ def tre_before_after(summary: pd.DataFrame, out: Path, order: Sequence[str] | No
 def folding_runtime(summary: pd.DataFrame, out: Path, order: Sequence[str] | None = None) -> list[Path]:
     """Folding fraction (%) and registration runtime (s) per configuration (``initial`` left out: it is the
     identity, with no folding and no runtime), dots = cases, bar = mean over cases."""
-    palette = _palette(
-        configuration_order(summary["configuration"].tolist(), order)
-    )  # same colours as elsewhere
+    palette = _palette(configuration_order(summary["configuration"].tolist(), order))  # same colours as elsewhere
     data = summary[summary["configuration"] != INITIAL]
     if data.empty:
         data = summary

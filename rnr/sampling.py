@@ -37,8 +37,9 @@ def sample_volumes(volumes: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         grid = points.reshape(k, 1, 1, m, 3)
     else:
         raise ValueError(f"points (S={s}, M, 3) need S = K = {k} volumes, or a single volume")
-    out = F.grid_sample(volumes.unsqueeze(1), grid.to(volumes.dtype), mode="bilinear",
-                        padding_mode="border", align_corners=True)
+    out = F.grid_sample(
+        volumes.unsqueeze(1), grid.to(volumes.dtype), mode="bilinear", padding_mode="border", align_corners=True
+    )
     return out.reshape(s, m)
 
 
@@ -56,13 +57,13 @@ class PointSampler:
         device: where the indices live (the generator too, so no host-device copy is needed).
     """
 
-    def __init__(self, n_points: int, batch_size: int, mode: str = "random", seed: int = 3,
-                 device: torch.device | str = "cpu"):
+    def __init__(
+        self, n_points: int, batch_size: int, mode: str = "random", seed: int = 3, device: torch.device | str = "cpu"
+    ):
         if mode not in SAMPLINGS:
             raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {mode!r}")
         if not 1 <= batch_size <= n_points:
-            raise ValueError(f"batch_size must be in 1..{n_points} (the number of mask points), "
-                             f"got {batch_size}")
+            raise ValueError(f"batch_size must be in 1..{n_points} (the number of mask points), got {batch_size}")
         self.n_points = int(n_points)
         self.batch_size = int(batch_size)
         self.mode = mode
@@ -78,11 +79,10 @@ class PointSampler:
     def next(self) -> torch.Tensor:
         """Indices of the next batch: (batch_size,) int64 on the sampler's device."""
         if self.mode == "random":
-            return torch.randint(self.n_points, (self.batch_size,), generator=self.generator,
-                                 device=self.device)
+            return torch.randint(self.n_points, (self.batch_size,), generator=self.generator, device=self.device)
         assert self._order is not None and self._arange is not None
         if self._offset + self.batch_size <= self.n_points:
-            idx = self._order[self._offset:self._offset + self.batch_size]
+            idx = self._order[self._offset : self._offset + self.batch_size]
         else:  # wrap around the end of the permutation
             idx = self._order[(self._arange + self._offset) % self.n_points]
         self._offset = (self._offset + self.batch_size) % self.n_points

@@ -83,14 +83,17 @@ def threshold_lung_mask(hu: np.ndarray, params: ThresholdParams = ThresholdParam
     air = hu < params.threshold_hu
 
     labels, _ = ndimage.label(air)  # 6-connectivity
-    side = np.concatenate([labels[:, 0, :].ravel(), labels[:, -1, :].ravel(),
-                           labels[:, :, 0].ravel(), labels[:, :, -1].ravel()])
+    side = np.concatenate(
+        [labels[:, 0, :].ravel(), labels[:, -1, :].ravel(), labels[:, :, 0].ravel(), labels[:, :, -1].ravel()]
+    )
     inside = air & ~np.isin(labels, np.unique(side[side > 0]))
 
     labels, n = ndimage.label(inside)
     if n == 0:
-        raise InputError(f"no air below {params.threshold_hu} HU inside the body: expected a lung CT in HU, "
-                         f"found values in [{hu.min():.0f}, {hu.max():.0f}]")
+        raise InputError(
+            f"no air below {params.threshold_hu} HU inside the body: expected a lung CT in HU, "
+            f"found values in [{hu.min():.0f}, {hu.max():.0f}]"
+        )
     sizes = np.bincount(labels.ravel())[1:]
     order = np.argsort(sizes)[::-1]
     keep = [order[0] + 1]
@@ -110,13 +113,12 @@ def threshold_lung_mask(hu: np.ndarray, params: ThresholdParams = ThresholdParam
 
 
 def _ball(radius: int) -> np.ndarray:
-    grid = np.mgrid[-radius:radius + 1, -radius:radius + 1, -radius:radius + 1]
-    return (grid ** 2).sum(axis=0) <= radius ** 2
+    grid = np.mgrid[-radius : radius + 1, -radius : radius + 1, -radius : radius + 1]
+    return (grid**2).sum(axis=0) <= radius**2
 
 
 # -- lungmask ----------------------------------------------------------------------------------------------
-def lungmask_weights(weights: str | Path | None = None, *, download: bool = True,
-                     url: str = LUNGMASK_URL) -> Path:
+def lungmask_weights(weights: str | Path | None = None, *, download: bool = True, url: str = LUNGMASK_URL) -> Path:
     """Path of a local lungmask R231 weights file.
 
     ``weights`` (a file the user provides) wins; else the file in torch's hub cache
@@ -127,8 +129,10 @@ def lungmask_weights(weights: str | Path | None = None, *, download: bool = True
     if weights is not None:
         path = Path(weights)
         if not path.is_file():
-            raise InputError(f"{path}: lungmask weights file not found (expected the {LUNGMASK_MODEL} state "
-                             f"dict {LUNGMASK_FILE}, downloadable from {LUNGMASK_URL})")
+            raise InputError(
+                f"{path}: lungmask weights file not found (expected the {LUNGMASK_MODEL} state "
+                f"dict {LUNGMASK_FILE}, downloadable from {LUNGMASK_URL})"
+            )
         return path
     cached = lungmask_cache_path()
     if cached.is_file():
@@ -166,8 +170,14 @@ def missing_weights_message(reason: str) -> str:
     )
 
 
-def lungmask_lung_mask(image: sitk.Image, weights: str | Path | None = None, *, download: bool = True,
-                       force_cpu: bool = False, batch_size: int = 20) -> np.ndarray:
+def lungmask_lung_mask(
+    image: sitk.Image,
+    weights: str | Path | None = None,
+    *,
+    download: bool = True,
+    force_cpu: bool = False,
+    batch_size: int = 20,
+) -> np.ndarray:
     """Run lungmask R231 on a CT ``image`` in HU -> bool (nz, ny, nx) in the image's array order.
 
     ``image`` keeps its direction cosines: lungmask reorients it to LPS for the network and maps the
@@ -177,12 +187,15 @@ def lungmask_lung_mask(image: sitk.Image, weights: str | Path | None = None, *, 
 
     path = lungmask_weights(weights, download=download)
     try:
-        inferer = LMInferer(modelname=LUNGMASK_MODEL, modelpath=str(path), force_cpu=force_cpu,
-                            batch_size=batch_size, tqdm_disable=True)
+        inferer = LMInferer(
+            modelname=LUNGMASK_MODEL, modelpath=str(path), force_cpu=force_cpu, batch_size=batch_size, tqdm_disable=True
+        )
     except Exception as exc:  # torch.load and load_state_dict raise various types
-        raise InputError(f"{path}: cannot load as lungmask {LUNGMASK_MODEL} weights (expected the state dict "
-                         f"{LUNGMASK_FILE} from {LUNGMASK_URL}; {type(exc).__name__}: "
-                         f"{str(exc).strip().splitlines()[0]})") from None
+        raise InputError(
+            f"{path}: cannot load as lungmask {LUNGMASK_MODEL} weights (expected the state dict "
+            f"{LUNGMASK_FILE} from {LUNGMASK_URL}; {type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0]})"
+        ) from None
     labels = inferer.apply(sitk.Cast(image, sitk.sitkFloat32))
     # R231 labels: 0 background, 1 right lung, 2 left lung -> one lung mask.
     return np.asarray(labels) > 0
@@ -198,8 +211,14 @@ def resolve_method(case: ConvertedCase, method: str) -> str:
     return method
 
 
-def segment_case(case_dir: str | Path, method: str = "auto", *, weights: str | Path | None = None,
-                 out: str | Path | None = None, download: bool = True) -> tuple[Path, str]:
+def segment_case(
+    case_dir: str | Path,
+    method: str = "auto",
+    *,
+    weights: str | Path | None = None,
+    out: str | Path | None = None,
+    download: bool = True,
+) -> tuple[Path, str]:
     """Write the T00 lung mask of a converted case; return (path written, method used).
 
     ``out`` defaults to ``<case_dir>/mask_T00.nii.gz``. The mask is uint8 0/1 with the T00 image's
@@ -212,9 +231,11 @@ def segment_case(case_dir: str | Path, method: str = "auto", *, weights: str | P
 
     if used == "provided":
         if case.provided_mask_path is None:
-            raise InputError(f"{case.path / layout.MASK_PROVIDED}: no provided mask (expected one converted "
-                             f"from Masks/case{case.case}_T00_mask.mhd by rnr convert); "
-                             f"use --method lungmask or threshold")
+            raise InputError(
+                f"{case.path / layout.MASK_PROVIDED}: no provided mask (expected one converted "
+                f"from Masks/case{case.case}_T00_mask.mhd by rnr convert); "
+                f"use --method lungmask or threshold"
+            )
         mask = case.load_mask(case.provided_mask_path)
     elif used == "threshold":
         mask = threshold_lung_mask(array_from_image(t00).astype(np.float32))
@@ -222,8 +243,10 @@ def segment_case(case_dir: str | Path, method: str = "auto", *, weights: str | P
         mask = lungmask_lung_mask(t00, weights, download=download)
 
     if not mask.any():
-        raise InputError(f"{case.image_path('T00')}: the {used} segmentation found no lung voxel "
-                         f"(expected a lung mask; found an empty one)")
+        raise InputError(
+            f"{case.image_path('T00')}: the {used} segmentation found no lung voxel "
+            f"(expected a lung mask; found an empty one)"
+        )
     out = Path(out) if out is not None else case.path / layout.MASK_T00
     image = sitk.GetImageFromArray(mask.astype(np.uint8))
     image.CopyInformation(t00)

@@ -93,10 +93,7 @@ def find_metrics(runs_dir: str | Path) -> dict[tuple[str, int], Path]:
         )
     cases = sorted({case for _, case in found})
     missing = [
-        runs_dir / c / f"case{n}" / layout.METRICS_JSON
-        for c in configurations
-        for n in cases
-        if (c, n) not in found
+        runs_dir / c / f"case{n}" / layout.METRICS_JSON for c in configurations for n in cases if (c, n) not in found
     ]
     missing += [p for p in found.values() if not p.is_file()]
     if missing:
@@ -248,10 +245,7 @@ def _cells(summary: pd.DataFrame, mean_col: str, std_col: str, configs: list[str
         rows.append(
             (
                 str(case),
-                [
-                    (float(table.loc[(case, c), mean_col]), float(table.loc[(case, c), std_col]))
-                    for c in configs
-                ],
+                [(float(table.loc[(case, c), mean_col]), float(table.loc[(case, c), std_col])) for c in configs],
             )
         )
     means = summary.groupby("configuration")[mean_col].mean()
@@ -276,9 +270,7 @@ def _fmt(mean: float, std: float | None, sep: str) -> str:
 
 def thesis_markdown(summary: pd.DataFrame, snapped: bool = False, order: Sequence[str] | None = None) -> str:
     """Markdown thesis table: caption line, table (rows: cases, mean; columns: configurations), footer."""
-    mean_col, std_col = (
-        ("tre_snapped_mean_mm", "tre_snapped_std_mm") if snapped else ("tre_mean_mm", "tre_std_mm")
-    )
+    mean_col, std_col = ("tre_snapped_mean_mm", "tre_snapped_std_mm") if snapped else ("tre_mean_mm", "tre_std_mm")
     configs = configuration_order(summary["configuration"].tolist(), order)
     _, rows = _cells(summary, mean_col, std_col, configs)
     title = "Snapped TRE" if snapped else "TRE"
@@ -290,10 +282,7 @@ def thesis_markdown(summary: pd.DataFrame, snapped: bool = False, order: Sequenc
     ]
     for label, values in rows:
         bold = _bold_mask(values, configs)
-        cells = [
-            f"**{_fmt(m, s, ' ± ')}**" if b else _fmt(m, s, " ± ")
-            for (m, s), b in zip(values, bold, strict=True)
-        ]
+        cells = [f"**{_fmt(m, s, ' ± ')}**" if b else _fmt(m, s, " ± ") for (m, s), b in zip(values, bold, strict=True)]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", conventions_text(summary, snapped), ""]
     return "\n".join(lines)
@@ -320,9 +309,7 @@ def _tex_escape(text: str) -> str:
 
 def thesis_latex(summary: pd.DataFrame, snapped: bool = False, order: Sequence[str] | None = None) -> str:
     """LaTeX (booktabs) version of :func:`thesis_markdown`, caption holding the conventions."""
-    mean_col, std_col = (
-        ("tre_snapped_mean_mm", "tre_snapped_std_mm") if snapped else ("tre_mean_mm", "tre_std_mm")
-    )
+    mean_col, std_col = ("tre_snapped_mean_mm", "tre_snapped_std_mm") if snapped else ("tre_mean_mm", "tre_std_mm")
     configs = configuration_order(summary["configuration"].tolist(), order)
     _, rows = _cells(summary, mean_col, std_col, configs)
     title = "Snapped TRE" if snapped else "TRE"

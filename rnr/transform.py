@@ -57,8 +57,9 @@ class Transform(ABC):
         return {}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], size_xyz: Sequence[int], spacing_xyz: Sequence[float],
-                   device: torch.device) -> Transform:
+    def from_state(
+        cls, state: dict[str, Any], size_xyz: Sequence[int], spacing_xyz: Sequence[float], device: torch.device
+    ) -> Transform:
         obj = cls(size_xyz, spacing_xyz)  # type: ignore[call-arg]
         return obj.to(device)
 
@@ -83,7 +84,7 @@ class Transform(ABC):
         points = np.asarray(points, dtype=np.float64)
         outs = []
         for start in range(0, len(points), chunk):
-            u = torch.as_tensor(points[start:start + chunk], dtype=torch.float32, device=self.device)
+            u = torch.as_tensor(points[start : start + chunk], dtype=torch.float32, device=self.device)
             outs.append(fn(u).detach().to("cpu", torch.float64).numpy())
         if not outs:
             return np.zeros((0,) + fn(torch.zeros((1, 3), device=self.device)).shape[1:], dtype=np.float64)
@@ -91,6 +92,7 @@ class Transform(ABC):
 
     def apply_voxels(self, points: np.ndarray, step: int | None = None, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
         """Map 0-based (x, y, z) voxel points (M, 3) of T00 to their T50 voxel positions (M, 3), float64."""
+
         def fn(p: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
                 out = self.map_normalised(coords.voxel_to_normalised(p, self.size_xyz), step)
@@ -103,13 +105,15 @@ class Transform(ABC):
         vox = coords.mm_to_voxel(np.asarray(points_mm, dtype=np.float64), self.spacing_xyz)
         return coords.voxel_to_mm(self.apply_voxels(vox, step, chunk), self.spacing_xyz)
 
-    def jacobian_det_voxels(self, points: np.ndarray, step: int | None = None,
-                            chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+    def jacobian_det_voxels(
+        self, points: np.ndarray, step: int | None = None, chunk: int = DEFAULT_CHUNK
+    ) -> np.ndarray:
         """det of the Jacobian of phi at 0-based voxel points (M, 3) -> (M,), float64.
 
         phi maps a grid onto the same grid, so the diagonal unit scalings cancel: the determinant is the same
         in normalised, voxel and mm coordinates.
         """
+
         def fn(p: torch.Tensor) -> torch.Tensor:
             jac = self.jacobian_normalised(coords.voxel_to_normalised(p, self.size_xyz), step)
             return torch.linalg.det(jac.double())
@@ -122,8 +126,8 @@ class Transform(ABC):
         out = np.empty((nz * ny * nx, 3), dtype=np.float32)
         grid = coords.voxel_grid(self.size_xyz)
         for start in range(0, len(grid), chunk):
-            part = grid[start:start + chunk]
-            out[start:start + chunk] = self.apply_voxels(part, step, chunk) - part
+            part = grid[start : start + chunk]
+            out[start : start + chunk] = self.apply_voxels(part, step, chunk) - part
         return out.reshape(nz, ny, nx, 3)
 
     # -- checkpoints ----------------------------------------------------------------------------------
@@ -156,8 +160,13 @@ class AffineTransform(Transform):
 
     kind = "affine"
 
-    def __init__(self, size_xyz: Sequence[int], spacing_xyz: Sequence[float],
-                 matrix: np.ndarray | None = None, offset: np.ndarray | None = None):
+    def __init__(
+        self,
+        size_xyz: Sequence[int],
+        spacing_xyz: Sequence[float],
+        matrix: np.ndarray | None = None,
+        offset: np.ndarray | None = None,
+    ):
         super().__init__(size_xyz, spacing_xyz)
         self.matrix = torch.as_tensor(np.eye(3) if matrix is None else matrix, dtype=torch.float32)
         self.offset = torch.as_tensor(np.zeros(3) if offset is None else offset, dtype=torch.float32)

@@ -18,9 +18,7 @@ from .transform import DEFAULT_CHUNK, Transform
 def sample_normalised(volume_zyx: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Trilinear, border-clamped samples of a (nz, ny, nx) volume at normalised points u (M, 3) -> (M,)."""
     grid = u.to(volume_zyx.dtype).reshape(1, 1, 1, -1, 3)
-    out = F.grid_sample(
-        volume_zyx[None, None], grid, mode="bilinear", padding_mode="border", align_corners=True
-    )
+    out = F.grid_sample(volume_zyx[None, None], grid, mode="bilinear", padding_mode="border", align_corners=True)
     return out.reshape(-1)
 
 
@@ -38,9 +36,7 @@ def warp_points(
     moving = np.asarray(moving_zyx, dtype=np.float32)
     expected = coords.size_xyz_to_shape_zyx(transform.size_xyz)
     if moving.shape != expected:
-        raise ValueError(
-            f"moving volume has shape {moving.shape}, the transform's grid is (z, y, x) = {expected}"
-        )
+        raise ValueError(f"moving volume has shape {moving.shape}, the transform's grid is (z, y, x) = {expected}")
     volume = torch.as_tensor(moving, device=transform.device)
     points = np.asarray(points_vox, dtype=np.float64)
     out = np.empty(len(points), dtype=np.float32)
@@ -111,7 +107,5 @@ def warp_volume(
             ],
             axis=-1,
         ).reshape(-1, 3)
-        out[zs[0] : zs[-1] + 1] = warp_points(transform, moving_zyx, pts, step, chunk=len(pts)).reshape(
-            -1, ny, nx
-        )
+        out[zs[0] : zs[-1] + 1] = warp_points(transform, moving_zyx, pts, step, chunk=len(pts)).reshape(-1, ny, nx)
     return out

@@ -20,8 +20,9 @@ PHANTOM_SCALE = 0.5
 def phantom_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from rnr.phantom import write_dataset
 
-    return write_dataset(tmp_path_factory.mktemp("phantom") / "source", cases=PHANTOM_CASES, seed=0,
-                         scale=PHANTOM_SCALE)
+    return write_dataset(
+        tmp_path_factory.mktemp("phantom") / "source", cases=PHANTOM_CASES, seed=0, scale=PHANTOM_SCALE
+    )
 
 
 @pytest.fixture(scope="session")

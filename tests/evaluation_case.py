@@ -79,9 +79,7 @@ def make_case(
     phases = layout.PHASES if intermediate else ("T00", "T50")
     for phase in phases:
         k = int(phase[1:]) // 10
-        write_image(
-            folder / layout.image_name(phase), _image(_chest(size_xyz, spacing_xyz, 0.8 * k)[0], spacing_xyz)
-        )
+        write_image(folder / layout.image_name(phase), _image(_chest(size_xyz, spacing_xyz, 0.8 * k)[0], spacing_xyz))
     t00 = rng.integers(2, hi - 1, size=(n_landmarks, 3), endpoint=True).astype(float)
     t50 = np.clip(t00 + rng.integers(-2, 2, size=t00.shape, endpoint=True), 0, hi).astype(float)
     write_csv(folder / layout.landmarks_name("T00"), _landmark_frame(t00, spacing_xyz))

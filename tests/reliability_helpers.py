@@ -83,13 +83,26 @@ def rnr_command(*args: str | Path) -> list[str]:
 
 # -- Snakemake ---------------------------------------------------------------------------------------------
 def snakemake_command(workdir: Path, *args: str | Path, snakefile: Path = SNAKEFILE) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(workdir),
-            *(str(a) for a in args)]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(snakefile),
+        "--directory",
+        str(workdir),
+        *(str(a) for a in args),
+    ]
 
 
 def snakemake(workdir: Path, *args: str | Path, snakefile: Path = SNAKEFILE, timeout: float = 600) -> Outcome:
-    result = subprocess.run(snakemake_command(workdir, *args, snakefile=snakefile), capture_output=True,
-                            text=True, env=child_env(), timeout=timeout)
+    result = subprocess.run(
+        snakemake_command(workdir, *args, snakefile=snakefile),
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=timeout,
+    )
     return Outcome(result.returncode, result.stdout, result.stderr)
 
 

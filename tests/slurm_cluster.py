@@ -82,8 +82,7 @@ def unavailable_reason() -> str | None:
     if not Path("/proc").is_dir():
         return "SLURM test cluster needs Linux"
     if os.geteuid() != 0:
-        return ("SLURM test cluster needs root (to write /etc/slurm and start daemons); "
-                f"running as uid {os.geteuid()}")
+        return f"SLURM test cluster needs root (to write /etc/slurm and start daemons); running as uid {os.geteuid()}"
     missing = [b for b in REQUIRED_BINARIES if _which(b) is None]
     if missing:
         return f"SLURM/munge not installed (missing {', '.join(missing)}); install with: {APT_HINT}"
@@ -96,8 +95,7 @@ def unavailable_reason() -> str | None:
         return f"a SLURM daemon is already running here ({', '.join(running)}); not touching a live cluster"
     for path in (SLURM_CONF, GRES_CONF):
         if path.exists() and not _is_ours(path):
-            return (f"{path} exists and was not written by this test; "
-                    "not overwriting a real SLURM configuration")
+            return f"{path} exists and was not written by this test; not overwriting a real SLURM configuration"
     return None
 
 
@@ -109,8 +107,9 @@ def _free_port() -> int:
 
 def _node_hardware() -> tuple[int, int]:
     """(CPUs, RealMemory in MB) as slurmd itself detects them, so the node is never marked invalid."""
-    out = subprocess.run([_which("slurmd") or "slurmd", "-C"], capture_output=True, text=True, timeout=30,
-                         check=True).stdout
+    out = subprocess.run(
+        [_which("slurmd") or "slurmd", "-C"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
     fields = dict(item.split("=", 1) for item in out.split() if "=" in item)
     return int(fields["CPUs"]), int(fields["RealMemory"])
 
@@ -152,8 +151,7 @@ class SlurmCluster:
         """
         if "slurmctld" in self.processes and self.processes["slurmctld"].poll() is None:
             # Jobs left by a failed test would keep slurmstepd processes alive after slurmd stops.
-            subprocess.run(["scancel", "--full", f"--partition={self.partition}"],
-                           capture_output=True, timeout=15)
+            subprocess.run(["scancel", "--full", f"--partition={self.partition}"], capture_output=True, timeout=15)
             time.sleep(1)
         # Reverse start order: slurmd, slurmctld, then munged (they authenticate through it).
         for name in reversed(list(self.processes)):
@@ -184,9 +182,14 @@ def _start(cluster: SlurmCluster, name: str, argv: list[str], **kwargs) -> None:
     """Start one daemon in the foreground, its stdout and stderr in <workdir>/<name>.stdout."""
     with open(cluster.workdir / f"{name}.stdout", "wb") as log:  # the child keeps its own copy
         cluster.processes[name] = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             # Own session: a Ctrl-C in pytest reaches the test, which then stops the daemons in order.
-            start_new_session=True, **kwargs)
+            start_new_session=True,
+            **kwargs,
+        )
 
 
 def _wait(predicate, timeout: float, what: str, cluster: SlurmCluster) -> None:
@@ -196,7 +199,8 @@ def _wait(predicate, timeout: float, what: str, cluster: SlurmCluster) -> None:
             if proc.poll() is not None:
                 raise ClusterUnavailable(
                     f"{name} exited with code {proc.returncode} while waiting for {what}\n"
-                    f"{_tail(cluster.workdir / f'{name}.stdout')}\n{cluster.log_tails()}")
+                    f"{_tail(cluster.workdir / f'{name}.stdout')}\n{cluster.log_tails()}"
+                )
         if predicate():
             return
         time.sleep(0.5)
@@ -205,8 +209,10 @@ def _wait(predicate, timeout: float, what: str, cluster: SlurmCluster) -> None:
 
 def _slurm_conf(cluster: SlurmCluster, munge_socket: Path, ctld_port: int, slurmd_port: int) -> str:
     w = cluster.workdir
-    node = (f"NodeName={cluster.host} NodeAddr=127.0.0.1 CPUs={cluster.cpus} RealMemory={cluster.memory_mb} "
-            f"Gres=gpu:fake:{cluster.gpus} State=UNKNOWN")
+    node = (
+        f"NodeName={cluster.host} NodeAddr=127.0.0.1 CPUs={cluster.cpus} RealMemory={cluster.memory_mb} "
+        f"Gres=gpu:fake:{cluster.gpus} State=UNKNOWN"
+    )
     return f"""{MARKER}
 ClusterName=rnrtest
 SlurmctldHost={cluster.host}(127.0.0.1)
@@ -264,8 +270,9 @@ def start_cluster(gpus: int = 1, node_timeout: float = 60.0) -> SlurmCluster:
     except (OSError, subprocess.SubprocessError, KeyError, ValueError) as exc:
         raise ClusterUnavailable(f"'slurmd -C' could not describe this machine: {exc}") from exc
     workdir = Path(tempfile.mkdtemp(prefix="rnr-slurm-"))
-    cluster = SlurmCluster(host=socket.gethostname().split(".")[0], workdir=workdir, cpus=cpus,
-                           memory_mb=memory_mb, gpus=gpus)
+    cluster = SlurmCluster(
+        host=socket.gethostname().split(".")[0], workdir=workdir, cpus=cpus, memory_mb=memory_mb, gpus=gpus
+    )
     try:
         _start_daemons(cluster, node_timeout)
     except BaseException:
@@ -288,10 +295,20 @@ def _start_daemons(cluster: SlurmCluster, node_timeout: float) -> None:
     for p in (munge_dir, key):
         os.chown(p, munge.pw_uid, munge.pw_gid)
     munge_socket = munge_dir / "munge.socket"
-    _start(cluster, "munged", [_which("munged"), "--foreground", f"--socket={munge_socket}",
-                               f"--key-file={key}", f"--pid-file={munge_dir / 'munged.pid'}",
-                               f"--seed-file={munge_dir / 'munged.seed'}"],  # logs to stderr when -F
-           user=munge.pw_uid, group=munge.pw_gid)
+    _start(
+        cluster,
+        "munged",
+        [
+            _which("munged"),
+            "--foreground",
+            f"--socket={munge_socket}",
+            f"--key-file={key}",
+            f"--pid-file={munge_dir / 'munged.pid'}",
+            f"--seed-file={munge_dir / 'munged.seed'}",
+        ],  # logs to stderr when -F
+        user=munge.pw_uid,
+        group=munge.pw_gid,
+    )
     _wait(munge_socket.exists, 20, "the munge socket", cluster)
 
     for sub in ("state", "spool"):
@@ -299,12 +316,14 @@ def _start_daemons(cluster: SlurmCluster, node_timeout: float) -> None:
     _write_config(cluster, SLURM_CONF, _slurm_conf(cluster, munge_socket, _free_port(), _free_port()))
     # Fake GPUs: File= must name one character device per GPU (without it the node is marked invalid; with
     # a plain file SLURM allocates the GPU but sets no CUDA_VISIBLE_DEVICES). Nothing opens them.
-    devices = FAKE_GPU_DEVICES[:cluster.gpus]
-    _write_config(cluster, GRES_CONF, f"{MARKER}\n" + "".join(
-        f"NodeName={cluster.host} Name=gpu Type=fake File={d}\n" for d in devices))
+    devices = FAKE_GPU_DEVICES[: cluster.gpus]
+    _write_config(
+        cluster,
+        GRES_CONF,
+        f"{MARKER}\n" + "".join(f"NodeName={cluster.host} Name=gpu Type=fake File={d}\n" for d in devices),
+    )
 
     _start(cluster, "slurmctld", [_which("slurmctld"), "-D", "-i"])
     _wait(lambda: "UP" in _query(["scontrol", "ping"]), 30, "slurmctld to answer 'scontrol ping'", cluster)
     _start(cluster, "slurmd", [_which("slurmd"), "-D"])
-    _wait(lambda: cluster.node_state() == "idle", node_timeout, f"node {cluster.host} to become idle",
-          cluster)
+    _wait(lambda: cluster.node_state() == "idle", node_timeout, f"node {cluster.host} to become idle", cluster)

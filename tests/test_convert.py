@@ -84,7 +84,7 @@ def test_orientation_patient_upright(converted_case, phantom_dataset):
     # Anatomy agrees: the lung apex is near slice 0, the spine posterior (large y), the heart on the left.
     truth = phantom.load_truth(phantom_dataset, 1)
     area = truth.mask_T00.sum(axis=(1, 2))
-    assert area[: nz // 4].sum() < area[nz // 2:].sum()
+    assert area[: nz // 4].sum() < area[nz // 2 :].sum()
     bone_y = np.nonzero((array > 300).any(axis=(0, 2)))[0]
     assert bone_y.max() > 0.75 * ny  # vertebrae behind the lungs
     case = load_case(converted_case)
@@ -176,8 +176,9 @@ def test_phantom_write_mask_restores_provided_mask(dataset_copy, tmp_path):
     path = phantom.write_mask(dataset_copy, 2)
     assert path == dataset_copy / "Case2Pack" / "Masks" / "case2_T00_mask.mhd"
     out = dirlab.convert_case(dataset_copy, 2, tmp_path / "case2")
-    assert np.array_equal(load_case(out).load_mask(out / layout.MASK_PROVIDED),
-                          phantom.load_truth(dataset_copy, 2).mask_T00)
+    assert np.array_equal(
+        load_case(out).load_mask(out / layout.MASK_PROVIDED), phantom.load_truth(dataset_copy, 2).mask_T00
+    )
 
 
 # -- the command line --------------------------------------------------------------------------------------
@@ -189,8 +190,7 @@ def test_cli_convert(phantom_dataset, tmp_path, capsys):
 
 
 def test_cli_convert_error_is_one_line(phantom_dataset, tmp_path, capsys):
-    code = rnr_main(["convert", "--dirlab-dir", str(phantom_dataset), "--case", "3",
-                     "--out", str(tmp_path / "x")])
+    code = rnr_main(["convert", "--dirlab-dir", str(phantom_dataset), "--case", "3", "--out", str(tmp_path / "x")])
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("rnr convert: error:") and "no folder for case 3" in err and "\n" not in err

@@ -19,8 +19,8 @@ from rnr.evaluate import evaluate_run
 from rnr.fit import register
 from rnr.transform import IdentityTransform, load_transform
 
-SIZE = (20, 16, 12)          # (nx, ny, nz)
-SPACING = (1.0, 1.5, 2.5)    # mm, anisotropic like DIR-Lab
+SIZE = (20, 16, 12)  # (nx, ny, nz)
+SPACING = (1.0, 1.5, 2.5)  # mm, anisotropic like DIR-Lab
 
 
 def _smooth_field(size_xyz, seed: int = 0) -> np.ndarray:
@@ -39,15 +39,15 @@ def _smooth_field(size_xyz, seed: int = 0) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ FieldTransform
 def test_field_transform_interpolates_in_voxels_with_xyz_order():
     disp = np.zeros(coords.size_xyz_to_shape_zyx(SIZE) + (3,), dtype=np.float32)
-    disp[..., 0] = 2.0    # dx
-    disp[..., 2] = -1.5   # dz
+    disp[..., 0] = 2.0  # dx
+    disp[..., 2] = -1.5  # dz
     t = FieldTransform(SIZE, SPACING, disp)
     pts = np.array([[3.0, 4.0, 5.0], [10.25, 7.5, 2.75]])
     np.testing.assert_allclose(t.apply_voxels(pts), pts + [2.0, 0.0, -1.5], atol=1e-5)
     # A field that is linear in the voxel index is reproduced exactly between voxel centres.
     nx, ny, nz = SIZE
     z, y, x = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
-    lin = np.stack([0.1 * z, 0.2 * x, -0.05 * y], axis=-1).astype(np.float32)   # d = (0.1 z, 0.2 x, -0.05 y)
+    lin = np.stack([0.1 * z, 0.2 * x, -0.05 * y], axis=-1).astype(np.float32)  # d = (0.1 z, 0.2 x, -0.05 y)
     t = FieldTransform(SIZE, SPACING, lin)
     pts = np.array([[3.3, 4.6, 5.2], [12.5, 1.25, 9.75]])
     expected = pts + np.stack([0.1 * pts[:, 2], 0.2 * pts[:, 0], -0.05 * pts[:, 1]], axis=1)
@@ -63,8 +63,7 @@ def test_field_transform_jacobian_is_the_discrete_gradient_of_the_field():
     grid = coords.voxel_grid(SIZE)
     jac = t.jacobian_normalised(torch.as_tensor(coords.voxel_to_normalised(grid, SIZE), dtype=torch.float32))
     # Voxel-unit Jacobian I + d(disp)/d(index) by numpy.gradient (central inside, one-sided at the border).
-    grads = np.stack([np.stack(np.gradient(disp[..., i], axis=(2, 1, 0)), axis=-1) for i in range(3)],
-                     axis=-2)
+    grads = np.stack([np.stack(np.gradient(disp[..., i], axis=(2, 1, 0)), axis=-1) for i in range(3)], axis=-2)
     expected = np.eye(3) + grads.reshape(-1, 3, 3)
     # Normalised J[i, j] = voxel J[i, j] * half_j / half_i with half = (n - 1) / 2.
     half = np.array([(n - 1) / 2 for n in SIZE])
@@ -116,7 +115,7 @@ def _blobs(size_xyz, spacing_xyz, shift_vox) -> np.ndarray:
     shift_mm = np.asarray(shift_vox) * np.asarray(spacing_xyz)
     for _ in range(12):
         c = rng.uniform(lo, hi) + shift_mm
-        vol += 600 * np.exp(-((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2) / (2 * 3.0 ** 2))
+        vol += 600 * np.exp(-((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2) / (2 * 3.0**2))
     return vol.astype(np.float32)
 
 
@@ -147,7 +146,7 @@ def test_preprocess_windows_and_masks():
     hu2 = np.full((1, 1, 9), -1000.0, dtype=np.float32)
     mask2 = np.zeros((1, 1, 9), bool)
     mask2[0, 0, 4] = True
-    out = preprocess(hu2, mask2, (2.0, 1.0, 1.0), DemonsParams(mask_margin_mm=4.0))   # 4 mm = 2 voxels in x
+    out = preprocess(hu2, mask2, (2.0, 1.0, 1.0), DemonsParams(mask_margin_mm=4.0))  # 4 mm = 2 voxels in x
     np.testing.assert_array_equal(out[0, 0], [1, 1, 0, 0, 0, 0, 0, 1, 1])
 
 
@@ -161,12 +160,17 @@ def test_demons_settings_keys_and_defaults():
     s = Settings.from_mapping({"method": "demons"})
     assert s.intermediate is False
     assert DemonsParams.from_settings(s) == DemonsParams()
-    s = Settings.from_mapping({"method": "demons", "demons_iterations": [20, 10], "demons_shrink": [2, 1],
-                               "demons_sigma": 2})
+    s = Settings.from_mapping(
+        {"method": "demons", "demons_iterations": [20, 10], "demons_shrink": [2, 1], "demons_sigma": 2}
+    )
     p = DemonsParams.from_settings(s)
     assert (p.iterations, p.shrink, p.sigma_field) == ((20, 10), (2, 1), 2.0)
-    for bad in ({"demons_iterations": [20, 10]}, {"demons_shrink": [0, 1, 1]}, {"demons_iterations": "20"},
-                {"demons_sigma": -1}):
+    for bad in (
+        {"demons_iterations": [20, 10]},
+        {"demons_shrink": [0, 1, 1]},
+        {"demons_iterations": "20"},
+        {"demons_sigma": -1},
+    ):
         with pytest.raises(SettingsError):
             Settings.from_mapping({"method": "demons", **bad})
 
@@ -208,8 +212,9 @@ def test_demons_registration_halves_tre_and_evaluates_like_any_map(phantom_case8
 
     # rnr evaluate on the run folder: the checkpoint reloads as a FieldTransform and TRE / folding come
     # from the one code path (metrics.landmark_tre, metrics.folding) that RNR's runs use.
-    metrics_record = evaluate_run(phantom_case8, out, mask_path=case.path / layout.MASK_PROVIDED,
-                                  device="cpu", figures=False)
+    metrics_record = evaluate_run(
+        phantom_case8, out, mask_path=case.path / layout.MASK_PROVIDED, device="cpu", figures=False
+    )
     assert metrics_record["transform_kind"] == "demons" and metrics_record["method"] == "demons"
     assert metrics_record["tre"]["mean_mm"] == pytest.approx(after.continuous.mean_mm, rel=1e-6)
     assert metrics_record["tre"]["snapped_mean_mm"] == pytest.approx(after.snapped.mean_mm, rel=1e-6)
@@ -221,8 +226,7 @@ def test_demons_rejects_intermediate_phases(phantom_case8, tmp_path):
     case = load_case(phantom_case8)
     mask = case.load_mask(case.path / layout.MASK_PROVIDED)
     with pytest.raises(SettingsError, match="intermediate"):
-        register(case, mask, Settings.from_mapping({"method": "demons", "intermediate": True}), None,
-                 progress=False)
+        register(case, mask, Settings.from_mapping({"method": "demons", "intermediate": True}), None, progress=False)
 
 
 @pytest.mark.gpu

@@ -65,12 +65,20 @@ def _points(n: int, seed: int = 0, size=SIZE) -> np.ndarray:
 
 def _write_geometry(root: Path, cases, size=SIZE, spacing=SPACING) -> None:
     root.mkdir(parents=True, exist_ok=True)
-    (root / "geometry.json").write_text(json.dumps(
-        {"cases": {str(c): {"size_xyz": list(size), "spacing_xyz": list(spacing)} for c in cases}}))
+    (root / "geometry.json").write_text(
+        json.dumps({"cases": {str(c): {"size_xyz": list(size), "spacing_xyz": list(spacing)} for c in cases}})
+    )
 
 
-def make_case(root: Path, case: int = 1, folder: str | None = None, image: str | None = None,
-              landmarks: str | None = None, phases=layout.PHASES, sampled: bool = False) -> Path:
+def make_case(
+    root: Path,
+    case: int = 1,
+    folder: str | None = None,
+    image: str | None = None,
+    landmarks: str | None = None,
+    phases=layout.PHASES,
+    sampled: bool = False,
+) -> Path:
     """A fake case in ``root`` using the phantom's (= real DIR-Lab) naming unless names are given.
     ``image``/``landmarks`` are templates with ``{p}`` for the phase (paths relative to the case folder)."""
     _write_geometry(root, [case])
@@ -109,9 +117,15 @@ def test_geometry_file_overrides_table_for_listed_cases_only(tmp_path):
     assert dirlab.case_geometry(tmp_path, 4).size_xyz == DIRLAB_MD[4][0]
 
 
-@pytest.mark.parametrize("content", [
-    '{"cases": {"1": {"size_xyz": [12, 10]}}}', '[1, 2]', '{"cases": {"1": 5}}',
-    '{"cases": {"1": {"size_xyz": [12, 10, 8], "spacing_xyz": [1, 1, 0]}}}'])
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"cases": {"1": {"size_xyz": [12, 10]}}}',
+        "[1, 2]",
+        '{"cases": {"1": 5}}',
+        '{"cases": {"1": {"size_xyz": [12, 10, 8], "spacing_xyz": [1, 1, 0]}}}',
+    ],
+)
 def test_malformed_geometry_file(content, tmp_path):
     (tmp_path / "geometry.json").write_text(content)
     with pytest.raises(InputError, match="geometry.json: .*expected"):
@@ -124,8 +138,18 @@ def test_unknown_case_without_geometry_entry(tmp_path):
 
 
 # -- finding files -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("case,folder", [(1, "Case1Pack"), (1, "case1pack"), (1, "CASE1PACK"), (1, "Case1"),
-                                         (8, "Case8Deploy"), (8, "case8deploy"), (10, "Case10Pack")])
+@pytest.mark.parametrize(
+    "case,folder",
+    [
+        (1, "Case1Pack"),
+        (1, "case1pack"),
+        (1, "CASE1PACK"),
+        (1, "Case1"),
+        (8, "Case8Deploy"),
+        (8, "case8deploy"),
+        (10, "Case10Pack"),
+    ],
+)
 def test_case_folder_variants(case, folder, tmp_path):
     for other in ("Case1Pack", "Case10Pack", "Case8Pack"):  # neighbours that must not be picked
         if other.lower() not in (folder.lower(), f"case{case}pack"):
@@ -150,15 +174,18 @@ def test_missing_case_folder_lists_what_is_there(tmp_path):
         dirlab.find_case_dir(tmp_path / "nowhere", 3)
 
 
-@pytest.mark.parametrize("case,image,landmarks", [
-    (1, "Images/case1_{p}_s.img", "ExtremePhases/Case1_300_{p}_xyz.txt"),
-    (2, "Images/case2_{p}-ssm.img", "ExtremePhases/Case2_300_{p}_xyz.txt"),
-    (2, "Images/case2_{p}-s.img", "extremephases/case2_300_{p}_xyz.txt"),
-    (6, "Images/case6_{p}.img", "extremePhases/case6_dirLab300_{p}_xyz.txt"),
-    (6, "images/CASE6_{p}.IMG", "extremePhases/Case6_300_{p}_xyz.txt"),
-    (10, "Images/case10_{p}.img", "extremePhases/case10_dirLab300_{p}_xyz.txt"),
-    (4, "case4_{p}-ssm.img", "Case4_300_{p}_xyz.txt"),  # everything flat in the case folder
-])
+@pytest.mark.parametrize(
+    "case,image,landmarks",
+    [
+        (1, "Images/case1_{p}_s.img", "ExtremePhases/Case1_300_{p}_xyz.txt"),
+        (2, "Images/case2_{p}-ssm.img", "ExtremePhases/Case2_300_{p}_xyz.txt"),
+        (2, "Images/case2_{p}-s.img", "extremephases/case2_300_{p}_xyz.txt"),
+        (6, "Images/case6_{p}.img", "extremePhases/case6_dirLab300_{p}_xyz.txt"),
+        (6, "images/CASE6_{p}.IMG", "extremePhases/Case6_300_{p}_xyz.txt"),
+        (10, "Images/case10_{p}.img", "extremePhases/case10_dirLab300_{p}_xyz.txt"),
+        (4, "case4_{p}-ssm.img", "Case4_300_{p}_xyz.txt"),  # everything flat in the case folder
+    ],
+)
 def test_file_naming_variants(case, image, landmarks, tmp_path):
     case_dir = make_case(tmp_path, case, image=image, landmarks=landmarks, sampled=True)
     files = dirlab.find_case_files(tmp_path, case)
@@ -258,7 +285,7 @@ def test_raw_image_axis_order_and_hu(tmp_path):
     # On disk x runs fastest: byte offset of voxel (x=3, y=1, z=2) is 2 * (3 + 12 * (1 + 10 * 2)).
     raw = path.read_bytes()
     offset = 2 * (3 + SIZE[0] * (1 + SIZE[1] * 2))
-    assert int.from_bytes(raw[offset:offset + 2], "little") == 500 + 1024
+    assert int.from_bytes(raw[offset : offset + 2], "little") == 500 + 1024
     out = dirlab.read_raw_image(path, _geometry())
     assert out.dtype == np.int16 and out.shape == (8, 10, 12)
     assert out[2, 1, 3] == 500
@@ -284,8 +311,11 @@ def test_image_one_slice_long(tmp_path):
 
 def test_image_already_in_hu(tmp_path):
     path = _write_raw(tmp_path / "a.img", _hu_volume(), offset=0)
-    with pytest.raises(InputError, match=r"a.img: expected air near -1000 HU.*found an air peak at "
-                                         r"-20\d\d HU.*HU already"):
+    with pytest.raises(
+        InputError,
+        match=r"a.img: expected air near -1000 HU.*found an air peak at "
+        r"-20\d\d HU.*HU already",
+    ):
         dirlab.read_raw_image(path, _geometry())
 
 
@@ -322,10 +352,12 @@ def _write_text(tmp_path: Path, text: str, name: str = "lm.txt") -> Path:
 @pytest.mark.parametrize("style", ["tabs", "spaces", "lf", "blank-lines"])
 def test_landmark_formats(style, tmp_path):
     pts = _points(300)
-    text = {"tabs": _landmark_text(pts, "tabs"),
-            "spaces": _landmark_text(pts, "spaces"),
-            "lf": "".join(f"{x}\t{y}\t{z}\n" for x, y, z in pts),
-            "blank-lines": "\r\n" + _landmark_text(pts, "tabs") + "\r\n  \r\n"}[style]
+    text = {
+        "tabs": _landmark_text(pts, "tabs"),
+        "spaces": _landmark_text(pts, "spaces"),
+        "lf": "".join(f"{x}\t{y}\t{z}\n" for x, y, z in pts),
+        "blank-lines": "\r\n" + _landmark_text(pts, "tabs") + "\r\n  \r\n",
+    }[style]
     out = dirlab.read_landmarks(_write_text(tmp_path, text), SIZE)
     assert out.dtype == np.int64 and np.array_equal(out, pts)
 
@@ -343,11 +375,14 @@ def test_sampled4d_row_count(tmp_path):
         dirlab.read_landmarks(path, SIZE)
 
 
-@pytest.mark.parametrize("bad,pattern", [
-    ("8a", r"line 5: expected an integer voxel index, found '8a'"),
-    ("4.5", r"line 5: expected an integer voxel index, found '4.5'"),
-    ("nan", r"line 5: expected an integer voxel index, found 'nan'"),
-])
+@pytest.mark.parametrize(
+    "bad,pattern",
+    [
+        ("8a", r"line 5: expected an integer voxel index, found '8a'"),
+        ("4.5", r"line 5: expected an integer voxel index, found '4.5'"),
+        ("nan", r"line 5: expected an integer voxel index, found 'nan'"),
+    ],
+)
 def test_landmark_non_integer_field(bad, pattern, tmp_path):
     lines = _landmark_text(_points(300)).splitlines(keepends=True)
     lines[4] = f"{bad}\t 3\t 4\t\r\n"
@@ -368,8 +403,7 @@ def test_landmark_wrong_column_count(tmp_path):
         dirlab.read_landmarks(_write_text(tmp_path, "".join(lines)), SIZE)
 
 
-@pytest.mark.parametrize("row,hint", [((13, 1, 1), ""), ((1, 11, 1), ""), ((1, 1, 9), ""),
-                                      ((0, 5, 5), "0-based")])
+@pytest.mark.parametrize("row,hint", [((13, 1, 1), ""), ((1, 11, 1), ""), ((1, 1, 9), ""), ((0, 5, 5), "0-based")])
 def test_landmark_outside_volume(row, hint, tmp_path):
     pts = _points(300)
     pts[41] = row
@@ -391,9 +425,9 @@ def test_identity_tre_by_hand(tmp_path):
     """Reader + coords reproduce a hand computation of the identity TRE (mean, std with ddof = 1)."""
     t00 = _points(300, seed=3, size=(8, 6, 5))
     t50 = t00.copy()
-    t50[:100, 2] += 1    # 1 slice    * 2.5 mm  = 2.5 mm
+    t50[:100, 2] += 1  # 1 slice    * 2.5 mm  = 2.5 mm
     t50[100:200, 0] += 2  # 2 columns * 1.5 mm  = 3.0 mm
-    t50[200:, 1] += 4    # 4 rows     * 1.25 mm = 5.0 mm
+    t50[200:, 1] += 4  # 4 rows     * 1.25 mm = 5.0 mm
     p0 = dirlab.read_landmarks(_write_text(tmp_path, _landmark_text(t00), "t00.txt"), SIZE)
     p1 = dirlab.read_landmarks(_write_text(tmp_path, _landmark_text(t50), "t50.txt"), SIZE)
     mm0 = coords.voxel_to_mm(coords.from_dirlab_index(p0), SPACING)
@@ -410,9 +444,18 @@ def test_identity_tre_by_hand(tmp_path):
 
 
 # dirlab.md, "No-registration TRE" (mean, std with ddof = 1, mm): reproduced exactly from real data only.
-DIRLAB_IDENTITY_TRE = {1: (3.89, 2.78), 2: (4.34, 3.90), 3: (6.94, 4.05), 4: (9.83, 4.86),
-                       5: (7.48, 5.51), 6: (10.89, 6.97), 7: (11.03, 7.43), 8: (14.99, 9.01),
-                       9: (7.92, 3.98), 10: (7.30, 6.35)}
+DIRLAB_IDENTITY_TRE = {
+    1: (3.89, 2.78),
+    2: (4.34, 3.90),
+    3: (6.94, 4.05),
+    4: (9.83, 4.86),
+    5: (7.48, 5.51),
+    6: (10.89, 6.97),
+    7: (11.03, 7.43),
+    8: (14.99, 9.01),
+    9: (7.92, 3.98),
+    10: (7.30, 6.35),
+}
 REAL_DIRLAB = os.environ.get("RNR_DIRLAB_DIR")
 
 
@@ -428,8 +471,11 @@ def test_real_dirlab_identity_tre(case):
     size = dirlab.case_geometry(root, case).size_xyz
     spacing = dirlab.case_geometry(root, case).spacing_xyz
     p0, p1 = (dirlab.read_landmarks(files.landmarks[p], size) for p in ("T00", "T50"))
-    dist = np.linalg.norm(coords.voxel_to_mm(coords.from_dirlab_index(p1), spacing)
-                          - coords.voxel_to_mm(coords.from_dirlab_index(p0), spacing), axis=1)
+    dist = np.linalg.norm(
+        coords.voxel_to_mm(coords.from_dirlab_index(p1), spacing)
+        - coords.voxel_to_mm(coords.from_dirlab_index(p0), spacing),
+        axis=1,
+    )
     mean, std = DIRLAB_IDENTITY_TRE[case]
     assert dist.mean() == pytest.approx(mean, abs=0.0051)  # equal to the table's two decimals
     assert dist.std(ddof=1) == pytest.approx(std, abs=0.0051)

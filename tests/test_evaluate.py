@@ -121,9 +121,7 @@ def test_checkpoint_evaluation_reads_the_run_record(tmp_path):
             "iterations_per_s": 0.8,
         },
     )
-    write_csv(
-        run_dir / layout.LOSS_CSV, pd.DataFrame({"iteration": np.arange(20), "loss": np.linspace(1, 0.2, 20)})
-    )
+    write_csv(run_dir / layout.LOSS_CSV, pd.DataFrame({"iteration": np.arange(20), "loss": np.linspace(1, 0.2, 20)}))
     assert _run("evaluate", "--case-dir", str(case_dir), "--run-dir", str(run_dir)) == 0
     m = _metrics(run_dir)
     assert (m["configuration"], m["method"], m["runtime_s"], m["device"]) == ("affine", "rnr", 12.5, "cpu")
@@ -155,9 +153,7 @@ def test_stepped_map_gets_per_step_folding_tre_and_panels(tmp_path):
     m = _metrics(run_dir)
     per_step = m["folding"]["per_step"]
     assert [s["step"] for s in per_step] == [1, 2, 3, 4, 5]
-    assert [s["min_det"] for s in per_step] == pytest.approx(
-        [(1 + 0.02 * n) ** 3 for n in range(1, 6)], rel=1e-5
-    )
+    assert [s["min_det"] for s in per_step] == pytest.approx([(1 + 0.02 * n) ** 3 for n in range(1, 6)], rel=1e-5)
     assert m["folding"]["min_det"] == pytest.approx(1.1**3, rel=1e-5)
     assert len(m["intermediate"]["steps"]) == 5
     assert sum(Path(f).name.startswith("slices_") for f in m["figures"]) == 5

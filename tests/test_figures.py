@@ -31,18 +31,10 @@ def test_figures_are_real_png_and_pdf_files(runs_dir, tmp_path):
 def test_figures_of_a_subset_and_errors(runs_dir, tmp_path, capsys):
     out = tmp_path / "subset"
     assert (
-        cli.main(
-            ["figures", "--runs-dir", str(runs_dir), "--out", str(out), "--configurations", "affine_small"]
-        )
-        == 0
+        cli.main(["figures", "--runs-dir", str(runs_dir), "--out", str(out), "--configurations", "affine_small"]) == 0
     )
     assert (out / "folding_runtime.png").stat().st_size > 10_000
-    assert (
-        cli.main(
-            ["figures", "--runs-dir", str(runs_dir), "--out", str(out), "--configurations", "nonexistent"]
-        )
-        == 2
-    )
+    assert cli.main(["figures", "--runs-dir", str(runs_dir), "--out", str(out), "--configurations", "nonexistent"]) == 2
     assert "nonexistent" in capsys.readouterr().err
     assert cli.main(["figures", "--runs-dir", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "runs folder not found" in capsys.readouterr().err

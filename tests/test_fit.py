@@ -62,8 +62,7 @@ def test_sample_volumes_at_voxel_centres_between_them_and_outside():
     torch.testing.assert_close(got[0], expected, rtol=0, atol=1e-4)
     # Border clamping: outside the volume the edge value is returned.
     outside = coords.voxel_to_normalised(torch.tensor([[-3.0, 2.0, 1.0], [9.0, 2.0, 1.0]]), size)
-    torch.testing.assert_close(sample_volumes(vol, outside[None])[0], torch.tensor([42.0, 47.0]),
-                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(sample_volumes(vol, outside[None])[0], torch.tensor([42.0, 47.0]), atol=1e-4, rtol=0)
 
 
 def test_sample_volumes_one_volume_many_rows_or_one_row_per_volume():
@@ -97,10 +96,20 @@ def test_point_sampler_random_is_seeded_and_cycle_covers_every_point():
 def test_compared_terms_for_each_pairing():
     seed = compared_terms(Settings(), has_intermediate=True)
     assert [(t.step, t.moving, t.fixed) for t in seed] == [
-        (1, "T50", "T40"), (2, "T50", "T30"), (3, "T50", "T20"), (4, "T50", "T10"), (5, "T50", "T00")]
+        (1, "T50", "T40"),
+        (2, "T50", "T30"),
+        (3, "T50", "T20"),
+        (4, "T50", "T10"),
+        (5, "T50", "T00"),
+    ]
     traj = compared_terms(Settings(pairing="trajectory"), has_intermediate=True)
     assert [(t.step, t.moving, t.fixed) for t in traj] == [
-        (1, "T10", "T00"), (2, "T20", "T00"), (3, "T30", "T00"), (4, "T40", "T00"), (5, "T50", "T00")]
+        (1, "T10", "T00"),
+        (2, "T20", "T00"),
+        (3, "T30", "T00"),
+        (4, "T40", "T00"),
+        (5, "T50", "T00"),
+    ]
     assert compared_terms(Settings(), has_intermediate=False) == (Term(5, "T50", "T00"),)
     no_intermediate = Settings(intermediate=False, n_blocks=3)
     assert compared_terms(no_intermediate, has_intermediate=True) == (Term(3, "T50", "T00"),)
@@ -155,8 +164,10 @@ def test_one_pass_energy_equals_straightforward_formulation(case, mask, pairing,
 
 
 def test_one_pass_equals_straightforward_with_shared_weights_and_without_penalty(case, mask):
-    for settings in (Settings(shared_weights=True, width=16, batch_size=500),
-                     Settings(alpha_grad=0.0, width=16, batch_size=500)):
+    for settings in (
+        Settings(shared_weights=True, width=16, batch_size=500),
+        Settings(alpha_grad=0.0, width=16, batch_size=500),
+    ):
         data = prepare_data(case, mask, settings, CPU)
         idx = make_sampler(settings, data.n_points, CPU).next()
         out = []
@@ -209,18 +220,32 @@ def test_register_writes_the_run_folder(case, mask, tmp_path, one_thread):
     settings = Settings(iterations=5, batch_size=300, width=16, sampling="cycle")
     result = register(case, mask, settings, out, name="tiny", progress=False)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [layout.CHECKPOINT, layout.LOSS_CSV, layout.WARPED_LANDMARKS, layout.RUN_JSON])
+        [layout.CHECKPOINT, layout.LOSS_CSV, layout.WARPED_LANDMARKS, layout.RUN_JSON]
+    )
     run = read_json(out / layout.RUN_JSON)
-    for key in ("case", "configuration", "method", "settings", "device", "wall_s", "iterations",
-                "iterations_per_s", "batch_size", "n_points", "peak_memory_mb", "versions"):
+    for key in (
+        "case",
+        "configuration",
+        "method",
+        "settings",
+        "device",
+        "wall_s",
+        "iterations",
+        "iterations_per_s",
+        "batch_size",
+        "n_points",
+        "peak_memory_mb",
+        "versions",
+    ):
         assert key in run, key
     assert run["case"] == case.case and run["configuration"] == "tiny" and run["method"] == "rnr"
     assert Settings.from_mapping(run["settings"]) == settings
     assert run["iterations"] == 5 and run["batch_size"] == 300
     assert run["n_points"] == int(mask.sum()) and run["device"] == "cpu" and run["peak_memory_mb"] > 0
     assert run["iterations_per_s"] == pytest.approx(5 / run["wall_s"])
-    loss = read_csv(out / layout.LOSS_CSV, ["iteration", "loss", "dissimilarity", "grad_penalty",
-                                            "weight_penalty", "elapsed_s"])
+    loss = read_csv(
+        out / layout.LOSS_CSV, ["iteration", "loss", "dissimilarity", "grad_penalty", "weight_penalty", "elapsed_s"]
+    )
     assert len(loss) == 5 and np.isfinite(loss["loss"]).all()
     warped = read_csv(out / layout.WARPED_LANDMARKS, layout.LANDMARK_COLUMNS)
     assert list(warped.columns) == list(layout.LANDMARK_COLUMNS) and len(warped) == 300
@@ -249,16 +274,16 @@ def test_non_finite_loss_stops_with_a_clear_error_and_writes_nothing(case, mask,
     write_image(broken / layout.image_name("T50"), image)
     out = tmp_path / "run"
     with pytest.raises(FitError, match=r"case 1 / mine \(rnr\).*not finite.*iteration 1 of 3"):
-        register(load_case(broken), mask, Settings(iterations=3, batch_size=100, width=8), out, name="mine",
-                 progress=False)
+        register(
+            load_case(broken), mask, Settings(iterations=3, batch_size=100, width=8), out, name="mine", progress=False
+        )
     assert not out.exists() or not any(out.iterdir())
 
 
 # --------------------------------------------------------------------------------------- it works
 @pytest.mark.slow
 @pytest.mark.parametrize("case_number", [1, 2])
-def test_fitting_a_phantom_case_reduces_tre_without_folding(phantom_dataset, tmp_path, one_thread,
-                                                            case_number):
+def test_fitting_a_phantom_case_reduces_tre_without_folding(phantom_dataset, tmp_path, one_thread, case_number):
     """>= 60 % lower TRE in under a minute on a CPU, det J > 0 at every mask voxel.
 
     TRE is measured at the phantom's exact (unrounded) landmark positions: the landmark files hold whole

@@ -37,8 +37,7 @@ def test_bending_energy_of_quadratic_field_is_analytic():
 def test_bending_energy_of_cubic_field_is_analytic_pointwise_mean():
     """u = (x^2 y, y z, z^3): per point 4 y^2 + 8 x^2 (u_1) + 2 (u_2) + 36 z^2 (u_3)."""
     x = _points(seed=1)
-    energy = bending_energy(
-        lambda p: torch.stack([p[:, 0] ** 2 * p[:, 1], p[:, 1] * p[:, 2], p[:, 2] ** 3], 1), x)
+    energy = bending_energy(lambda p: torch.stack([p[:, 0] ** 2 * p[:, 1], p[:, 1] * p[:, 2], p[:, 2] ** 3], 1), x)
     expected = (4 * x[:, 1] ** 2 + 8 * x[:, 0] ** 2 + 2 + 36 * x[:, 2] ** 2).mean()
     assert float(energy.detach()) == pytest.approx(float(expected), rel=1e-12)
 
@@ -72,7 +71,7 @@ def test_siren_architecture_and_initialisation():
     assert shapes == [(256, 3), (256, 256), (256, 256), (3, 256)]
     assert net.omega0 == 32.0
     first = net.layers[0].weight.abs().max().item()
-    assert 0.95 / 3 < first <= 1 / 3                                   # U(-1/3, 1/3)
+    assert 0.95 / 3 < first <= 1 / 3  # U(-1/3, 1/3)
     bound = math.sqrt(6 / 256) / 32
     for layer in net.layers[1:]:
         assert 0.95 * bound < layer.weight.abs().max().item() <= bound  # U(-sqrt(6/in)/omega0, ...)
@@ -90,13 +89,13 @@ def test_idir_energy_combines_ncc_and_weighted_bending():
     net = Siren(width=16, seed=0, dtype=torch.float64)
     x = _points(100)
     fixed = torch.sin(3 * x[:, 0]) + x[:, 1]
-    sample = lambda p: torch.sin(3 * p[:, 0]) + p[:, 1]   # noqa: E731 - an analytic "moving image"
+    sample = lambda p: torch.sin(3 * p[:, 0]) + p[:, 1]  # noqa: E731 - an analytic "moving image"
     loss, dis, bend = (t.detach() for t in idir_energy(net, x, fixed, sample, alpha_bending=1e-3))
     u = net(x).detach()
     a, b = sample(x + u), fixed
     a0, b0 = a - a.mean(), b - b.mean()
     ncc = (a0 * b0).mean() / (a0.square().mean().sqrt() * b0.square().mean().sqrt())
-    assert float(dis) == pytest.approx(1 - float(ncc), abs=1e-6)   # rnr.losses.ncc adds eps = 1e-8
+    assert float(dis) == pytest.approx(1 - float(ncc), abs=1e-6)  # rnr.losses.ncc adds eps = 1e-8
     assert float(bend) == pytest.approx(float(bending_energy(net, x).detach()), rel=1e-9)
     assert float(loss) == pytest.approx(float(dis) + 1e-3 * float(bend), rel=1e-12)
     loss0, _, bend0 = (t.detach() for t in idir_energy(net, x, fixed, sample, alpha_bending=0.0))
@@ -146,8 +145,7 @@ def phantom_case8(tmp_path_factory) -> Path:
 
 # Reduced for a CPU test (IDIR's own 2500 x 10,000 points at lr 1e-5 take hours on 2 CPU cores): a narrower
 # SIREN, 150 iterations of 1,000 points, and lr 1e-4 so that 150 steps suffice.
-TEST_SETTINGS = {"method": "idir", "idir_width": 64, "iterations": 150, "batch_size": 1000, "lr": 1e-4,
-                 "device": "cpu"}
+TEST_SETTINGS = {"method": "idir", "idir_width": 64, "iterations": 150, "batch_size": 1000, "lr": 1e-4, "device": "cpu"}
 
 
 @pytest.fixture
@@ -202,8 +200,9 @@ def test_idir_rejects_intermediate_phases(phantom_case8):
 def test_idir_fits_on_cuda(phantom_case8, tmp_path):
     case = load_case(phantom_case8)
     mask = case.load_mask(case.path / layout.MASK_PROVIDED)
-    result = register(case, mask, Settings.from_mapping({**TEST_SETTINGS, "device": "cuda"}), tmp_path,
-                      name="idir", progress=False)
+    result = register(
+        case, mask, Settings.from_mapping({**TEST_SETTINGS, "device": "cuda"}), tmp_path, name="idir", progress=False
+    )
     assert result.record["device"] == "cuda"
     source, target = case.landmarks("T00"), case.landmarks("T50")
     before = metrics.landmark_tre(IdentityTransform(case.size_xyz, case.spacing_xyz), source, target)

@@ -51,8 +51,8 @@ def test_ncc_of_a_constant_is_zero_not_nan():
 
 
 def test_weight_penalty_equals_hand_computation():
-    w1 = torch.tensor([[1.0, -2.0], [0.0, 3.0]])         # squares 1 + 4 + 0 + 9 = 14, 4 entries
-    w2 = torch.tensor([[0.5, 0.5, 0.5]])                 # 0.75, 3 entries
+    w1 = torch.tensor([[1.0, -2.0], [0.0, 3.0]])  # squares 1 + 4 + 0 + 9 = 14, 4 entries
+    w2 = torch.tensor([[0.5, 0.5, 0.5]])  # 0.75, 3 entries
     assert float(losses.weight_penalty([w1, w2])) == pytest.approx((14 + 0.75) / 7)
 
 
@@ -104,7 +104,8 @@ def test_gradient_penalty_equals_finite_differences(shared):
     for n in range(1, 5):
         z = phis[n - 1].clone().requires_grad_(True)
         f = model.block(n)(z)
-        local.append(torch.stack([torch.autograd.grad(f[:, i].sum(), z, retain_graph=True)[0]
-                                  for i in range(3)], dim=1))
+        local.append(
+            torch.stack([torch.autograd.grad(f[:, i].sum(), z, retain_graph=True)[0] for i in range(3)], dim=1)
+        )
     local_penalty = float(losses.gradient_penalty(torch.stack(local).detach()))
     assert abs(local_penalty - float(fd_penalty)) > 1e-3 * float(fd_penalty)

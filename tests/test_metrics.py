@@ -169,9 +169,7 @@ def test_intermediate_tre_of_the_identity_under_both_pairings():
     seed = metrics.intermediate_tre(IdentityTransform(size, spacing), sampled, "seed")
     # trajectory step n: |T(10n) - T00|; seed step n: |T50 - T(50-10n)|.
     assert [r["mean_mm"] for r in traj] == pytest.approx([2.5 * o for o in offsets[1:]], abs=1e-4)
-    assert [r["mean_mm"] for r in seed] == pytest.approx(
-        [2.5 * (8 - offsets[5 - n]) for n in range(1, 6)], abs=1e-4
-    )
+    assert [r["mean_mm"] for r in seed] == pytest.approx([2.5 * (8 - offsets[5 - n]) for n in range(1, 6)], abs=1e-4)
     assert [(r["source_phase"], r["target_phase"]) for r in seed][0] == ("T40", "T50")
     # Missing phases or a map without five steps: no intermediate TRE.
     assert metrics.intermediate_tre(IdentityTransform(size, spacing), {**sampled, "T20": None}, "seed") == []
@@ -235,9 +233,7 @@ def test_folding_per_step():
     transform = StepScaleShift(size, (1, 1, 1))
     records = metrics.folding_per_step(transform, coords.voxel_grid(size))
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
-    assert [r["min_det"] for r in records] == pytest.approx(
-        [(1 + 0.1 * n) ** 3 for n in range(1, 6)], rel=1e-5
-    )
+    assert [r["min_det"] for r in records] == pytest.approx([(1 + 0.1 * n) ** 3 for n in range(1, 6)], rel=1e-5)
     assert metrics.folding_per_step(IdentityTransform(size, (1, 1, 1)), coords.voxel_grid(size)) == []
     with pytest.raises(ValueError, match="empty"):
         metrics.det_stats(np.array([]))

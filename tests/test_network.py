@@ -124,7 +124,7 @@ def test_jet_backward_passes_gradcheck(shared):
     flat = [p for block in params for p in block]
 
     def fn(*flat_params):
-        unique = [tuple(flat_params[6 * i:6 * i + 6]) for i in range(len(flat_params) // 6)]
+        unique = [tuple(flat_params[6 * i : 6 * i + 6]) for i in range(len(flat_params) // 6)]
         return jet_module.jet(x, unique, model.layout)
 
     assert torch.autograd.gradcheck(fn, flat, eps=1e-6, atol=1e-7, rtol=1e-5)
@@ -140,7 +140,7 @@ def test_jet_backward_passes_gradcheck_over_several_chunks(chunk):
     def fn(*flat_params):
         ws = jet_module.Workspace(10, 4, 2, torch.float64, torch.device("cpu"), chunk=chunk, workers=1)
         assert len(ws.bounds) == -(-10 // chunk)
-        unique = [tuple(flat_params[6 * i:6 * i + 6]) for i in range(len(flat_params) // 6)]
+        unique = [tuple(flat_params[6 * i : 6 * i + 6]) for i in range(len(flat_params) // 6)]
         return jet_module.jet(x, unique, model.layout, ws)
 
     assert torch.autograd.gradcheck(fn, flat, eps=1e-6, atol=1e-7, rtol=1e-5)

@@ -15,8 +15,7 @@ from scipy import ndimage
 from rnr import coords, dirlab, layout, phantom
 
 # dirlab.md, "No-registration TRE": the test expectation for the phantom's calibration at scale 1.
-DIRLAB_IDENTITY_TRE_MM = {1: 3.89, 2: 4.34, 3: 6.94, 4: 9.83, 5: 7.48, 6: 10.89, 7: 11.03, 8: 14.99, 9: 7.92,
-                          10: 7.30}
+DIRLAB_IDENTITY_TRE_MM = {1: 3.89, 2: 4.34, 3: 6.94, 4: 9.83, 5: 7.48, 6: 10.89, 7: 11.03, 8: 14.99, 9: 7.92, 10: 7.30}
 
 
 def _read_case(dataset: Path, case: int) -> dict:
@@ -25,12 +24,9 @@ def _read_case(dataset: Path, case: int) -> dict:
     files = dirlab.find_case_files(dataset, case)
     return {
         "geometry": geometry,
-        "images": {p: dirlab.read_raw_image(files.images[p], geometry).astype(np.float32)
-                   for p in layout.PHASES},
-        "landmarks": {p: dirlab.read_landmarks(files.landmarks[p], geometry.size_xyz)
-                      for p in ("T00", "T50")},
-        "sampled4d": {p: dirlab.read_landmarks(files.sampled4d[p], geometry.size_xyz, 75)
-                      for p in layout.PHASES},
+        "images": {p: dirlab.read_raw_image(files.images[p], geometry).astype(np.float32) for p in layout.PHASES},
+        "landmarks": {p: dirlab.read_landmarks(files.landmarks[p], geometry.size_xyz) for p in ("T00", "T50")},
+        "sampled4d": {p: dirlab.read_landmarks(files.sampled4d[p], geometry.size_xyz, 75) for p in layout.PHASES},
         "files": files,
     }
 
@@ -72,8 +68,9 @@ def test_identity_tre_matches_truth(phantom_dataset):
         truth = phantom.load_truth(phantom_dataset, case)
         spacing = data["geometry"].spacing_xyz
         files = _tre_mm(data["landmarks"]["T00"], data["landmarks"]["T50"], spacing)
-        exact = _tre_mm(coords.to_dirlab_index(truth.landmarks["T00"]),
-                        coords.to_dirlab_index(truth.landmarks["T50"]), spacing)
+        exact = _tre_mm(
+            coords.to_dirlab_index(truth.landmarks["T00"]), coords.to_dirlab_index(truth.landmarks["T50"]), spacing
+        )
         assert [files.mean(), files.std(ddof=1)] == pytest.approx(truth.summary["identity_tre_files_mm"])
         assert [exact.mean(), exact.std(ddof=1)] == pytest.approx(truth.summary["identity_tre_exact_mm"])
         # Rounding both ends moves each distance by at most one voxel diagonal.
@@ -139,8 +136,7 @@ def test_images_follow_the_motion(tmp_path):
     err_static = np.abs(data["images"]["T00"] - data["images"]["T50"])[body].mean()
     assert err_motion < 0.5 * err_static
     # Intermediate phases lie in between: distance to T00 grows monotonically with the phase.
-    shifts = [np.linalg.norm(truth.landmarks[p] - truth.landmarks["T00"], axis=1).mean()
-              for p in layout.PHASES]
+    shifts = [np.linalg.norm(truth.landmarks[p] - truth.landmarks["T00"], axis=1).mean() for p in layout.PHASES]
     assert shifts[0] == 0 and all(a < b for a, b in zip(shifts, shifts[1:], strict=False))
 
 
@@ -153,8 +149,13 @@ def test_motion_is_invertible_and_mostly_cranio_caudal(phantom_dataset):
         assert np.abs(motion.backward(motion.forward(points, s), s) - points).max() < 1e-6
     # Jacobian determinant of the backward map at T50 by central differences: positive (no folding).
     eps = 0.25
-    jac = np.stack([(motion.backward(points + eps * e, 1.0) - motion.backward(points - eps * e, 1.0))
-                    / (2 * eps) for e in np.eye(3)], axis=2)
+    jac = np.stack(
+        [
+            (motion.backward(points + eps * e, 1.0) - motion.backward(points - eps * e, 1.0)) / (2 * eps)
+            for e in np.eye(3)
+        ],
+        axis=2,
+    )
     assert np.linalg.det(jac).min() > 0.3
     spacing = np.asarray(truth.spacing_xyz)
     d = (truth.landmarks["T50"] - truth.landmarks["T00"]) * spacing  # mm
@@ -190,8 +191,7 @@ def test_trailing_tabs_in_cases_1_to_5(phantom_dataset):
 def test_geometry_file_lists_written_cases(phantom_dataset):
     entries = json.loads((phantom_dataset / dirlab.GEOMETRY_FILE).read_text())["cases"]
     assert sorted(entries) == ["1", "2"]
-    assert dirlab.read_geometry_file(phantom_dataset / dirlab.GEOMETRY_FILE)[2].size_xyz == \
-        phantom.geometry(2, 0.5)[0]
+    assert dirlab.read_geometry_file(phantom_dataset / dirlab.GEOMETRY_FILE)[2].size_xyz == phantom.geometry(2, 0.5)[0]
 
 
 def test_bad_arguments():
@@ -215,8 +215,10 @@ def test_all_ten_cases_full_size(tmp_path):
         size = data["geometry"].size_xyz
         assert all(n <= m for n, m in zip(size, (128, 128, 64), strict=True))
         dist = _tre_mm(data["landmarks"]["T00"], data["landmarks"]["T50"], data["geometry"].spacing_xyz)
-        print(f"case {case}: identity TRE {dist.mean():.2f} +- {dist.std(ddof=1):.2f} mm "
-              f"(DIR-Lab {DIRLAB_IDENTITY_TRE_MM[case]:.2f})")
+        print(
+            f"case {case}: identity TRE {dist.mean():.2f} +- {dist.std(ddof=1):.2f} mm "
+            f"(DIR-Lab {DIRLAB_IDENTITY_TRE_MM[case]:.2f})"
+        )
         assert dist.mean() == pytest.approx(DIRLAB_IDENTITY_TRE_MM[case], rel=0.15)
         assert phantom.load_truth(dataset, case).summary["landmarks_on_bifurcations"] == 300
         out = dirlab.convert_case(dataset, case, tmp_path / f"case{case}")

@@ -36,8 +36,24 @@ def test_register_command_writes_outputs_and_prints_summary(case_dir, tmp_path, 
     settings = tmp_path / "settings.yaml"
     settings.write_text("iterations: 4\nbatch_size: 500\nwidth: 20\n")
     out = tmp_path / "runs" / "small" / "case1"
-    code = rnr_main(["register", "--case-dir", str(case_dir), "--out", str(out), "--settings", str(settings),
-                     "--set", "iterations=6", "--set", "sampling=cycle", "--name", "small", "--no-progress"])
+    code = rnr_main(
+        [
+            "register",
+            "--case-dir",
+            str(case_dir),
+            "--out",
+            str(out),
+            "--settings",
+            str(settings),
+            "--set",
+            "iterations=6",
+            "--set",
+            "sampling=cycle",
+            "--name",
+            "small",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "6 iterations" in printed and "TRE" in printed and "mm before" in printed
@@ -53,8 +69,24 @@ def test_register_command_writes_outputs_and_prints_summary(case_dir, tmp_path, 
 
 def test_register_command_progress_bar_goes_to_stderr(case_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    assert rnr_main(["register", "--case-dir", str(case_dir), "--out", str(out), "--set", "iterations=3",
-                     "--set", "batch_size=200", "--set", "width=8"]) == 0
+    assert (
+        rnr_main(
+            [
+                "register",
+                "--case-dir",
+                str(case_dir),
+                "--out",
+                str(out),
+                "--set",
+                "iterations=3",
+                "--set",
+                "batch_size=200",
+                "--set",
+                "width=8",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "3/3" in captured.err  # tqdm's final state
 
@@ -73,8 +105,24 @@ def test_register_command_errors_are_one_line_with_exit_code_2(case_dir, tmp_pat
 
 def test_bench_command_checks_equality_and_reports_ratio(case_dir, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    code = rnr_main(["bench", "--case-dir", str(case_dir), "--iterations", "2", "--batch-size", "300",
-                     "--repeats", "1", "--set", "width=16", "--no-progress", "--out", str(out)])
+    code = rnr_main(
+        [
+            "bench",
+            "--case-dir",
+            str(case_dir),
+            "--iterations",
+            "2",
+            "--batch-size",
+            "300",
+            "--repeats",
+            "1",
+            "--set",
+            "width=16",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "equal to float precision" in printed and "ratio project / reference" in printed

@@ -54,8 +54,7 @@ from rnr.case import load_case
 from rnr.dirlab import HU_OFFSET
 
 RUN_OUTPUTS = (layout.CHECKPOINT, layout.LOSS_CSV, layout.WARPED_LANDMARKS, layout.RUN_JSON)
-NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(),
-                             reason="checks the behaviour on a machine without CUDA")
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on a machine without CUDA")
 
 
 @pytest.fixture
@@ -81,33 +80,50 @@ def _one_slice_long(d, g):
     nx, ny, nz = g.size_xyz
     path = image_file(d, 1, "T50")
     data = path.read_bytes()
-    path.write_bytes(data + data[-nx * ny * 2:])
+    path.write_bytes(data + data[-nx * ny * 2 :])
     return [path, f"expected {g.n_bytes} bytes", f"{nz + 1} slices of {nx}x{ny} instead of {nz}"]
 
 
 def _missing_phase(d, g):
     image_file(d, 1, "T50").unlink()
-    return [d / "Case1Pack", "missing image file(s) for phase(s) T50", "expected e.g. case1_T50_s.img",
-            "found T00: Images/case1_T00_s.img"]
+    return [
+        d / "Case1Pack",
+        "missing image file(s) for phase(s) T50",
+        "expected e.g. case1_T50_s.img",
+        "found T00: Images/case1_T00_s.img",
+    ]
 
 
 def _missing_intermediate_phase(d, g):
     image_file(d, 1, "T30").unlink()
-    return [d / "Case1Pack", "phase(s) T30", "T10..T40 must be all present or all absent",
-            "found T00: Images/case1_T00_s.img"]
+    return [
+        d / "Case1Pack",
+        "phase(s) T30",
+        "T10..T40 must be all present or all absent",
+        "found T00: Images/case1_T00_s.img",
+    ]
 
 
 def _phase_twice(d, g):
     src = image_file(d, 1, "T00")
     (src.parent / "case1_T00-ssm.img").write_bytes(src.read_bytes())  # case 2's naming style
-    return [d / "Case1Pack", "phase T00 found twice", "Images/case1_T00-ssm.img", "Images/case1_T00_s.img",
-            "expected exactly one file per phase"]
+    return [
+        d / "Case1Pack",
+        "phase T00 found twice",
+        "Images/case1_T00-ssm.img",
+        "Images/case1_T00_s.img",
+        "expected exactly one file per phase",
+    ]
 
 
 def _landmark_file_missing(d, g):
     landmark_file(d, 1, "T50").unlink()
-    return [d / "Case1Pack", "missing landmarks file(s) for phase(s) T50",
-            "expected e.g. Case1_300_T50_xyz.txt", "found T00: ExtremePhases/Case1_300_T00_xyz.txt"]
+    return [
+        d / "Case1Pack",
+        "missing landmarks file(s) for phase(s) T50",
+        "expected e.g. Case1_300_T50_xyz.txt",
+        "found T00: ExtremePhases/Case1_300_T00_xyz.txt",
+    ]
 
 
 def _landmarks_299_rows(d, g):
@@ -140,8 +156,12 @@ def _mask_transposed(d, g):
     nx, ny, nz = g.size_xyz
     # Same voxel count with x and y swapped: the silent failure of public DIR-Lab loaders.
     path = write_user_mask(mask_file(d, 1), truth.mask_T00.transpose(0, 2, 1), g.spacing_xyz)
-    return [path, f"expected a 3-D mask of size (x, y, z) = {(nx, ny, nz)}", f"found size {(ny, nx, nz)}",
-            "axes are permuted"]
+    return [
+        path,
+        f"expected a 3-D mask of size (x, y, z) = {(nx, ny, nz)}",
+        f"found size {(ny, nx, nz)}",
+        "axes are permuted",
+    ]
 
 
 def _mask_wrong_size(d, g):
@@ -237,20 +257,34 @@ def test_case_number_outside_1_to_10(case, phantom_dataset, tmp_path):
 def quick(converted_case) -> list[str]:
     """`rnr register` arguments of a very short registration of conftest's converted case 1 (its provided
     mask, T00 <-> T50 only, one small block)."""
-    return ["--case-dir", str(converted_case), "--mask", str(converted_case / layout.MASK_PROVIDED),
-            "--set", "intermediate=false", "--set", "n_blocks=1", "--set", "width=16",
-            "--set", "batch_size=200"]
+    return [
+        "--case-dir",
+        str(converted_case),
+        "--mask",
+        str(converted_case / layout.MASK_PROVIDED),
+        "--set",
+        "intermediate=false",
+        "--set",
+        "n_blocks=1",
+        "--set",
+        "width=16",
+        "--set",
+        "batch_size=200",
+    ]
 
 
 def _register(run_dir: Path, quick: list[str], *extra: str):
     return rnr("register", *quick, "--out", run_dir, *extra)
 
 
-@pytest.mark.parametrize(("setting", "fragments"), [
-    ("iterations=many", ["'iterations'", "expects int", "'many'"]),
-    ("iterationz=5", ["unknown setting(s) 'iterationz'", "valid settings are:", "iterations"]),
-    ("batch_size=mask/0", ["'batch_size'", "positive integer or 'mask/K'", "'mask/0'"]),
-])
+@pytest.mark.parametrize(
+    ("setting", "fragments"),
+    [
+        ("iterations=many", ["'iterations'", "expects int", "'many'"]),
+        ("iterationz=5", ["unknown setting(s) 'iterationz'", "valid settings are:", "iterations"]),
+        ("batch_size=mask/0", ["'batch_size'", "positive integer or 'mask/K'", "'mask/0'"]),
+    ],
+)
 def test_register_rejects_bad_set_values(setting, fragments, quick, tmp_path):
     run_dir = tmp_path / "run"
     line = error_line(_register(run_dir, quick, "--set", "iterations=2", "--set", setting), "register")
@@ -259,10 +293,13 @@ def test_register_rejects_bad_set_values(setting, fragments, quick, tmp_path):
     assert files_in(run_dir) == []
 
 
-@pytest.mark.parametrize(("content", "fragments"), [
-    ("iterations: many\n", ["'iterations'", "expects int", "'many'"]),
-    ("iterations: 2\nlearning_rate: 0.1\n", ["unknown setting(s) 'learning_rate'", "valid settings are:"]),
-])
+@pytest.mark.parametrize(
+    ("content", "fragments"),
+    [
+        ("iterations: many\n", ["'iterations'", "expects int", "'many'"]),
+        ("iterations: 2\nlearning_rate: 0.1\n", ["unknown setting(s) 'learning_rate'", "valid settings are:"]),
+    ],
+)
 def test_register_rejects_bad_settings_file(content, fragments, quick, tmp_path):
     settings = tmp_path / "quick.yaml"
     settings.write_text(content)
@@ -317,8 +354,9 @@ def test_absurd_learning_rate_stops_with_the_iteration(quick, tmp_path):
     run_dir = tmp_path / "run"
     assert _register(run_dir, quick, "--set", "iterations=2", "--name", "absurd").code == 0
     assert set(RUN_OUTPUTS) <= set(files_in(run_dir))
-    line = error_line(_register(run_dir, quick, "--set", "iterations=20", "--set", "lr=1e30",
-                                "--name", "absurd"), "register")
+    line = error_line(
+        _register(run_dir, quick, "--set", "iterations=20", "--set", "lr=1e30", "--name", "absurd"), "register"
+    )
     _assert_stopped_on_non_finite_loss(line, "absurd", 2, 20)
     assert not set(RUN_OUTPUTS) & set(files_in(run_dir)), files_in(run_dir)
     assert not [f for f in files_in(run_dir) if f.startswith(".")]
@@ -330,12 +368,12 @@ def test_failed_reregistration_leaves_no_stale_evaluation(quick, tmp_path):
     otherwise publish them as this run's result."""
     run_dir = tmp_path / "run"
     assert _register(run_dir, quick, "--set", "iterations=2", "--name", "again").code == 0
-    evaluated = rnr("evaluate", "--case-dir", quick[1], "--run-dir", run_dir, "--mask", quick[3],
-                    "--no-step-folding")
+    evaluated = rnr("evaluate", "--case-dir", quick[1], "--run-dir", run_dir, "--mask", quick[3], "--no-step-folding")
     assert evaluated.code == 0, evaluated.text
     assert layout.METRICS_JSON in files_in(run_dir)
-    line = error_line(_register(run_dir, quick, "--set", "iterations=20", "--set", "lr=1e30",
-                                "--name", "again"), "register")
+    line = error_line(
+        _register(run_dir, quick, "--set", "iterations=20", "--set", "lr=1e30", "--name", "again"), "register"
+    )
     _assert_stopped_on_non_finite_loss(line, "again", 2, 20)
     assert files_in(run_dir) == [], f"left after the failed registration: {files_in(run_dir)}"
 
@@ -357,8 +395,21 @@ def test_corrupt_voxel_in_moving_image_stops_at_iteration_1(converted_case, quic
     run_dir = tmp_path / "run"
     args = [a.replace(str(converted_case), str(case_dir)) for a in quick]
     # Every mask point in every batch, so the corrupt voxel is sampled in iteration 1.
-    line = error_line(rnr("register", *args, "--out", run_dir, "--set", "iterations=5",
-                          "--set", f"batch_size={int(mask.sum())}", "--name", "corrupt_t50"), "register")
+    line = error_line(
+        rnr(
+            "register",
+            *args,
+            "--out",
+            run_dir,
+            "--set",
+            "iterations=5",
+            "--set",
+            f"batch_size={int(mask.sum())}",
+            "--name",
+            "corrupt_t50",
+        ),
+        "register",
+    )
     _assert_stopped_on_non_finite_loss(line, "corrupt_t50", 1, 5)
     assert files_in(run_dir) == []
 
@@ -380,10 +431,8 @@ def test_register_killed_mid_run_leaves_no_complete_looking_file(quick, tmp_path
     assert set(RUN_OUTPUTS) <= set(files_in(run_dir))
     stderr = tmp_path / "register.err"
     with open(stderr, "w") as err:
-        command = rnr_command("register", *quick, "--out", run_dir, "--set", "iterations=1000000",
-                              "--name", "killed")
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=child_env(),
-                                start_new_session=True)
+        command = rnr_command("register", *quick, "--out", run_dir, "--set", "iterations=1000000", "--name", "killed")
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=child_env(), start_new_session=True)
         try:
             # tqdm draws the bar (0/1000000) when the loop starts: from then on the job is mid-registration.
             wait_for_text(stderr, r"killed \(rnr\).*0/1000000", proc, timeout=120)
@@ -393,8 +442,9 @@ def test_register_killed_mid_run_leaves_no_complete_looking_file(quick, tmp_path
     assert proc.returncode == -signal.SIGKILL
     assert files_in(run_dir) == [], f"a killed registration left {files_in(run_dir)}"
     # The next step refuses the folder with a clear message instead of evaluating something half-made.
-    line = error_line(rnr("evaluate", "--case-dir", quick[1], "--run-dir", run_dir, "--mask", quick[3],
-                          "--no-figures"), "evaluate")
+    line = error_line(
+        rnr("evaluate", "--case-dir", quick[1], "--run-dir", run_dir, "--mask", quick[3], "--no-figures"), "evaluate"
+    )
     assert f"{run_dir / layout.CHECKPOINT}: checkpoint not found" in line
     assert files_in(run_dir) == []
 
@@ -408,8 +458,7 @@ WORKFLOW_CONFIG = {
     "phantom": {"scale": 0.5, "seed": 0},
     "configurations": {
         "fast": {"iterations": 3, "batch_size": 200, "intermediate": False, "n_blocks": 1, "width": 16},
-        "absurd": {"iterations": 10, "batch_size": 200, "intermediate": False, "n_blocks": 1, "width": 16,
-                   "lr": 1e30},
+        "absurd": {"iterations": 10, "batch_size": 200, "intermediate": False, "n_blocks": 1, "width": 16, "lr": 1e30},
         # Long enough (about 0.01 - 0.05 s per iteration here) to be killed mid-loop, short enough to redo.
         "slow": {"iterations": 400, "batch_size": 500, "intermediate": False},
     },
@@ -432,8 +481,7 @@ def prepared(tmp_path_factory) -> Path:
     them), with the config ``reliability.yaml``; tests copy it."""
     workdir = tmp_path_factory.mktemp("workflow_prepared")
     config = _write_config(workdir / "reliability.yaml", WORKFLOW_CONFIG)
-    result = snakemake(workdir, "--configfile", config, "--cores", "1",
-                       "results/phantom/data/case1/mask_T00.nii.gz")
+    result = snakemake(workdir, "--configfile", config, "--cores", "1", "results/phantom/data/case1/mask_T00.nii.gz")
     assert result.code == 0, result.text
     return workdir
 
@@ -462,18 +510,31 @@ def _edit_default_config(root: Path, edit) -> None:
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize(("edit", "fragments"), [
-    (lambda c: c.update(use_gpus=True),
-     ["'use_gpus' was unexpected", "Additional properties are not allowed"]),
-    (lambda c: c["masks"].update(wieghts=None), ["'wieghts' was unexpected", "instance['masks']"]),
-    (lambda c: c["configurations"]["rnr"].update(learning_rate=0.1),
-     ["'learning_rate' was unexpected", "instance['configurations']['rnr']"]),
-    (lambda c: c["configurations"]["rnr"].update(iterations="many"),
-     ["'many' is not of type 'integer'", "instance['configurations']['rnr']['iterations']"]),
-    (lambda c: c.update(cases=[1, 11]), ["11 is greater than the maximum of 10", "instance['cases'][1]"]),
-    (lambda c: c.update(cases=[0]), ["0 is less than the minimum of 1", "instance['cases'][0]"]),
-], ids=["unknown top-level key", "unknown masks key", "unknown setting in a configuration",
-        "iterations: many", "case 11", "case 0"])
+@pytest.mark.parametrize(
+    ("edit", "fragments"),
+    [
+        (lambda c: c.update(use_gpus=True), ["'use_gpus' was unexpected", "Additional properties are not allowed"]),
+        (lambda c: c["masks"].update(wieghts=None), ["'wieghts' was unexpected", "instance['masks']"]),
+        (
+            lambda c: c["configurations"]["rnr"].update(learning_rate=0.1),
+            ["'learning_rate' was unexpected", "instance['configurations']['rnr']"],
+        ),
+        (
+            lambda c: c["configurations"]["rnr"].update(iterations="many"),
+            ["'many' is not of type 'integer'", "instance['configurations']['rnr']['iterations']"],
+        ),
+        (lambda c: c.update(cases=[1, 11]), ["11 is greater than the maximum of 10", "instance['cases'][1]"]),
+        (lambda c: c.update(cases=[0]), ["0 is less than the minimum of 1", "instance['cases'][0]"]),
+    ],
+    ids=[
+        "unknown top-level key",
+        "unknown masks key",
+        "unknown setting in a configuration",
+        "iterations: many",
+        "case 11",
+        "case 0",
+    ],
+)
 def test_bad_config_yaml_is_rejected_before_any_job(edit, fragments, workflow_copy, tmp_path):
     _edit_default_config(workflow_copy, edit)
     workdir = tmp_path / "wd"
@@ -482,7 +543,7 @@ def test_bad_config_yaml_is_rejected_before_any_job(edit, fragments, workflow_co
     assert result.code != 0
     assert "Error validating config file" in result.text
     line = validation_error(result.text)
-    head = result.text[result.text.index(line):]
+    head = result.text[result.text.index(line) :]
     for fragment in fragments:
         assert fragment in head, f"{fragment!r} missing from:\n{head[:3000]}"
     assert not (workdir / "results").exists()
@@ -520,18 +581,28 @@ def test_dirlab_dir_missing_or_empty(folder, tmp_path):
     dirlab_dir = tmp_path / "dirlab"
     if folder == "empty":
         dirlab_dir.mkdir()
-    result = snakemake(workdir, "--cores", "1", "--config", "dataset=dirlab", f"dirlab_dir={dirlab_dir}",
-                       "cases=[1]", "--", "results/dirlab/data/case1/case.json")
+    result = snakemake(
+        workdir,
+        "--cores",
+        "1",
+        "--config",
+        "dataset=dirlab",
+        f"dirlab_dir={dirlab_dir}",
+        "cases=[1]",
+        "--",
+        "results/dirlab/data/case1/case.json",
+    )
     assert result.code != 0, result.text
     if folder == "missing":
         # Caught when the workflow is parsed, before any job runs.
-        assert f"config: dirlab_dir '{dirlab_dir}' is not a folder (expected the folder holding the " \
-               "Case{N}Pack folders" in result.text, result.text
+        assert (
+            f"config: dirlab_dir '{dirlab_dir}' is not a folder (expected the folder holding the "
+            "Case{N}Pack folders" in result.text
+        ), result.text
     else:
         assert "Error in rule convert" in result.text
         log = (workdir / "results/dirlab/logs/convert/case1.log").read_text()
-        expected = ("no folder for case 1: expected Case1Pack/ (or Case1Deploy/, any letter case); "
-                    "found folders: none")
+        expected = "no folder for case 1: expected Case1Pack/ (or Case1Deploy/, any letter case); found folders: none"
         assert f"rnr convert: error: {dirlab_dir}: {expected}" in log, log
     assert files_in(workdir / "results/dirlab/data") == []
 
@@ -584,8 +655,11 @@ def test_workflow_killed_mid_registration_redoes_exactly_that_job(prepared, tmp_
     result = snakemake(workdir, "--configfile", config, "--cores", "1", "--", fast[layout.RUN_JSON])
     assert result.code == 0, result.text
     pre_loop_bound = _children_cpu_seconds() - before
-    kept = [fast[layout.CHECKPOINT], "results/phantom/data/case1/case.json",
-            "results/phantom/data/case1/mask_T00.nii.gz"]
+    kept = [
+        fast[layout.CHECKPOINT],
+        "results/phantom/data/case1/case.json",
+        "results/phantom/data/case1/mask_T00.nii.gz",
+    ]
     stamps = {f: (workdir / f).stat().st_mtime_ns for f in kept}
 
     # 2. The slow registration is killed, with Snakemake, once it is inside its loop. The workflow runs
@@ -593,9 +667,13 @@ def test_workflow_killed_mid_registration_redoes_exactly_that_job(prepared, tmp_
     #    CPU time the job has used, more than a whole earlier run's.
     run_dir = workdir / "results/phantom/runs/slow/case1"
     with open(tmp_path / "killed_run.log", "w") as out:
-        proc = subprocess.Popen(snakemake_command(workdir, "--configfile", config, "--cores", "1", "--",
-                                                  *targets),
-                                stdout=out, stderr=subprocess.STDOUT, env=child_env(), start_new_session=True)
+        proc = subprocess.Popen(
+            snakemake_command(workdir, "--configfile", config, "--cores", "1", "--", *targets),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=child_env(),
+            start_new_session=True,
+        )
         try:
             deadline = time.monotonic() + 300
             used = 0.0

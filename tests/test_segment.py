@@ -145,7 +145,7 @@ def test_lungmask_real_code_path_keeps_orientation(random_weights):
     lungmask reorients to LPS and back, so the mask must shrink along z in the same array order."""
     hu = np.full((4, 40, 48), -1000.0, dtype=np.float32)
     for k in range(4):
-        hu[k, 5:32 - 4 * k, 4:42 - 5 * k] = 40.0
+        hu[k, 5 : 32 - 4 * k, 4 : 42 - 5 * k] = 40.0
     image = sitk.GetImageFromArray(hu)
     image.SetSpacing((1.0, 1.0, 2.5))
     image.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0))
@@ -164,8 +164,18 @@ def test_lungmask_cli_end_to_end(random_weights, tmp_path):
     """`rnr segment --method lungmask --weights FILE` on a converted phantom case (scale 0.25, 14 slices)."""
     dataset = write_dataset(tmp_path / "source", cases=[2], scale=0.25)
     case_dir = convert_case(dataset, 2, tmp_path / "case2")
-    code = rnr_main(["segment", "--case-dir", str(case_dir), "--method", "lungmask",
-                     "--weights", str(random_weights), "--no-download"])
+    code = rnr_main(
+        [
+            "segment",
+            "--case-dir",
+            str(case_dir),
+            "--method",
+            "lungmask",
+            "--weights",
+            str(random_weights),
+            "--no-download",
+        ]
+    )
     assert code == 0
     case = load_case(case_dir)
     mask = case.load_mask()  # on the T00 grid, not empty
@@ -178,11 +188,28 @@ def test_missing_weights_offline_gives_instructions(phantom, tmp_path, monkeypat
     with pytest.raises(InputError) as info:
         segment_case(phantom[1], "lungmask", out=tmp_path / "m.nii.gz", download=False)
     message = str(info.value)
-    for expected in (LUNGMASK_URL, str(tmp_path / "torch" / "hub" / "checkpoints" / LUNGMASK_FILE),
-                     "--weights", "masks: {weights: FILE}"):
+    for expected in (
+        LUNGMASK_URL,
+        str(tmp_path / "torch" / "hub" / "checkpoints" / LUNGMASK_FILE),
+        "--weights",
+        "masks: {weights: FILE}",
+    ):
         assert expected in message
-    assert rnr_main(["segment", "--case-dir", str(phantom[1]), "--method", "lungmask", "--no-download",
-                     "--out", str(tmp_path / "m.nii.gz")]) == 2
+    assert (
+        rnr_main(
+            [
+                "segment",
+                "--case-dir",
+                str(phantom[1]),
+                "--method",
+                "lungmask",
+                "--no-download",
+                "--out",
+                str(tmp_path / "m.nii.gz"),
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "m.nii.gz").exists()
 
 

@@ -36,6 +36,7 @@ SNAKEMAKE_TIMEOUT_S = 480
 
 # -- the profile file itself (no cluster needed) ------------------------------------------------------
 
+
 def _profile() -> dict:
     return yaml.safe_load(SLURM_PROFILE.read_text())
 
@@ -53,8 +54,9 @@ def test_profile_requests_a_gpu_for_registration_only():
     profile = _profile()
     # A gpu or gpu_model in default-resources would reach every CPU job (`--gpus=<model>:0` or `:1`).
     assert not {"gpu", "gpus", "gpu_model", "gres"} & set(profile["default-resources"])
-    gpu_rules = {rule for rule, res in profile["set-resources"].items()
-                 if {"gpu", "gpus", "gpu_model", "gres"} & set(res)}
+    gpu_rules = {
+        rule for rule, res in profile["set-resources"].items() if {"gpu", "gpus", "gpu_model", "gres"} & set(res)
+    }
     assert gpu_rules == {REGISTER_RULE}
     assert profile["set-resources"][REGISTER_RULE]["gpu"] == 1
 
@@ -65,7 +67,8 @@ def test_profile_gpu_rule_exists_in_workflow():
         pytest.skip("workflow not written yet (no Snakefile)")
     text = "\n".join(p.read_text() for p in rule_files if p.exists())
     assert re.search(rf"^rule {REGISTER_RULE}\s*:", text, re.MULTILINE), (
-        f"the slurm profile sets resources of rule {REGISTER_RULE!r}, which the workflow does not define")
+        f"the slurm profile sets resources of rule {REGISTER_RULE!r}, which the workflow does not define"
+    )
 
 
 def test_every_profile_entry_is_commented():
@@ -78,12 +81,12 @@ def test_every_profile_entry_is_commented():
                 previous = ""
                 continue
             if not stripped.startswith("#") and re.match(r"^[\w-]+\s*:", stripped):
-                assert "#" in stripped or previous.startswith("#"), \
-                    f"{path}:{number}: {stripped!r} has no comment"
+                assert "#" in stripped or previous.startswith("#"), f"{path}:{number}: {stripped!r} has no comment"
             previous = stripped
 
 
 # -- on a real cluster -------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def cluster():
@@ -104,8 +107,7 @@ def _merge(base: dict, over: dict) -> dict:
     """`over` merged into `base`, mappings key by key (so an override keeps the base's other keys)."""
     out = dict(base)
     for key, value in over.items():
-        out[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
-            else value
+        out[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
     return out
 
 
@@ -122,12 +124,19 @@ def _run_snakemake(args: list[str], workdir: Path, cluster: SlurmCluster) -> str
     env = dict(os.environ)
     # Jobs run `python -m snakemake` with this interpreter and call `rnr`: both from this environment.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    cmd = [sys.executable, "-m", "snakemake",
-           # Threads beyond the node's CPUs would make sbatch refuse the job; --verbose logs the sbatch calls.
-           "--max-threads", str(cluster.cpus), "--verbose", "--nocolor", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        # Threads beyond the node's CPUs would make sbatch refuse the job; --verbose logs the sbatch calls.
+        "--max-threads",
+        str(cluster.cpus),
+        "--verbose",
+        "--nocolor",
+        *args,
+    ]
     try:
-        proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True,
-                              timeout=SNAKEMAKE_TIMEOUT_S)
+        proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=SNAKEMAKE_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout or b""
         log = out.decode(errors="replace") if isinstance(out, bytes) else out
@@ -156,10 +165,10 @@ def _sbatch_calls(log: str) -> dict[str, list[str]]:
 def _slurm_jobs(run_id: str) -> list[dict[str, str]]:
     """The jobs of one Snakemake run (named by its SLURM run ID) that slurmctld still remembers (finished
     ones for MinJobAge), each as its key=value fields."""
-    out = subprocess.run(["scontrol", "show", "job", "--oneliner"], capture_output=True, text=True,
-                         timeout=30, check=True).stdout
-    jobs = [dict(f.split("=", 1) for f in line.split() if "=" in f)
-            for line in out.splitlines() if line.strip()]
+    out = subprocess.run(
+        ["scontrol", "show", "job", "--oneliner"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    jobs = [dict(f.split("=", 1) for f in line.split() if "=" in f) for line in out.splitlines() if line.strip()]
     return [job for job in jobs if job.get("JobName") == run_id]
 
 
@@ -188,7 +197,7 @@ def _assert_gpu_on_registration_only(log: str) -> dict[str, list[str]]:
 def test_profile_gpu_request_reaches_slurm(cluster, tmp_path):
     """A two-rule throwaway workflow: the profile alone gives `register` `--gpus=1`, SLURM allocates the
     fake GPU to it (CUDA_VISIBLE_DEVICES set) and to no other job."""
-    (tmp_path / "Snakefile").write_text(f'''
+    (tmp_path / "Snakefile").write_text(f"""
 rule all:
     input: "out/registered.txt"
     localrule: True
@@ -201,7 +210,7 @@ rule {REGISTER_RULE}:
     input: "out/prepared.txt"
     output: "out/registered.txt"
     shell: "echo ${{{{CUDA_VISIBLE_DEVICES:-none}}}} > {{output}}"
-''')
+""")
     profile = _test_profile(tmp_path / "profile")
     log = _run_snakemake(["--workflow-profile", str(profile), "all"], tmp_path, cluster)
     calls = _assert_gpu_on_registration_only(log)
@@ -231,9 +240,20 @@ def test_tiny_workflow_through_slurm(cluster, tmp_path):
     overrides = tmp_path / "slurm_test.yaml"
     overrides.write_text(yaml.safe_dump({"use_gpu": False, "cases": cases}))
     log = _run_snakemake(
-        ["--snakefile", str(SNAKEFILE), "--workflow-profile", str(profile),
-         "--configfile", str(TINY_CONFIG), str(overrides), "--", "all"],
-        workdir, cluster)
+        [
+            "--snakefile",
+            str(SNAKEFILE),
+            "--workflow-profile",
+            str(profile),
+            "--configfile",
+            str(TINY_CONFIG),
+            str(overrides),
+            "--",
+            "all",
+        ],
+        workdir,
+        cluster,
+    )
     calls = _assert_gpu_on_registration_only(log)
     print("\n".join(c for cs in calls.values() for c in cs))
 

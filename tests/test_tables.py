@@ -104,9 +104,7 @@ def test_tex_snapped_folding_and_landmark_tables(tables):
         == f"{r['tre_snapped_mean_mm']:.2f} ± {r['tre_snapped_std_mm']:.2f}"
     )
     folding = pd.read_csv(tables / "folding.csv")
-    assert {"case", "configuration", "folding_percent", "min_det", "runtime_s", "device"} <= set(
-        folding.columns
-    )
+    assert {"case", "configuration", "folding_percent", "min_det", "runtime_s", "device"} <= set(folding.columns)
     assert folding.loc[folding["configuration"] == "affine_large", "min_det"].to_numpy() == pytest.approx(0.9)
     assert "| 1 | affine_large |" in (tables / "folding.md").read_text()
     landmarks = pd.read_csv(tables / "tre_landmarks.csv")
@@ -172,11 +170,7 @@ def test_a_run_without_runtime_reads_n_a(runs_dir, tmp_path):
     out = tmp_path / "tables"
     assert cli.main(["tables", "--runs-dir", str(copy), "--out", str(out)]) == 0
     assert "| 1 | affine_small |" in (out / "folding.md").read_text()
-    line = next(
-        x for x in (out / "folding.md").read_text().splitlines() if x.startswith("| 1 | affine_small |")
-    )
+    line = next(x for x in (out / "folding.md").read_text().splitlines() if x.startswith("| 1 | affine_small |"))
     assert "| n/a |" in line
     frame = pd.read_csv(out / "tre.csv")
-    assert (
-        frame.loc[(frame["case"] == 1) & (frame["configuration"] == "affine_small"), "runtime_s"].isna().all()
-    )
+    assert frame.loc[(frame["case"] == 1) & (frame["configuration"] == "affine_small"), "runtime_s"].isna().all()

@@ -32,13 +32,20 @@ def _env() -> dict[str, str]:
 
 
 def _command(workdir: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-            str(workdir), *args]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
 
 
 def snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(_command(workdir, *args), capture_output=True, text=True, env=_env(),
-                          timeout=timeout)
+    return subprocess.run(_command(workdir, *args), capture_output=True, text=True, env=_env(), timeout=timeout)
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -66,9 +73,17 @@ def test_dry_run_default_config(tmp_path):
     n_cases, n_configs = len(config["cases"]), len(config["configurations"])
     assert n_cases == 10
     assert job_counts(result.stdout) == {
-        "all": 1, "phantom": 1, "convert": n_cases, "segment": n_cases, "settings": n_configs,
-        "register": n_cases * n_configs, "evaluate": n_cases * n_configs, "evaluate_initial": n_cases,
-        "tables": 1, "figures": 1, "total": 4 + 3 * n_cases + n_configs + 2 * n_cases * n_configs,
+        "all": 1,
+        "phantom": 1,
+        "convert": n_cases,
+        "segment": n_cases,
+        "settings": n_configs,
+        "register": n_cases * n_configs,
+        "evaluate": n_cases * n_configs,
+        "evaluate_initial": n_cases,
+        "tables": 1,
+        "figures": 1,
+        "total": 4 + 3 * n_cases + n_configs + 2 * n_cases * n_configs,
     }
     assert "results/phantom/tables/tre.md" in result.stdout
 
@@ -77,26 +92,45 @@ def test_dry_run_dirlab_config(tmp_path):
     """config/dirlab.yaml merges over the default: five RNR configurations at the model defaults and the two
     baselines, GPU jobs."""
     (tmp_path / "dirlab").mkdir()
-    result = snakemake(tmp_path, "all", "--dry-run", "--cores", "4", "--configfile",
-                       str(REPO / "config" / "dirlab.yaml"), "--config", f"dirlab_dir={tmp_path / 'dirlab'}",
-                       "cases=[1,2]")
+    result = snakemake(
+        tmp_path,
+        "all",
+        "--dry-run",
+        "--cores",
+        "4",
+        "--configfile",
+        str(REPO / "config" / "dirlab.yaml"),
+        "--config",
+        f"dirlab_dir={tmp_path / 'dirlab'}",
+        "cases=[1,2]",
+    )
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
     assert counts["register"] == 2 * 7 and counts["settings"] == 7 and "phantom" not in counts
     assert "gpu=1" in result.stdout
-    for name in ("rnr", "rnr_no_intermediate", "rnr_no_grad_penalty", "rnr_shared_weights", "rnr_trajectory",
-                 "idir", "demons"):
+    for name in (
+        "rnr",
+        "rnr_no_intermediate",
+        "rnr_no_grad_penalty",
+        "rnr_shared_weights",
+        "rnr_trajectory",
+        "idir",
+        "demons",
+    ):
         assert f"results/dirlab/runs/{name}/case2/checkpoint.pt" in result.stdout
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--config", "bogus=1"], "('bogus' was unexpected)"),
-    (["--config", "dataset=dirlab"], "dataset is 'dirlab' but dirlab_dir is not set"),
-    (["--config", "masks={method: magic}"], "'magic' is not one of"),
-    (["--config", "configurations={initial: {}}"], "should not be valid under {'const': 'initial'}"),
-    (["--config", "configurations={rnr: {iterationz: 5}}"], "('iterationz' was unexpected)"),
-    (["--config", "use_gpu=maybe"], "'maybe' is not of type 'boolean'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--config", "bogus=1"], "('bogus' was unexpected)"),
+        (["--config", "dataset=dirlab"], "dataset is 'dirlab' but dirlab_dir is not set"),
+        (["--config", "masks={method: magic}"], "'magic' is not one of"),
+        (["--config", "configurations={initial: {}}"], "should not be valid under {'const': 'initial'}"),
+        (["--config", "configurations={rnr: {iterationz: 5}}"], "('iterationz' was unexpected)"),
+        (["--config", "use_gpu=maybe"], "'maybe' is not of type 'boolean'"),
+    ],
+)
 def test_bad_config_is_rejected(tmp_path, args, message):
     result = snakemake(tmp_path, "--dry-run", *args)
     assert result.returncode != 0
@@ -142,8 +176,9 @@ def tiny_run(tmp_path_factory) -> dict:
     workdir = tmp_path_factory.mktemp("tiny_workflow")
     args = ("--configfile", str(TINY), "--cores", "1", "all")
     with open(workdir / "first.log", "w") as log:
-        proc = subprocess.Popen(_command(workdir, *args), stdout=log, stderr=subprocess.STDOUT, env=_env(),
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            _command(workdir, *args), stdout=log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True
+        )
         try:
             deadline = time.monotonic() + 600
             while not _finished_registrations(workdir):
@@ -159,8 +194,7 @@ def tiny_run(tmp_path_factory) -> dict:
     assert unlock.returncode == 0, unlock.stderr
     resumed = snakemake(workdir, *args, "--rerun-incomplete")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    return {"workdir": workdir, "finished_before_kill": finished,
-            "resume_log": resumed.stdout + resumed.stderr}
+    return {"workdir": workdir, "finished_before_kill": finished, "resume_log": resumed.stdout + resumed.stderr}
 
 
 @pytest.mark.slow
@@ -182,8 +216,17 @@ def test_tiny_run_tables(tiny_run):
     expected = {(case, name) for case in config["cases"] for name in configurations}
     assert set(zip(tre["case"], tre["configuration"], strict=True)) == expected
     assert len(tre) == len(expected)
-    for column in ("tre_mean_mm", "tre_std_mm", "tre_x_mm", "tre_y_mm", "tre_z_mm", "tre_snapped_mean_mm",
-                   "folding_fraction", "runtime_s", "device"):
+    for column in (
+        "tre_mean_mm",
+        "tre_std_mm",
+        "tre_x_mm",
+        "tre_y_mm",
+        "tre_z_mm",
+        "tre_snapped_mean_mm",
+        "folding_fraction",
+        "runtime_s",
+        "device",
+    ):
         assert tre[column].notna().all(), column
     before = tre[tre.configuration == "initial"].set_index("case")["tre_mean_mm"]
     for name in config["configurations"]:
@@ -251,8 +294,18 @@ def test_dirlab_dataset_reads_a_dirlab_folder(phantom_dataset, tmp_path):
     from rnr.phantom import load_truth
 
     target = "results/dirlab/runs/initial/case1/metrics.json"
-    result = snakemake(tmp_path, "--configfile", str(TINY), "--cores", "2", target, "--config",
-                       "dataset=dirlab", f"dirlab_dir={phantom_dataset}", "masks={method: auto}")
+    result = snakemake(
+        tmp_path,
+        "--configfile",
+        str(TINY),
+        "--cores",
+        "2",
+        target,
+        "--config",
+        "dataset=dirlab",
+        f"dirlab_dir={phantom_dataset}",
+        "masks={method: auto}",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     case = load_case(tmp_path / "results" / "dirlab" / "data" / "case1")
     assert np.array_equal(case.load_mask(), load_truth(phantom_dataset, 1).mask_T00)

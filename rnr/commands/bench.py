@@ -38,8 +38,12 @@ HELP = "time the fitting loop against the straightforward reference (iterations/
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--case-dir", type=Path, default=None,
-                        help="converted case folder (default: generate phantom case 1 in a temporary folder)")
+    parser.add_argument(
+        "--case-dir",
+        type=Path,
+        default=None,
+        help="converted case folder (default: generate phantom case 1 in a temporary folder)",
+    )
     parser.add_argument("--mask", type=Path, default=None, help="T00 lung mask (see above for the default)")
     parser.add_argument("--phantom-case", type=int, default=1, help="phantom case to generate (default 1)")
     parser.add_argument("--phantom-scale", type=float, default=1.0, help="phantom grid scale (default 1.0)")
@@ -48,10 +52,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=1, help="timed runs of each loop; medians reported")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default: auto")
     parser.add_argument("--settings", type=Path, default=None, help="YAML/JSON mapping of settings")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one setting (repeatable)")
-    parser.add_argument("--no-reference", action="store_true",
-                        help="time only the project's loop (the equality check still runs)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting (repeatable)",
+    )
+    parser.add_argument(
+        "--no-reference", action="store_true", help="time only the project's loop (the equality check still runs)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the record as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -80,15 +91,15 @@ def run(args: argparse.Namespace) -> int:
             from ..phantom import write_dataset
 
             print(f"bench: generating phantom case {args.phantom_case} (scale {args.phantom_scale}) in {tmp}")
-            source = write_dataset(Path(tmp) / "phantom", cases=[args.phantom_case], seed=0,
-                                   scale=args.phantom_scale)
+            source = write_dataset(Path(tmp) / "phantom", cases=[args.phantom_case], seed=0, scale=args.phantom_scale)
             case_dir = convert_case(source, args.phantom_case, Path(tmp) / f"case{args.phantom_case}")
         else:
             case_dir = args.case_dir
         case = load_case(case_dir)
         mask = case.load_mask(_mask_path(case, args.mask))
-        record = run_benchmark(case, mask, settings, repeats=args.repeats, reference=not args.no_reference,
-                               progress=not args.no_progress)
+        record = run_benchmark(
+            case, mask, settings, repeats=args.repeats, reference=not args.no_reference, progress=not args.no_progress
+        )
     if args.out is not None:
         write_json(args.out, record)
         print(f"bench: wrote {args.out}")

@@ -35,9 +35,12 @@ HELP = "convert one DIR-Lab case: raw images -> NIfTI (HU), landmarks -> CSV (0-
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dirlab-dir", required=True, metavar="D",
-                        help="folder holding Case{N}Pack/ folders (DIR-Lab as unpacked, or rnr phantom "
-                             "output)")
+    parser.add_argument(
+        "--dirlab-dir",
+        required=True,
+        metavar="D",
+        help="folder holding Case{N}Pack/ folders (DIR-Lab as unpacked, or rnr phantom output)",
+    )
     parser.add_argument("--case", required=True, type=int, metavar="N", help="case number (1 .. 10)")
     parser.add_argument("--out", required=True, metavar="CASE_DIR", help="converted case folder to write")
 
@@ -55,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         extras.append("provided mask")
     size = "x".join(str(v) for v in case.size_xyz)
     spacing = ", ".join(f"{v:g}" for v in case.spacing_xyz)
-    print(f"case {case.case}: {size} voxels of ({spacing}) mm, phases {' '.join(case.phases)}, 300 landmarks"
-          f"{'; ' + ', '.join(extras) if extras else ''} -> {out}")
+    print(
+        f"case {case.case}: {size} voxels of ({spacing}) mm, phases {' '.join(case.phases)}, 300 landmarks"
+        f"{'; ' + ', '.join(extras) if extras else ''} -> {out}"
+    )
     return 0

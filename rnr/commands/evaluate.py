@@ -31,12 +31,8 @@ HELP = "TRE, folding and slice figures of one registered case -> RUN_DIR/metrics
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--case-dir", required=True, help="converted case folder (rnr convert)")
-    parser.add_argument(
-        "--run-dir", required=True, help="run folder (rnr register); metrics.json is written here"
-    )
-    parser.add_argument(
-        "--mask", default=None, help="T00 lung mask for folding (default CASE_DIR/mask_T00.nii.gz)"
-    )
+    parser.add_argument("--run-dir", required=True, help="run folder (rnr register); metrics.json is written here")
+    parser.add_argument("--mask", default=None, help="T00 lung mask for folding (default CASE_DIR/mask_T00.nii.gz)")
     parser.add_argument(
         "--identity",
         action="store_true",

@@ -40,29 +40,42 @@ def _scale(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the dataset into (created)")
-    parser.add_argument("--cases", type=int, nargs="+", default=list(range(1, 11)), choices=range(1, 11),
-                        metavar="N", help="case numbers to write (default: 1 .. 10)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="random seed of anatomy, motion and noise (default 0)")
-    parser.add_argument("--scale", type=_scale, default=1.0,
-                        help="grid size factor, 0.25 .. 2 (default 1.0; 0.5 halves each axis, same anatomy)")
-    parser.add_argument("--no-masks", action="store_true",
-                        help="do not write Masks/case{N}_T00_mask.mhd (the true lung mask, placed as a "
-                             "user-provided mask)")
+    parser.add_argument(
+        "--cases",
+        type=int,
+        nargs="+",
+        default=list(range(1, 11)),
+        choices=range(1, 11),
+        metavar="N",
+        help="case numbers to write (default: 1 .. 10)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed of anatomy, motion and noise (default 0)")
+    parser.add_argument(
+        "--scale",
+        type=_scale,
+        default=1.0,
+        help="grid size factor, 0.25 .. 2 (default 1.0; 0.5 halves each axis, same anatomy)",
+    )
+    parser.add_argument(
+        "--no-masks",
+        action="store_true",
+        help="do not write Masks/case{N}_T00_mask.mhd (the true lung mask, placed as a user-provided mask)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from ..phantom import load_truth, write_dataset
 
     start = time.perf_counter()
-    out = write_dataset(args.out_dir, cases=args.cases, seed=args.seed, scale=args.scale,
-                        with_masks=not args.no_masks)
+    out = write_dataset(args.out_dir, cases=args.cases, seed=args.seed, scale=args.scale, with_masks=not args.no_masks)
     for case in args.cases:
         summary = load_truth(out, case).summary
         mean, std = summary["identity_tre_files_mm"]
         size = "x".join(str(v) for v in summary["size_xyz"])
         spacing = ", ".join(f"{v:g}" for v in summary["spacing_xyz"])
-        print(f"case {case}: {size} voxels of ({spacing}) mm, identity TRE {mean:.2f} +- {std:.2f} mm "
-              f"(DIR-Lab case {case}: {summary['target_identity_tre_mm']:.2f})")
+        print(
+            f"case {case}: {size} voxels of ({spacing}) mm, identity TRE {mean:.2f} +- {std:.2f} mm "
+            f"(DIR-Lab case {case}: {summary['target_identity_tre_mm']:.2f})"
+        )
     print(f"wrote {len(args.cases)} case(s) to {out} in {time.perf_counter() - start:.1f} s")
     return 0

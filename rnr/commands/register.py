@@ -43,14 +43,23 @@ HELP = "fit RNR (or a baseline) to a converted case: checkpoint, loss log, warpe
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--case-dir", required=True, type=Path, help="converted case folder (rnr convert)")
     parser.add_argument("--out", required=True, type=Path, help="run folder to write")
-    parser.add_argument("--mask", type=Path, default=None,
-                        help=f"T00 lung mask on the case grid (default: CASE_DIR/{layout.MASK_T00})")
-    parser.add_argument("--settings", type=Path, default=None,
-                        help="YAML/JSON mapping of settings to override")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one setting, e.g. --set iterations=300 (repeatable; applied last)")
-    parser.add_argument("--name", default="default",
-                        help="configuration name recorded in run.json and the checkpoint (default: default)")
+    parser.add_argument(
+        "--mask", type=Path, default=None, help=f"T00 lung mask on the case grid (default: CASE_DIR/{layout.MASK_T00})"
+    )
+    parser.add_argument("--settings", type=Path, default=None, help="YAML/JSON mapping of settings to override")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting, e.g. --set iterations=300 (repeatable; applied last)",
+    )
+    parser.add_argument(
+        "--name",
+        default="default",
+        help="configuration name recorded in run.json and the checkpoint (default: default)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -73,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
     case = load_case(args.case_dir)
     mask_path = args.mask if args.mask is not None else case.path / layout.MASK_T00
     if not Path(mask_path).is_file():
-        raise InputError(f"{mask_path}: T00 lung mask not found; run `rnr segment --case-dir {case.path}` "
-                         "first or pass --mask")
+        raise InputError(
+            f"{mask_path}: T00 lung mask not found; run `rnr segment --case-dir {case.path}` first or pass --mask"
+        )
     mask = case.load_mask(mask_path)
     try:
         result = register(case, mask, settings, args.out, name=args.name, progress=not args.no_progress)
@@ -89,10 +99,11 @@ def run(args: argparse.Namespace) -> int:
     rate = f" ({rec['iterations_per_s']:.2f} it/s)" if rec.get("iterations_per_s") else ""
     points = f" of {rec['batch_size']} of {rec['n_points']} mask points" if rec.get("batch_size") else ""
     loss = f", final loss {rec['final_loss']:.5f}" if rec.get("final_loss") is not None else ""
-    print(f"rnr register: case {rec['case']}, configuration {rec['configuration']!r} ({rec['method']}) on "
-          f"{rec['device']}: {rec['iterations']} iterations{points} in {rec['wall_s']:.1f} s{rate}, "
-          f"peak memory {rec['peak_memory_mb']:.0f} MB{loss}")
-    print(f"rnr register: landmark TRE (mean, 300 T00/T50 points) {before:.2f} mm before -> "
-          f"{after:.2f} mm after")
+    print(
+        f"rnr register: case {rec['case']}, configuration {rec['configuration']!r} ({rec['method']}) on "
+        f"{rec['device']}: {rec['iterations']} iterations{points} in {rec['wall_s']:.1f} s{rate}, "
+        f"peak memory {rec['peak_memory_mb']:.0f} MB{loss}"
+    )
+    print(f"rnr register: landmark TRE (mean, 300 T00/T50 points) {before:.2f} mm before -> {after:.2f} mm after")
     print(f"rnr register: wrote {args.out}")
     return 0

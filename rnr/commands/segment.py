@@ -31,18 +31,29 @@ HELP = "T00 lung mask of a converted case (lungmask, provided, threshold)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--case-dir", required=True, type=Path, help="converted case folder (rnr convert)")
-    parser.add_argument("--method", choices=METHODS, default="auto",
-                        help="segmentation method (default: auto = provided mask if present, else lungmask)")
-    parser.add_argument("--weights", type=Path, default=None,
-                        help="local lungmask R231 weights file (unet_r231-d5d2fc3d.pth); needed offline")
-    parser.add_argument("--no-download", action="store_true",
-                        help="never try to download the lungmask weights (fail at once when not local)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output mask (default: CASE_DIR/mask_T00.nii.gz)")
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default="auto",
+        help="segmentation method (default: auto = provided mask if present, else lungmask)",
+    )
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="local lungmask R231 weights file (unet_r231-d5d2fc3d.pth); needed offline",
+    )
+    parser.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never try to download the lungmask weights (fail at once when not local)",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="output mask (default: CASE_DIR/mask_T00.nii.gz)")
 
 
 def run(args: argparse.Namespace) -> int:
-    out, used = segment_case(args.case_dir, args.method, weights=args.weights, out=args.out,
-                             download=not args.no_download)
+    out, used = segment_case(
+        args.case_dir, args.method, weights=args.weights, out=args.out, download=not args.no_download
+    )
     print(f"rnr segment: {used} mask -> {out}")
     return 0
