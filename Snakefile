@@ -26,6 +26,10 @@
 
 from pathlib import Path
 
+from snakemake.utils import min_version
+
+min_version("9.0")
+
 
 configfile: str(Path(workflow.basedir) / "config" / "config.yaml")
 

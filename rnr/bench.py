@@ -28,17 +28,12 @@ import torch
 
 from .case import ConvertedCase
 from .config import Settings
-from .fit import (
-    FitData,
-    RNRObjective,
-    device_description,
-    make_sampler,
-    optimise,
-    prepare_data,
-    resolve_device,
-)
+from .fit import make_sampler, optimise
+from .fit_data import FitData
+from .methods.base import FitContext
+from .methods.rnr import RNRObjective, rnr_data
 from .reference import ReferenceRNRObjective
-from .transform import package_versions
+from .runtime import device_description, package_versions, resolve_device
 
 #: Tolerances of the first-iteration check in float32: relative difference of the losses, and per parameter
 #: tensor the largest absolute gradient difference relative to that tensor's largest reference gradient.
@@ -64,7 +59,7 @@ class EqualityCheck:
 
 def first_iteration_check(data: FitData, settings: Settings, dtype: torch.dtype = torch.float32) -> EqualityCheck:
     """Loss and parameter gradients of both formulations on the first batch, from the same initial network."""
-    idx = make_sampler(settings, data.n_points, data.points.device).next()
+    idx = make_sampler(settings.params, settings.seed, data.n_points, data.points.device).next()
     out = []
     for cls in (RNRObjective, ReferenceRNRObjective):
         objective = cls(data, settings, dtype=dtype)
@@ -131,8 +126,8 @@ def time_loop(
     device = data.points.device
     _reset_peak(device)
     objective = cls(data, settings)
-    sampler = make_sampler(settings, data.n_points, device)
-    log = optimise(objective, sampler, settings.iterations, settings.lr, progress=progress, label=label)
+    sampler = make_sampler(settings.params, settings.seed, data.n_points, device)
+    log = optimise(objective, sampler, settings.params.iterations, settings.params.lr, progress=progress, label=label)
     timing.wall_s.append(log.wall_s)
     timing.iterations_per_s.append(log.iterations / log.wall_s)
     timing.peak_memory_mb.append(_peak_mb(device))
@@ -151,12 +146,12 @@ def run_benchmark(
     if settings.method != "rnr":
         raise ValueError(f"rnr bench times RNR's loop; got method={settings.method!r}")
     device = resolve_device(settings.device)
-    data = prepare_data(case, mask, settings, device)
-    batch = settings.resolve_batch_size(data.n_points)
+    data = rnr_data(FitContext(case, np.asarray(mask, dtype=bool), settings, device, "bench", False))
+    batch = settings.params.resolve_batch_size(data.n_points)
     say(
         f"bench: case {case.case} {case.size_xyz} on {device} ({device_description(device)}), "
-        f"{data.n_points} mask points, {settings.iterations} iterations x {batch} points, "
-        f"{settings.n_blocks} blocks of width {settings.width}, "
+        f"{data.n_points} mask points, {settings.params.iterations} iterations x {batch} points, "
+        f"{settings.params.n_blocks} blocks of width {settings.params.width}, "
         f"terms: {', '.join(t.label for t in data.terms)}"
     )
     check = first_iteration_check(data, settings)

@@ -1,147 +1,155 @@
-"""Typed, frozen settings for one registration, with the method defaults of method.md.
+"""Typed, frozen settings of one registration: a shared block plus the block of the chosen method.
 
-A workflow ``configurations`` entry (name -> mapping) overrides these defaults key by key. Unknown keys and
-wrong types are errors that name the key, the expected type and the valid keys.
+A configuration is a flat mapping (``{method: idir, iterations: 300, lr: 1e-4}``): the workflow's
+``configurations`` entries, ``rnr register --settings FILE`` and ``--set key=value`` all give one. It is
+split into
 
-Method-specific defaults: the baselines ``idir`` and ``demons`` share some keys with RNR but not their
-default values (IDIR's learning rate is 1e-5, not 1e-4; neither uses intermediate phases). When a mapping
-selects a method, :meth:`Settings.from_mapping` fills every key the mapping does not give from
-:data:`METHOD_DEFAULTS` [method] before the class defaults, so ``{method: idir}`` alone is IDIR as published
-and an explicit key still wins (``{method: idir, lr: 1e-4}``). Keys that only one method uses have their own
-names (``alpha_bending``, ``omega0``, ``idir_width``; ``demons_*``) and are ignored by the other methods.
-Constructing ``Settings(method="idir")`` directly bypasses the method defaults; use
-``Settings.from_mapping({"method": "idir"})`` (or :meth:`Settings.for_method`).
+* :class:`SharedSettings`: the keys every method honours (``method``, ``seed``, ``device``);
+* the method's own block, a frozen dataclass derived from :class:`MethodSettings` that the method's module
+  defines (``rnr/methods/<name>.py``) with its defaults, each in exactly one place. Loop-based methods
+  (RNR, IDIR) derive from :class:`LoopSettings` (iterations, batch size, sampling, learning rate) and may
+  override its defaults (IDIR's learning rate is 1e-5).
+
+Loading is strict: an unknown key, a key that belongs to another method ("setting 'lr' belongs to method
+rnr/idir, not demons") and a value of the wrong type are errors naming the key, the source and what was
+expected. Types are read from the dataclass annotations (``typing.get_type_hints``), so a new setting needs
+no loader change.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
-METHODS = ("rnr", "idir", "demons")
 SAMPLINGS = ("random", "cycle")
-PAIRINGS = ("seed", "trajectory")
 DEVICES = ("auto", "cpu", "cuda")
-
-#: Defaults that depend on the method, for keys shared with RNR (applied by Settings.from_mapping when the
-#: mapping does not give the key). IDIR: Adam learning rate 1e-5 (Wolterink et al. 2022); IDIR and demons
-#: register T00 <-> T50 only.
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "rnr": {},
-    "idir": {"lr": 1e-5, "intermediate": False},
-    "demons": {"intermediate": False},
-}
 
 
 class SettingsError(ValueError):
     """A configuration mapping or file that does not describe valid settings."""
 
 
+T = TypeVar("T")
+
+
+# ------------------------------------------------------------------------------------------------ blocks
 @dataclass(frozen=True)
-class Settings:
-    """All settings of one registration run. Defaults are RNR's model defaults (method.md).
+class SharedSettings:
+    """Keys every method honours.
 
-    ``batch_size`` is a point count or the string ``"mask/K"`` (K a positive integer: the number of T00
-    mask voxels divided by K, the reference run script's ``mask/30``).
-
-    Baseline-only keys (ignored by the other methods): IDIR (rnr/idir.py) ``alpha_bending`` (weight of the
-    bending energy, a mean over points: 1e-3), ``omega0`` (SIREN frequency factor, 32), ``idir_width``
-    (SIREN hidden width, 256); demons (rnr/demons.py) ``demons_iterations`` (iterations per level, coarse to
-    fine), ``demons_shrink`` (shrink factor per level on the finest axis), ``demons_sigma`` (Gaussian
-    smoothing of the displacement field, voxels of the level).
+    Attributes:
+        method: the registration method, a name in :data:`rnr.methods.METHODS` (``rnr``, ``idir``,
+            ``demons``, ``identity``).
+        seed: random seed of initialisation and point sampling (recorded, unused, by deterministic methods).
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda`` (an error where CUDA is missing).
     """
 
     method: str = "rnr"
+    seed: int = 3
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_choice("device", self.device, DEVICES)
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """Base of every method's settings block (no keys of its own). ``check`` validates values."""
+
+    def check(self) -> None:
+        """Raise :class:`SettingsError` for impossible values; subclasses extend it."""
+
+    def __post_init__(self) -> None:
+        self.check()
+
+
+@dataclass(frozen=True)
+class LoopSettings(MethodSettings):
+    """Keys of methods fitted by the project's optimisation loop (rnr.fit).
+
+    Attributes:
+        iterations: Adam steps.
+        batch_size: mask points per iteration: a count, or ``"mask/K"`` (T00 mask voxels divided by K; the
+            reference run script's ``mask/30``).
+        sampling: ``random`` (a fresh random batch per iteration) or ``cycle`` (one shuffled order of the
+            mask voxels, cycled).
+        lr: Adam learning rate.
+    """
+
     iterations: int = 2500
     batch_size: int | str = 10000
     sampling: str = "random"
-    intermediate: bool = True
-    pairing: str = "seed"
-    n_blocks: int = 5
-    width: int = 100
-    shared_weights: bool = False
-    alpha_grad: float = 1.0
-    alpha_weight: float = 1e-4
     lr: float = 1e-4
-    seed: int = 3
-    device: str = "auto"
-    # IDIR baseline (rnr/idir.py)
-    alpha_bending: float = 1e-3
-    omega0: float = 32.0
-    idir_width: int = 256
-    # demons baseline (rnr/demons.py)
-    demons_iterations: tuple[int, ...] = (200, 100, 50)
-    demons_shrink: tuple[int, ...] = (4, 2, 1)
-    demons_sigma: float = 1.5
 
-    def __post_init__(self) -> None:
-        _check_choice("method", self.method, METHODS)
-        _check_choice("sampling", self.sampling, SAMPLINGS)
-        _check_choice("pairing", self.pairing, PAIRINGS)
-        _check_choice("device", self.device, DEVICES)
-        for key in ("iterations", "n_blocks", "width"):
-            if getattr(self, key) < 1:
-                raise SettingsError(f"setting {key!r} must be >= 1, got {getattr(self, key)!r}")
-        for key in ("alpha_grad", "alpha_weight"):
-            if getattr(self, key) < 0:
-                raise SettingsError(f"setting {key!r} must be >= 0, got {getattr(self, key)!r}")
+    def check(self) -> None:
+        check_choice("sampling", self.sampling, SAMPLINGS)
+        check_positive(self, "iterations")
         if self.lr <= 0:
             raise SettingsError(f"setting 'lr' must be > 0, got {self.lr!r}")
         _parse_batch_size(self.batch_size)
-        self._check_baseline_keys()
 
-    def _check_baseline_keys(self) -> None:
-        for key in ("demons_iterations", "demons_shrink"):
-            # Lists given to the constructor directly become tuples (a frozen dataclass should hash).
-            object.__setattr__(self, key, tuple(getattr(self, key)))
-        if self.idir_width < 1:
-            raise SettingsError(f"setting 'idir_width' must be >= 1, got {self.idir_width!r}")
-        if self.omega0 <= 0:
-            raise SettingsError(f"setting 'omega0' must be > 0, got {self.omega0!r}")
-        for key in ("alpha_bending", "demons_sigma"):
-            if getattr(self, key) < 0:
-                raise SettingsError(f"setting {key!r} must be >= 0, got {getattr(self, key)!r}")
-        if not self.demons_shrink or len(self.demons_iterations) != len(self.demons_shrink):
-            raise SettingsError(
-                "settings 'demons_iterations' and 'demons_shrink' need one entry per resolution level "
-                f"(the same non-zero length); got {list(self.demons_iterations)} and "
-                f"{list(self.demons_shrink)}"
-            )
-        if any(s < 1 for s in self.demons_shrink) or any(i < 0 for i in self.demons_iterations):
-            raise SettingsError(
-                "setting 'demons_shrink' needs factors >= 1 and 'demons_iterations' counts "
-                f">= 0; got {list(self.demons_shrink)} and {list(self.demons_iterations)}"
-            )
+    def resolve_batch_size(self, n_mask_points: int) -> int:
+        """Points per iteration for a mask of ``n_mask_points`` voxels (at least 1, at most all)."""
+        divisor = _parse_batch_size(self.batch_size)
+        n = int(self.batch_size) if divisor is None else n_mask_points // divisor
+        return max(1, min(n, n_mask_points))
+
+
+# ------------------------------------------------------------------------------------------ the whole set
+@dataclass(frozen=True)
+class Settings:
+    """The settings of one registration run: the shared block and the method's block.
+
+    Build with :meth:`from_mapping` / :meth:`from_file` / :meth:`for_method`; ``to_dict`` gives the flat
+    mapping back (what run records, checkpoints and tables store).
+    """
+
+    shared: SharedSettings
+    params: MethodSettings
+
+    @property
+    def method(self) -> str:
+        return self.shared.method
+
+    @property
+    def seed(self) -> int:
+        return self.shared.seed
+
+    @property
+    def device(self) -> str:
+        return self.shared.device
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None, *, where: str = "settings") -> Settings:
-        """Build from a mapping of overrides; ``where`` names the source in error messages."""
-        mapping = dict(mapping or {})
-        valid = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(mapping) - set(valid))
+        """Build from a flat mapping of overrides; ``where`` names the source in error messages."""
+        from .methods import METHODS  # the method table imports this module
+
+        values = dict(mapping or {})
+        method = values.get("method", SharedSettings.method)
+        if method not in METHODS:
+            raise SettingsError(f"{where}: setting 'method' must be one of {', '.join(METHODS)}; got {method!r}")
+        block_cls = METHODS[method].settings
+        shared_keys = field_names(SharedSettings)
+        own_keys = field_names(block_cls)
+        unknown = [k for k in values if k not in shared_keys and k not in own_keys]
         if unknown:
-            raise SettingsError(
-                f"{where}: unknown setting(s) {', '.join(map(repr, unknown))}; valid settings are: {', '.join(valid)}"
-            )
-        values = {k: _coerce(k, v, valid[k].type, where) for k, v in mapping.items()}
-        method = values.get("method", cls.method)
-        for key, value in METHOD_DEFAULTS.get(method, {}).items():
-            values.setdefault(key, value)
-        try:
-            return cls(**values)
-        except SettingsError as exc:
-            raise SettingsError(f"{where}: {exc}") from None
+            raise SettingsError(f"{where}: " + _foreign_key_message(unknown, method, shared_keys + own_keys))
+        shared = build(SharedSettings, {k: v for k, v in values.items() if k in shared_keys}, where)
+        params = build(block_cls, {k: v for k, v in values.items() if k in own_keys}, where)
+        return cls(shared, params)
 
     @classmethod
     def for_method(cls, method: str, **overrides: Any) -> Settings:
-        """The defaults of ``method`` (METHOD_DEFAULTS over the class defaults), then ``overrides``."""
+        """The defaults of ``method``, then ``overrides``."""
         return cls.from_mapping({"method": method, **overrides}, where=f"settings for method {method!r}")
 
     @classmethod
@@ -157,22 +165,107 @@ class Settings:
         return cls.from_mapping({**data, **dict(overrides or {})}, where=str(path))
 
     def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
+        """A copy with some keys (shared or the method's) changed; ``method`` cannot change this way."""
+        if "method" in changes and changes["method"] != self.method:
+            raise SettingsError("replace() keeps the method; build new settings with Settings.for_method")
+        return Settings.from_mapping({**self.to_dict(), **changes}, where="replace()")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The flat mapping: shared keys first, then the method's."""
+        return {**dataclasses.asdict(self.shared), **dataclasses.asdict(self.params)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
-    # -- derived values -----------------------------------------------------------------------------
-    def resolve_batch_size(self, n_mask_points: int) -> int:
-        """Points per iteration for a mask of ``n_mask_points`` voxels (at least 1, at most all)."""
-        divisor = _parse_batch_size(self.batch_size)
-        n = int(self.batch_size) if divisor is None else n_mask_points // divisor
-        return max(1, min(n, n_mask_points))
+
+# -------------------------------------------------------------------------------------------- the loader
+def field_names(cls: type) -> list[str]:
+    return [f.name for f in fields(cls)]
 
 
+def defaults(cls: type) -> dict[str, Any]:
+    """Field name -> default of a settings dataclass (every field has one)."""
+    return {f.name: f.default for f in fields(cls)}
+
+
+def build(cls: type[T], values: Mapping[str, Any], where: str) -> T:
+    """``cls(**values)`` after checking every value against its annotation (:func:`coerce`)."""
+    hints = typing.get_type_hints(cls)
+    checked = {k: coerce(k, v, hints[k], where) for k, v in values.items()}
+    try:
+        return cls(**checked)
+    except SettingsError as exc:
+        raise SettingsError(f"{where}: {exc}") from None
+
+
+def coerce(key: str, value: Any, annotation: Any, where: str) -> Any:
+    """Check one value against a field annotation; ints are accepted for floats, YAML lists for tuples.
+
+    Supported annotations: bool, int, float, str, ``tuple[int, ...]`` / ``tuple[float, ...]`` and unions of
+    these (``int | str``).
+    """
+    bad = SettingsError(
+        f"{where}: setting {key!r} expects {_type_name(annotation)}, got {value!r} ({type(value).__name__})"
+    )
+    if typing.get_origin(annotation) in (types.UnionType, typing.Union):
+        for option in typing.get_args(annotation):
+            try:
+                return coerce(key, value, option, where)
+            except SettingsError:
+                continue
+        raise bad
+    if typing.get_origin(annotation) is tuple:
+        item_type = typing.get_args(annotation)[0]
+        if not isinstance(value, list | tuple):
+            raise bad
+        try:
+            return tuple(coerce(key, v, item_type, where) for v in value)
+        except SettingsError:
+            raise bad from None
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if annotation is float:
+        if isinstance(value, str):
+            # PyYAML reads "1e-4" (no dot) as a string; accept any text that is a plain number.
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    raise AssertionError(f"unsupported settings annotation {annotation!r} for {key!r}")
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _foreign_key_message(keys: list[str], method: str, valid: list[str]) -> str:
+    """Name, for each unknown key, the method(s) it belongs to, or say it belongs to none."""
+    from .methods import METHODS
+
+    parts = []
+    for key in keys:
+        owners = [name for name, m in METHODS.items() if key in field_names(m.settings)]
+        if owners:
+            parts.append(f"setting {key!r} belongs to method {'/'.join(owners)}, not {method}")
+        else:
+            parts.append(f"unknown setting {key!r}")
+    return "; ".join(parts) + f"; valid settings for method {method} are: {', '.join(valid)}"
+
+
+# ---------------------------------------------------------------------------------------------- helpers
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     """``["key=value", ...]`` (the CLI's ``--set``) -> mapping; values are parsed as YAML scalars."""
     out: dict[str, Any] = {}
@@ -184,9 +277,17 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def _check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise SettingsError(f"setting {key!r} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def check_positive(block: Any, *keys: str, strict: bool = True) -> None:
+    """Each ``block.<key>`` must be > 0 (``strict``) or >= 0."""
+    for key in keys:
+        value = getattr(block, key)
+        if value < 0 or (strict and value == 0):
+            raise SettingsError(f"setting {key!r} must be {'>' if strict else '>='} 0, got {value!r}")
 
 
 def _parse_batch_size(value: int | str) -> int | None:
@@ -201,41 +302,3 @@ def _parse_batch_size(value: int | str) -> int | None:
     if text.startswith("mask/") and text[5:].isdigit() and int(text[5:]) > 0:
         return int(text[5:])
     raise SettingsError(f"setting 'batch_size' must be a positive integer or 'mask/K' (e.g. mask/30), got {value!r}")
-
-
-def _coerce(key: str, value: Any, annotation: Any, where: str) -> Any:
-    """Check one value against its field's type; ints are accepted for floats, nothing else is coerced."""
-    type_text = str(annotation)
-    bad = SettingsError(f"{where}: setting {key!r} expects {type_text}, got {value!r} ({type(value).__name__})")
-    if type_text == "bool":
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if type_text == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
-    if type_text == "float":
-        if isinstance(value, str):
-            # PyYAML reads "1e-4" (no dot) as a string; accept any text that is a plain number.
-            try:
-                return float(value)
-            except ValueError:
-                raise bad from None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise bad
-        return float(value)
-    if type_text == "str":
-        if not isinstance(value, str):
-            raise bad
-        return value
-    if type_text == "tuple[int, ...]":
-        # A YAML list (or a tuple) of integers, e.g. demons_iterations: [200, 100, 50].
-        if not isinstance(value, list | tuple) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
-            raise bad
-        return tuple(value)
-    if type_text == "int | str":
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise bad
-        return value
-    raise AssertionError(f"unhandled settings type {type_text} for {key}")

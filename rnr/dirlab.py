@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import SimpleITK as sitk
 
 from . import coords, layout
@@ -389,14 +388,6 @@ def _integer(text: str, path: Path, line: int) -> int:
     return int(round(value))
 
 
-def landmark_frame(points_1based: np.ndarray, spacing_xyz: tuple[float, float, float]) -> pd.DataFrame:
-    """DIR-Lab 1-based points (M, 3) -> the converted-case CSV table (layout.LANDMARK_COLUMNS):
-    0-based voxel indices and index-space millimetres ``index0 * spacing``."""
-    vox = coords.from_dirlab_index(np.asarray(points_1based, dtype=np.float64))
-    mm = coords.voxel_to_mm(vox, spacing_xyz)
-    return pd.DataFrame(np.concatenate([vox, mm], axis=1), columns=list(layout.LANDMARK_COLUMNS))
-
-
 # --------------------------------------------------------------------------------------- conversion
 def volume_image(array_zyx: np.ndarray, spacing_xyz: tuple[float, float, float]) -> sitk.Image:
     """A (z, y, x) array as a SimpleITK image on the DIR-Lab grid (spacing, :data:`DIRECTION`,
@@ -446,9 +437,13 @@ def convert_case(dirlab_dir: str | Path, case: int, out_dir: str | Path) -> Path
             write_image(out / layout.image_name(phase), volume_image(hu, spacing))
             del hu
         for phase, points in landmarks.items():
-            write_csv(out / layout.landmarks_name(phase), landmark_frame(points, spacing))
+            write_csv(
+                out / layout.landmarks_name(phase), layout.landmark_table(coords.from_dirlab_index(points), spacing)
+            )
         for phase, points in sampled.items():
-            write_csv(out / layout.sampled4d_name(phase), landmark_frame(points, spacing))
+            write_csv(
+                out / layout.sampled4d_name(phase), layout.landmark_table(coords.from_dirlab_index(points), spacing)
+            )
         if mask is not None:
             write_image(out / layout.MASK_PROVIDED, volume_image(mask, spacing))
     except BaseException:

@@ -16,13 +16,14 @@ import numpy as np
 
 from . import coords, layout, metrics, panels
 from .case import ConvertedCase, load_case
-from .fit import resolve_device
 from .io import InputError, read_csv, read_json, write_json
+from .layout import INITIAL
+from .phases import PAIRINGS
+from .runtime import resolve_device
 from .transform import DEFAULT_CHUNK, IdentityTransform, Transform, load_transform
 from .warp import slice_points, warp_slice
 
 SCHEMA = "rnr-metrics/1"
-INITIAL = "initial"
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,9 @@ def run_info(
     method = rec.get("method") or settings.get("method") or metadata.get("method") or transform.kind
     wall = rec.get("wall_s")
     pairing = settings.get("pairing", "seed")
-    if pairing not in metrics.PAIRINGS:
+    if pairing not in PAIRINGS:
         where = path if record is not None else run_dir / layout.CHECKPOINT
-        raise InputError(f"{where}: setting 'pairing' must be one of {metrics.PAIRINGS}, found {pairing!r}")
+        raise InputError(f"{where}: setting 'pairing' must be one of {PAIRINGS}, found {pairing!r}")
     return RunInfo(
         str(configuration),
         str(method),
@@ -107,7 +108,7 @@ def compute_metrics(
         case: the converted case (landmarks, Sampled4D, geometry).
         transform: phi on the case's T00 grid.
         mask_zyx: bool T00 lung mask (nz, ny, nx); folding is evaluated on every voxel of it.
-        pairing: ``seed`` or ``trajectory`` (metrics.step_phase_pairs) for the intermediate TRE.
+        pairing: ``seed`` or ``trajectory`` (rnr/phases.py) for the intermediate TRE.
         step_folding: also evaluate the folding of every phi_n (about twice the cost of phi_N alone again).
     Returns:
         ``{"tre": {...}, "intermediate": {...} | None, "folding": {...}}`` as written into metrics.json.
@@ -167,10 +168,9 @@ def panel_pairs(case: ConvertedCase, transform: Transform, pairing: str) -> list
     With all phases present and a map with intermediate steps: one panel per phi_n under ``pairing`` (the
     landmark source phase is the fixed image, the target phase the moving one). Otherwise only T00 / T50.
     """
-    steps = metrics.intermediate_steps(transform) if case.has_intermediate else []
-    if steps:
-        pairs = metrics.step_phase_pairs(pairing, len(steps))
-        return [(n, src, dst, step) for (n, src, dst), step in zip(pairs, steps, strict=True)]
+    pairs = metrics.landmark_pairs_of(transform, pairing) if case.has_intermediate else []
+    if pairs:
+        return [(p.interval, p.source, p.target, p.step) for p in pairs]
     return [(transform.n_steps, "T00", "T50", None)]
 
 

@@ -22,8 +22,16 @@ Run folder (``rnr register`` / ``rnr evaluate``), ``results/<dataset>/runs/<conf
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from . import coords
+
+#: The configuration name of the identity map ("before registration"), evaluated for every case.
+INITIAL = "initial"
 PHASES = ("T00", "T10", "T20", "T30", "T40", "T50")
 LANDMARK_COLUMNS = ("x_vox", "y_vox", "z_vox", "x_mm", "y_mm", "z_mm")
 
@@ -58,12 +66,40 @@ def sampled4d_name(phase: str) -> str:
     return f"sampled4d_{phase}.csv"
 
 
-def case_dir(results: str | Path, dataset: str, case: int) -> Path:
-    return Path(results) / dataset / "data" / f"case{case}"
+def landmark_table(points_vox: np.ndarray, spacing_xyz: Sequence[float]) -> pd.DataFrame:
+    """(P, 3) 0-based voxel points (x, y, z) -> the landmark CSV table (:data:`LANDMARK_COLUMNS`; mm = index0 *
+    spacing, coords.py). Converted cases and warped landmarks are written in this one form."""
+    vox = np.asarray(points_vox, dtype=np.float64)
+    mm = coords.voxel_to_mm(vox, spacing_xyz)
+    return pd.DataFrame(np.concatenate([vox, mm], axis=1), columns=list(LANDMARK_COLUMNS))
 
 
-def run_dir(results: str | Path, dataset: str, configuration: str, case: int) -> Path:
-    return Path(results) / dataset / "runs" / configuration / f"case{case}"
+def dataset_dir(results: str | Path, dataset: str) -> Path:
+    """``<results>/<dataset>``: everything one dataset's workflow writes."""
+    return Path(results) / dataset
+
+
+def case_dir(results: str | Path, dataset: str, case: int | str) -> Path:
+    """A converted case folder (``case`` may be the wildcard text ``{case}``)."""
+    return dataset_dir(results, dataset) / "data" / f"case{case}"
+
+
+def run_dir(results: str | Path, dataset: str, configuration: str, case: int | str) -> Path:
+    """The run folder of one case x configuration (wildcard texts allowed, as for :func:`case_dir`)."""
+    return dataset_dir(results, dataset) / "runs" / configuration / f"case{case}"
+
+
+def settings_file(results: str | Path, dataset: str, configuration: str) -> Path:
+    """The settings file the workflow writes for one configuration (``rnr register --settings``)."""
+    return dataset_dir(results, dataset) / "settings" / f"{configuration}.yaml"
+
+
+def tables_dir(results: str | Path, dataset: str) -> Path:
+    return dataset_dir(results, dataset) / "tables"
+
+
+def figures_dir(results: str | Path, dataset: str) -> Path:
+    return dataset_dir(results, dataset) / "figures"
 
 
 def _check_phase(phase: str) -> None:

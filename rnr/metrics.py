@@ -8,7 +8,7 @@ Conventions (the same words appear in every ``metrics.json`` and table footer):
 * Means and standard deviations are over the landmarks of one case; std uses ``ddof = 1`` (sample std).
 * *Continuous* TRE uses the predicted position as is; *snapped* TRE first rounds the prediction to the
   nearest voxel (``numpy.round``: halves to even), the reference code's and pTVreg's convention.
-* *Legacy* TRE reproduces the public reference code's landmark handling (method.md, "Coordinates").
+* *Legacy* TRE reproduces the public reference code's landmark handling (rnr/methods/README.md, "Coordinates").
 * Folding counts points where ``det J(phi) <= 0``.
 
 Everything that involves a map goes through :class:`rnr.transform.Transform` only, so RNR, IDIR, demons and
@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import coords, layout
+from . import coords
+from .phases import LandmarkPair, landmark_pairs
 from .transform import DEFAULT_CHUNK, Transform
 
 DDOF = 1
-PAIRINGS = ("seed", "trajectory")
 CONVENTIONS = {
     "indices": "0-based voxel indices (x, y, z); DIR-Lab's 1-based file indices minus 1",
     "mm": "mm = index * spacing per axis (x, y, z); TRE = ||(predicted - target) * spacing||",
@@ -154,7 +154,7 @@ def legacy_tre(
     restored and used as is, normalised with ``n/2`` (coords.legacy_to_normalised), mapped by phi_N,
     de-normalised with ``n/2`` (coords.legacy_from_normalised), rounded to the nearest voxel and compared
     with the 1-based T50 landmarks. This evaluates the map up to about one voxel away from the right point
-    and scales displacements by ``n/(n-1)`` (method.md, "Coordinates").
+    and scales displacements by ``n/(n-1)`` (rnr/methods/README.md, "Coordinates").
     """
     spacing = transform.spacing_xyz if spacing_xyz is None else spacing_xyz
     source_1 = coords.to_dirlab_index(np.asarray(source_vox, dtype=np.float64))
@@ -171,36 +171,10 @@ def legacy_tre(
 
 
 # -- intermediate phases --------------------------------------------------------------------------------
-def step_phase_pairs(pairing: str, n_steps: int = len(layout.PHASES) - 1) -> list[tuple[int, str, str]]:
-    """Which landmarks evaluate phi_n: rows (n, source_phase, target_phase) for n = 1..n_steps.
-
-    * ``trajectory``: phi_n carries T00 points to phase T(10n): compare phi_n(T00 points) with T(10n) points.
-    * ``seed`` (the reference code's pairing): the T50 image warped by the first n blocks is compared with
-      phase T(50-10n), so phi_n maps T(50-10n) points to their T50 positions: compare phi_n(T(50-10n)
-      points) with T50 points.
-
-    Both end at n = 5 with T00 -> T50. Only defined for five steps (one per phase interval).
-    """
-    if pairing not in PAIRINGS:
-        raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
-    if n_steps != len(layout.PHASES) - 1:
-        raise ValueError(f"phase pairs exist for {len(layout.PHASES) - 1} steps (T00..T50), not {n_steps}")
-    if pairing == "trajectory":
-        return [(n, "T00", f"T{10 * n:02d}") for n in range(1, n_steps + 1)]
-    return [(n, f"T{50 - 10 * n:02d}", "T50") for n in range(1, n_steps + 1)]
-
-
-def intermediate_steps(transform: Transform) -> list[int | None]:
-    """The ``step`` argument that gives phi_1..phi_5 of ``transform``, or [] when it has no such steps.
-
-    A map with five steps has them; the identity is the identity at every step (``step=None``).
-    """
-    n = len(layout.PHASES) - 1
-    if transform.n_steps == n:
-        return list(range(1, n + 1))
-    if transform.kind == "identity":
-        return [None] * n
-    return []
+def landmark_pairs_of(transform: Transform, pairing: str) -> list[LandmarkPair]:
+    """The Sampled4D pairs that score each phase interval of ``transform`` (rnr/phases.py); [] when the map
+    has no step per interval. The identity is the identity at every step."""
+    return landmark_pairs(pairing, transform.n_steps, stepwise_identity=transform.kind == "identity")
 
 
 def intermediate_tre(
@@ -211,24 +185,23 @@ def intermediate_tre(
 ) -> list[dict[str, Any]]:
     """TRE of every phi_n on the 75-point Sampled4D landmarks ({phase: (75, 3) 0-based voxel}).
 
-    Returns one record per step n = 1..5 (see :func:`step_phase_pairs` for the pairing): step, source_phase,
+    Returns one record per interval n = 1..5 (rnr/phases.py for the pairing): step (= n), source_phase,
     target_phase, n_landmarks, the continuous summary (mean_mm, std_mm, x_mm, ...) and ``snapped_mean_mm``,
     ``snapped_std_mm``. Empty when the transform has no intermediate steps or a needed phase is missing.
     """
-    steps = intermediate_steps(transform)
-    if not steps:
+    pairs = landmark_pairs_of(transform, pairing)
+    if not pairs:
         return []
-    pairs = step_phase_pairs(pairing, len(steps))
-    if any(sampled.get(p) is None for _, src, dst in pairs for p in (src, dst)):
+    if any(sampled.get(p) is None for pair in pairs for p in (pair.source, pair.target)):
         return []
     records = []
-    for (n, src, dst), step in zip(pairs, steps, strict=True):
-        result = landmark_tre(transform, sampled[src], sampled[dst], spacing_xyz, step=step)
+    for pair in pairs:
+        result = landmark_tre(transform, sampled[pair.source], sampled[pair.target], spacing_xyz, step=pair.step)
         records.append(
             {
-                "step": n,
-                "source_phase": src,
-                "target_phase": dst,
+                "step": pair.interval,
+                "source_phase": pair.source,
+                "target_phase": pair.target,
                 "n_landmarks": result.continuous.n,
                 **result.continuous.summary(),
                 "snapped_mean_mm": result.snapped.mean_mm,

@@ -1,4 +1,4 @@
-"""RNR's deformation: a ResNet of sine residual blocks acting on 3-D points (method.md, "Network").
+"""RNR's deformation: a ResNet of sine residual blocks acting on 3-D points (rnr/methods/README.md, "Network").
 
 phi_0(x) = x, phi_n(x) = phi_{n-1}(x) + F_n(phi_{n-1}(x)), n = 1..N, with
 F(z) = W3 sin(W2 sin(W1 z + b1) + b2) + b3 (W1: q x 3, W2: q x q, W3: 3 x q; plain sine, no step factor).
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from . import jet as _jet
-from .transform import Transform, register_kind
+from .transform import Transform
 
 # Standard deviation of W3 and b3 at initialisation: phi_N starts within ~1e-3 of the identity.
 OUTPUT_INIT_STD = 1e-3
@@ -157,7 +157,6 @@ class ResNetMap(nn.Module):
         return t.permute(1, 2, 0).contiguous()
 
 
-@register_kind
 class ResNetTransform(Transform):
     """A fitted RNR map as a Transform: phi_step of a :class:`ResNetMap` in normalised coordinates.
 

@@ -18,7 +18,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .io import atomic_path  # noqa: E402
-from .tables import INITIAL, configuration_order  # noqa: E402
+from .layout import INITIAL  # noqa: E402
+from .results import configuration_order  # noqa: E402
 
 FORMATS = ("png", "pdf")
 DPI = 150

@@ -1,10 +1,10 @@
 """The straightforward formulation of RNR's energy: the TEST AND BENCHMARK REFERENCE, never used to fit.
 
-This is the energy of method.md written the obvious way, as the public reference code does: for every step
+This is the energy of rnr/methods/README.md written the obvious way, as the public reference code does: for every step
 n a separate forward pass from x through blocks 1..n (15 block evaluations for N = 5), and the Jacobian of
 the n-th residual with respect to the original x built row by row with three autograd calls that keep the
 graph (``create_graph=True``) so that the penalty can be differentiated again. Everything else (sampling,
-NCC, weight penalty, the way terms are combined, the loop) is shared with :class:`rnr.fit.RNRObjective`,
+NCC, weight penalty, the way terms are combined, the loop) is shared with :class:`rnr.methods.rnr.RNRObjective`,
 so comparing the two isolates the one-pass jet of rnr/jet.py.
 
 Used by ``tests/test_fit.py`` (loss and parameter gradients must agree to float precision) and by
@@ -18,7 +18,7 @@ import math
 import torch
 
 from . import losses
-from .fit import RNRObjective
+from .methods.rnr import RNRObjective
 from .network import ResNetMap
 
 
@@ -51,7 +51,7 @@ def reference_passes_without_jacobians(model: ResNetMap, x: torch.Tensor) -> tor
 
 
 class ReferenceRNRObjective(RNRObjective):
-    """:class:`rnr.fit.RNRObjective` with the straightforward passes instead of the jet, run the way such
+    """:class:`rnr.methods.rnr.RNRObjective` with the straightforward passes instead of the jet, run the way such
     code runs: every kernel on torch's default intra-op threads."""
 
     def __init__(self, *args, **kwargs):
@@ -59,7 +59,7 @@ class ReferenceRNRObjective(RNRObjective):
         self.main_threads = None
 
     def phis_and_penalty(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.settings.alpha_grad > 0:
+        if self.params.alpha_grad > 0:
             phis, jacobians = reference_passes(self.model, x)
             return phis, losses.gradient_penalty(jacobians)
         return reference_passes_without_jacobians(self.model, x), x.new_full((), math.nan)

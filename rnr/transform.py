@@ -1,6 +1,6 @@
 """Fitted maps: apply to points, dense displacements and Jacobian determinants, in chunks.
 
-A :class:`Transform` is the map phi of method.md: it takes T00 points to T50 positions (the reference
+A :class:`Transform` is the map phi of rnr/methods/README.md: it takes T00 points to T50 positions (the reference
 code's semantics: T50 is the warped image, sampled at phi(x) for x on the T00 grid). It works internally in
 normalised coordinates (coords.py) and exposes voxel (0-based, (x, y, z)) and mm front ends. Maps with
 intermediate steps (RNR's phi_1..phi_N) expose them through ``step``.
@@ -11,7 +11,6 @@ computed by one code path (metrics.py) whatever produced the map.
 
 from __future__ import annotations
 
-import platform
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 
 from . import coords
 from .io import InputError, save_torch
+from .runtime import package_versions
 
 DEFAULT_CHUNK = 65536
 
@@ -182,18 +182,6 @@ class AffineTransform(Transform):
         return cls(size_xyz, spacing_xyz, state["matrix"].numpy(), state["offset"].numpy()).to(device)
 
 
-TRANSFORM_KINDS: dict[str, type[Transform]] = {
-    IdentityTransform.kind: IdentityTransform,
-    AffineTransform.kind: AffineTransform,
-}
-
-
-def register_kind(cls: type[Transform]) -> type[Transform]:
-    """Class decorator: make a Transform subclass loadable from checkpoints by its ``kind``."""
-    TRANSFORM_KINDS[cls.kind] = cls
-    return cls
-
-
 def load_transform(path: str | Path, device: str | torch.device = "cpu") -> tuple[Transform, dict[str, Any]]:
     """Load a checkpoint written by :meth:`Transform.save` onto ``device``; return (transform, metadata)."""
     path = Path(path)
@@ -205,34 +193,11 @@ def load_transform(path: str | Path, device: str | torch.device = "cpu") -> tupl
         raise InputError(f"{path}: not a readable checkpoint ({exc})") from None
     if not isinstance(payload, dict) or payload.get("format") != "rnr-transform/1":
         raise InputError(f"{path}: expected an rnr-transform/1 checkpoint written by 'rnr register'")
-    _import_method_modules()
-    cls = TRANSFORM_KINDS.get(payload["kind"])
+    from .methods import transform_kinds  # the method table imports this module
+
+    kinds = transform_kinds()
+    cls = kinds.get(payload["kind"])
     if cls is None:
-        raise InputError(f"{path}: unknown transform kind {payload['kind']!r}; known: {sorted(TRANSFORM_KINDS)}")
+        raise InputError(f"{path}: unknown transform kind {payload['kind']!r}; known: {sorted(kinds)}")
     transform = cls.from_state(payload["state"], payload["size_xyz"], payload["spacing_xyz"], torch.device(device))
     return transform, payload.get("metadata", {})
-
-
-def _import_method_modules() -> None:
-    """Import the modules that register further kinds (they call :func:`register_kind` on import)."""
-    import importlib
-
-    for name in ("rnr.network", "rnr.idir", "rnr.demons"):
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that determine a result (stored in checkpoints and run records)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
-    for name in ("rnr", "SimpleITK"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out

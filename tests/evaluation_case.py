@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import SimpleITK as sitk
 
-from rnr import coords, layout
+from rnr import layout
 from rnr.io import write_csv, write_image, write_json
 
 SIZE = (16, 12, 8)  # (nx, ny, nz)
@@ -51,11 +50,6 @@ def _image(arr: np.ndarray, spacing_xyz) -> sitk.Image:
     return img
 
 
-def _landmark_frame(points_vox: np.ndarray, spacing_xyz) -> pd.DataFrame:
-    mm = coords.voxel_to_mm(points_vox, spacing_xyz)
-    return pd.DataFrame(np.concatenate([points_vox, mm], axis=1), columns=list(layout.LANDMARK_COLUMNS))
-
-
 def make_case(
     folder: Path,
     case: int = 1,
@@ -82,14 +76,14 @@ def make_case(
         write_image(folder / layout.image_name(phase), _image(_chest(size_xyz, spacing_xyz, 0.8 * k)[0], spacing_xyz))
     t00 = rng.integers(2, hi - 1, size=(n_landmarks, 3), endpoint=True).astype(float)
     t50 = np.clip(t00 + rng.integers(-2, 2, size=t00.shape, endpoint=True), 0, hi).astype(float)
-    write_csv(folder / layout.landmarks_name("T00"), _landmark_frame(t00, spacing_xyz))
-    write_csv(folder / layout.landmarks_name("T50"), _landmark_frame(t50, spacing_xyz))
+    write_csv(folder / layout.landmarks_name("T00"), layout.landmark_table(t00, spacing_xyz))
+    write_csv(folder / layout.landmarks_name("T50"), layout.landmark_table(t50, spacing_xyz))
     if intermediate:
         base = rng.integers(2, hi - 2, size=(10, 3), endpoint=True).astype(float)
         step = rng.integers(-1, 1, size=base.shape, endpoint=True).astype(float)
         for k, phase in enumerate(layout.PHASES):
             points = np.clip(base + k * step, 0, hi)
-            write_csv(folder / layout.sampled4d_name(phase), _landmark_frame(points, spacing_xyz))
+            write_csv(folder / layout.sampled4d_name(phase), layout.landmark_table(points, spacing_xyz))
     mask = _chest(size_xyz, spacing_xyz, 0.0)[1].astype(np.uint8)
     write_image(folder / layout.MASK_T00, _image(mask, spacing_xyz))
     write_json(

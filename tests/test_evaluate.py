@@ -8,19 +8,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import SimpleITK as sitk
 import torch
 from evaluation_case import make_case
 
+import rnr.methods
 from rnr import cli, coords, layout, metrics, warp
 from rnr.case import load_case
-from rnr.io import write_csv, write_json
+from rnr.io import write_csv, write_image, write_json
 from rnr.panels import slice_geometry
-from rnr.transform import AffineTransform, IdentityTransform, Transform, register_kind
+from rnr.transform import AffineTransform, IdentityTransform, Transform
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@register_kind
 class StepShift(Transform):
     """Five steps: phi_n(u) = (1 + 0.02 n) u + n d (a checkpoint-loadable test map with steps)."""
 
@@ -41,6 +42,49 @@ class StepShift(Transform):
     @classmethod
     def from_state(cls, state, size_xyz, spacing_xyz, device):
         return cls(size_xyz, spacing_xyz, state["shift"].numpy()).to(device)
+
+
+class StepTranslate(Transform):
+    """phi_n(x) = x + c_n d in voxels, n = 1..5 (steps of unequal length: c is not proportional to n)."""
+
+    kind = "test-step-translate"
+    n_steps = 5
+
+    def __init__(self, size_xyz, spacing_xyz, d_vox=(0.0, 0.0, 0.0), c=(1, 2, 3, 4, 5)):
+        super().__init__(size_xyz, spacing_xyz)
+        self.d_vox, self.c = tuple(d_vox), tuple(c)
+
+    def map_normalised(self, u, step=None):
+        n = self.n_steps if step is None else step
+        scale = torch.tensor([2.0 / (k - 1) for k in self.size_xyz], dtype=u.dtype, device=u.device)
+        return u + self.c[n - 1] * torch.tensor(self.d_vox, dtype=u.dtype, device=u.device) * scale
+
+    def state(self):
+        return {"d_vox": list(self.d_vox), "c": list(self.c)}
+
+    @classmethod
+    def from_state(cls, state, size_xyz, spacing_xyz, device):
+        return cls(size_xyz, spacing_xyz, state["d_vox"], state["c"]).to(device)
+
+
+class FoldsNearXBorders(Transform):
+    """phi(u) = (u_x + a sin(pi u_x), u_y, u_z): det J = 1 + a pi cos(pi u_x) <= 0 only where |u_x| is large,
+    so where folding is counted (which voxels) decides how much is found."""
+
+    kind = "test-folds-near-x-borders"
+    A = 0.5
+
+    def map_normalised(self, u, step=None):
+        out = u.clone() if not u.requires_grad else u * 1.0
+        out[:, 0] = u[:, 0] + self.A * torch.sin(torch.pi * u[:, 0])
+        return out
+
+
+@pytest.fixture(autouse=True)
+def test_transforms_loadable(monkeypatch):
+    """Checkpoints of this file's test maps reload through the method table's extra transforms."""
+    extra = (*rnr.methods.EXTRA_TRANSFORMS, StepShift, StepTranslate, FoldsNearXBorders)
+    monkeypatch.setattr(rnr.methods, "EXTRA_TRANSFORMS", extra)
 
 
 def _run(*argv: str) -> int:
@@ -157,6 +201,55 @@ def test_stepped_map_gets_per_step_folding_tre_and_panels(tmp_path):
     assert m["folding"]["min_det"] == pytest.approx(1.1**3, rel=1e-5)
     assert len(m["intermediate"]["steps"]) == 5
     assert sum(Path(f).name.startswith("slices_") for f in m["figures"]) == 5
+
+
+def test_trajectory_runs_are_scored_with_the_trajectory_pairs(tmp_path):
+    """A stepped map that is exact under `trajectory` (phi_n carries T00 landmarks to phase T(10n)) scores 0 at
+    every step when its run says pairing: trajectory; scored with the seed pairs it would not."""
+    case_dir = make_case(tmp_path / "case4", case=4, intermediate=True)
+    case = load_case(case_dir)
+    d, c = np.array([0.5, 0.3, -1.0]), (0.0, 1.0, 3.0, 4.0, 4.5, 5.0)  # T(10k) = T00 + c_k d
+    base = np.array([[4.0, 3.0, 6.0], [8.0, 5.0, 7.0], [6.0, 8.0, 6.5], [10.0, 4.0, 5.5]])
+    for k, phase in enumerate(layout.PHASES):
+        write_csv(case_dir / layout.sampled4d_name(phase), layout.landmark_table(base + c[k] * d, case.spacing_xyz))
+    run_dir = tmp_path / "runs" / "traj" / "case4"
+    StepTranslate(case.size_xyz, case.spacing_xyz, d, c[1:]).save(run_dir / layout.CHECKPOINT)
+    write_json(run_dir / layout.RUN_JSON, {"case": 4, "configuration": "traj", "settings": {"pairing": "trajectory"}})
+    assert _run("evaluate", "--case-dir", str(case_dir), "--run-dir", str(run_dir), "--no-figures") == 0
+    steps = _metrics(run_dir)["intermediate"]["steps"]
+    assert [(s["source_phase"], s["target_phase"]) for s in steps] == [("T00", f"T{10 * n}") for n in range(1, 6)]
+    assert max(s["mean_mm"] for s in steps) < 1e-5
+    # The same map under the seed pairing misses by |c_(5-n) + c_n - c_5| |d| at steps 1..4.
+    write_json(run_dir / layout.RUN_JSON, {"case": 4, "configuration": "traj", "settings": {"pairing": "seed"}})
+    assert _run("evaluate", "--case-dir", str(case_dir), "--run-dir", str(run_dir), "--no-figures") == 0
+    seed_steps = _metrics(run_dir)["intermediate"]["steps"]
+    assert min(s["mean_mm"] for s in seed_steps[:4]) > 0.4
+
+
+def test_folding_is_counted_on_the_mask_voxels_in_x_y_z_order(tmp_path):
+    """Folding of a map that folds only near the x borders, on a mask that is not symmetric in its axes: the
+    count equals the mask voxels whose x index folds (computed here from the formula), so a mask read in the
+    wrong axis order, or points in the wrong order, would count other voxels."""
+    case_dir = make_case(tmp_path / "case5", case=5)
+    case = load_case(case_dir)
+    nx, ny, nz = case.size_xyz
+    mask = np.zeros(case.shape_zyx, dtype=np.uint8)  # (z, y, x)
+    mask[1:7, 2:10, 0:3] = 1  # x = 0, 1, 2: near the border, all fold
+    mask[1:7, 2:10, 8] = 1  # x = 8: the centre, none folds
+    image = sitk.GetImageFromArray(mask)
+    image.SetSpacing(case.spacing_xyz)
+    mask_path = tmp_path / "mask.nii.gz"
+    write_image(mask_path, image)
+    run_dir = tmp_path / "runs" / "fold" / "case5"
+    FoldsNearXBorders(case.size_xyz, case.spacing_xyz).save(run_dir / layout.CHECKPOINT)
+    assert _run("evaluate", "--case-dir", str(case_dir), "--run-dir", str(run_dir), "--mask", str(mask_path)) == 0
+    z, y, x = np.nonzero(mask)
+    u_x = -1 + 2 * x / (nx - 1)
+    det = 1 + FoldsNearXBorders.A * np.pi * np.cos(np.pi * u_x)
+    folding = _metrics(run_dir)["folding"]
+    assert folding["n_points"] == len(x) == 192
+    assert folding["count"] == int((det <= 0).sum()) == 144
+    assert folding["min_det"] == pytest.approx(det.min(), rel=1e-4)
 
 
 def test_evaluate_errors_name_the_file(tmp_path, capsys):

@@ -32,12 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..plots import write_figures
-    from ..tables import landmark_frame, load_metrics, summary_frame
+    from ..results import load_metrics, per_landmark_frame, summary_frame
 
     records = load_metrics(args.runs_dir, args.configurations)
     paths = write_figures(
         summary_frame(records, args.configurations),
-        landmark_frame(records, args.configurations),
+        per_landmark_frame(records, args.configurations),
         args.out,
         args.configurations,
     )

@@ -2,9 +2,10 @@
 
 Inputs: a case folder written by `rnr convert` (T00..T50 NIfTI in HU, landmarks, case.json) and a T00
 lung mask on its grid (default CASE_DIR/mask_T00.nii.gz, written by `rnr segment`). Settings are the
-method defaults (method.md: 2500 iterations of 10,000 random mask points, 5 blocks of width 100, Adam
-lr 1e-4, seed 3, intermediate phases with the "seed" pairing), overridden by a YAML/JSON file (--settings)
-and then by --set key=value pairs. Unknown keys are an error listing the valid ones.
+defaults of the chosen method (RNR: 2500 iterations of 10,000 random mask points, 5 blocks of width 100,
+Adam lr 1e-4, seed 3, intermediate phases with the "seed" pairing; config/README.md lists every method's
+keys), overridden by a YAML/JSON file (--settings) and then by --set key=value pairs. An unknown key, or
+one that belongs to another method, is an error listing the valid ones.
 
 Outputs in RUN_DIR (each written atomically; the checkpoint last, and outputs of an earlier run there are
 removed first, so an interrupted run never looks complete):
@@ -34,8 +35,9 @@ import numpy as np
 from .. import layout
 from ..case import load_case
 from ..config import Settings, parse_overrides
-from ..fit import FitError, register
+from ..fit import FitError
 from ..io import InputError
+from ..registration import register_case
 
 HELP = "fit RNR (or a baseline) to a converted case: checkpoint, loss log, warped landmarks, run record"
 
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         )
     mask = case.load_mask(mask_path)
     try:
-        result = register(case, mask, settings, args.out, name=args.name, progress=not args.no_progress)
+        result = register_case(case, mask, settings, args.out, name=args.name, progress=not args.no_progress)
     except FitError as exc:
         # Same contract as every other expected failure (cli.main): one line on stderr, exit code 2.
         print(f"rnr register: error: {exc}", file=sys.stderr)

@@ -1,34 +1,31 @@
 # Aggregation: thesis-style tables and figures over all cases x configurations (+ initial).
 
+# Report caption of each table of rnr.tables.TABLES (by key; the file names live in rnr.tables only).
+TABLE_CAPTIONS = {
+    "tre_csv": "tre_csv.rst",
+    "tre_md": "tre_table.rst",
+    "tre_tex": "tre_table.rst",
+    "tre_snapped_md": "tre_snapped.rst",
+    "tre_snapped_tex": "tre_snapped.rst",
+    "folding_csv": "folding_table.rst",
+    "folding_md": "folding_table.rst",
+    "tre_landmarks_csv": "tre_landmarks.rst",
+}
+
 
 rule tables:
     input:
         all_metrics(),
     output:
-        tre_csv=report(f"{RESULTS}/tables/tre.csv", caption="../report/tre_csv.rst", category="Tables"),
-        tre_md=report(f"{RESULTS}/tables/tre.md", caption="../report/tre_table.rst", category="Tables"),
-        tre_tex=report(f"{RESULTS}/tables/tre.tex", caption="../report/tre_table.rst", category="Tables"),
-        snapped_md=report(
-            f"{RESULTS}/tables/tre_snapped.md", caption="../report/tre_snapped.rst", category="Tables"
-        ),
-        snapped_tex=report(
-            f"{RESULTS}/tables/tre_snapped.tex", caption="../report/tre_snapped.rst", category="Tables"
-        ),
-        folding_csv=report(
-            f"{RESULTS}/tables/folding.csv", caption="../report/folding_table.rst", category="Tables"
-        ),
-        folding_md=report(
-            f"{RESULTS}/tables/folding.md", caption="../report/folding_table.rst", category="Tables"
-        ),
-        landmarks=report(
-            f"{RESULTS}/tables/tre_landmarks.csv", caption="../report/tre_landmarks.rst", category="Tables"
-        ),
+        [
+            report(table_file(key), caption=f"../report/{TABLE_CAPTIONS[key]}", category="Tables")
+            for key in TABLES
+        ],
     params:
-        # metrics.json lies in runs/<configuration>/case<N>/
         runs_dir=lambda w, input: Path(input[0]).parents[2],
-        out=lambda w, output: Path(output.tre_csv).parent,
+        out=lambda w, output: Path(output[0]).parent,
         # initial (the identity map) first, then the configured columns; stale runs are left out.
-        configurations=" ".join(["initial", *CONFIGURATIONS]),
+        configurations=" ".join([INITIAL, *CONFIGURATIONS]),
     log:
         f"{RESULTS}/logs/tables.log",
     conda:
@@ -43,7 +40,7 @@ rule figures:
         all_metrics(),
     output:
         report(
-            directory(f"{RESULTS}/figures"),
+            directory(str(layout.figures_dir(RESULTS_ROOT, DATASET))),
             patterns=["{name}.png"],
             caption="../report/figures.rst",
             category="Figures",
@@ -52,7 +49,7 @@ rule figures:
     params:
         runs_dir=lambda w, input: Path(input[0]).parents[2],
         # initial (the identity map) first, then the configured columns; stale runs are left out.
-        configurations=" ".join(["initial", *CONFIGURATIONS]),
+        configurations=" ".join([INITIAL, *CONFIGURATIONS]),
     log:
         f"{RESULTS}/logs/figures.log",
     conda:

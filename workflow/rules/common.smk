@@ -1,4 +1,5 @@
-# Config validation and the path helpers every rule file uses.
+# Config validation and the path helpers every rule file uses. File names come from rnr.layout and
+# rnr.tables only: a rename there reaches every rule.
 
 import re
 from pathlib import Path
@@ -7,8 +8,10 @@ import yaml
 
 from snakemake.utils import validate
 
+from rnr import layout
 from rnr.config import Settings, SettingsError
 from rnr.io import write_text
+from rnr.tables import TABLES
 
 
 # `--config` values arrive as strings unless Snakemake recognises them (it knows True/False, not true/false,
@@ -18,7 +21,8 @@ if isinstance(config.get("cases"), list):
 if isinstance(config.get("use_gpu"), str) and config["use_gpu"].lower() in ("true", "false"):
     config["use_gpu"] = config["use_gpu"].lower() == "true"
 
-validate(config, "../schemas/config.schema.yaml")
+# Fills every documented default (workflow/schemas/config.schema.yaml), so a config may leave keys out.
+validate(config, "../schemas/config.schema.yaml", set_default=True)
 
 if config["dataset"] == "dirlab" and not config.get("dirlab_dir"):
     raise ValueError(
@@ -31,17 +35,23 @@ if config["dataset"] == "dirlab" and not Path(config["dirlab_dir"]).is_dir():
         "Case{N}Pack folders of DIR-Lab, as unpacked; relative paths start in the working directory)"
     )
 
+RESULTS_ROOT = "results"
 DATASET = config["dataset"]
-RESULTS = f"results/{DATASET}"
+RESULTS = str(layout.dataset_dir(RESULTS_ROOT, DATASET))
 CASES = [int(c) for c in config["cases"]]
 CONFIGURATIONS = list(config["configurations"])
+INITIAL = layout.INITIAL
 USE_GPU = bool(config["use_gpu"])
 # `use_gpu` decides the device of every registration: true -> "cuda" (the job fails, naming use_gpu in its
 # log, where no CUDA device exists), false -> "cpu".
 DEVICE = "cuda" if USE_GPU else "cpu"
 
-# Check every configuration against the method's settings now, before any job runs.
+# Check every configuration against its method's settings now, before any job runs.
 for _name, _overrides in config["configurations"].items():
+    if "device" in (_overrides or {}):
+        raise ValueError(
+            f"config configurations.{_name}: 'device' is not a configuration setting; use_gpu decides the device"
+        )
     try:
         Settings.from_mapping({**(_overrides or {}), "device": DEVICE}, where=f"config configurations.{_name}")
     except SettingsError as _exc:
@@ -50,9 +60,26 @@ for _name, _overrides in config["configurations"].items():
 
 wildcard_constraints:
     case=r"\d+",
-    configuration="|".join(re.escape(c) for c in CONFIGURATIONS),
+    configuration="|".join(re.escape(c) for c in [INITIAL, *CONFIGURATIONS]),
 
 
+# -- paths (wildcards {case} and {configuration} left in) ------------------------------------------------
+def case_file(name):
+    """A file of the converted case folder, e.g. case_file(layout.CASE_JSON)."""
+    return str(layout.case_dir(RESULTS_ROOT, DATASET, "{case}") / name)
+
+
+def run_file(name):
+    """A file of the run folder of one case x configuration, e.g. run_file(layout.CHECKPOINT)."""
+    return str(layout.run_dir(RESULTS_ROOT, DATASET, "{configuration}", "{case}") / name)
+
+
+def table_file(key):
+    """One table of `rnr tables` (rnr.tables.TABLES)."""
+    return str(layout.tables_dir(RESULTS_ROOT, DATASET) / TABLES[key])
+
+
+# -- settings ----------------------------------------------------------------------------------------------
 def registration_settings(configuration):
     """The settings file content of one configuration: its overrides plus the device from use_gpu."""
     return {**(config["configurations"][configuration] or {}), "device": DEVICE}
@@ -70,8 +97,4 @@ def dirlab_source(wildcards, input):
 
 
 def all_metrics():
-    return expand(
-        f"{RESULTS}/runs/{{configuration}}/case{{case}}/metrics.json",
-        configuration=["initial", *CONFIGURATIONS],
-        case=CASES,
-    )
+    return expand(run_file(layout.METRICS_JSON), configuration=[INITIAL, *CONFIGURATIONS], case=CASES)

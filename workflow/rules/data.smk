@@ -19,13 +19,13 @@ rule phantom:
 rule convert:
     input:
         # The phantom is a rule output; a DIR-Lab folder is the user's and is not tracked by time stamp.
-        lambda w: [f"{RESULTS}/source"] if DATASET == "phantom" else [],
+        lambda w: rules.phantom.output if DATASET == "phantom" else [],
     output:
-        case_json=f"{RESULTS}/data/case{{case}}/case.json",
-        t00=f"{RESULTS}/data/case{{case}}/T00.nii.gz",
-        t50=f"{RESULTS}/data/case{{case}}/T50.nii.gz",
-        landmarks_t00=f"{RESULTS}/data/case{{case}}/landmarks_T00.csv",
-        landmarks_t50=f"{RESULTS}/data/case{{case}}/landmarks_T50.csv",
+        case_json=case_file(layout.CASE_JSON),
+        t00=case_file(layout.image_name("T00")),
+        t50=case_file(layout.image_name("T50")),
+        landmarks_t00=case_file(layout.landmarks_name("T00")),
+        landmarks_t50=case_file(layout.landmarks_name("T50")),
     params:
         source=dirlab_source,
         out=lambda w, output: Path(output.case_json).parent,

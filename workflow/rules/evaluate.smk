@@ -1,16 +1,22 @@
-# Evaluation: TRE, folding and slice panels per case x configuration, and for the identity map `initial`.
+# Evaluation: TRE, folding and slice panels per case x configuration; `initial` is the identity map.
+
+
+def evaluate_inputs(wildcards):
+    """The converted case and mask, plus the run's checkpoint and record unless it is `initial`."""
+    inputs = {"case_json": case_file(layout.CASE_JSON), "mask": case_file(layout.MASK_T00)}
+    if wildcards.configuration != INITIAL:
+        inputs["checkpoint"] = run_file(layout.CHECKPOINT)
+        inputs["run_json"] = run_file(layout.RUN_JSON)
+    return {key: path.format(**wildcards) for key, path in inputs.items()}
 
 
 rule evaluate:
     input:
-        case_json=f"{RESULTS}/data/case{{case}}/case.json",
-        mask=f"{RESULTS}/data/case{{case}}/mask_T00.nii.gz",
-        checkpoint=f"{RESULTS}/runs/{{configuration}}/case{{case}}/checkpoint.pt",
-        run_json=f"{RESULTS}/runs/{{configuration}}/case{{case}}/run.json",
+        unpack(evaluate_inputs),
     output:
-        metrics=f"{RESULTS}/runs/{{configuration}}/case{{case}}/metrics.json",
+        metrics=run_file(layout.METRICS_JSON),
         figures=report(
-            directory(f"{RESULTS}/runs/{{configuration}}/case{{case}}/figures"),
+            directory(run_file(layout.FIGURES_DIR)),
             patterns=["{name}.png"],
             caption="../report/case_figures.rst",
             category="Slice panels",
@@ -19,36 +25,12 @@ rule evaluate:
         ),
     params:
         case_dir=lambda w, input: Path(input.case_json).parent,
-        run_dir=lambda w, input: Path(input.checkpoint).parent,
+        run_dir=lambda w, output: Path(output.metrics).parent,
+        identity=lambda w: "--identity" if w.configuration == INITIAL else "",
     log:
         f"{RESULTS}/logs/evaluate/{{configuration}}/case{{case}}.log",
     conda:
         "../envs/rnr.yaml"
     shell:
-        "rnr evaluate --case-dir {params.case_dir} --run-dir {params.run_dir} --mask {input.mask} > {log} 2>&1"
-
-
-rule evaluate_initial:
-    input:
-        case_json=f"{RESULTS}/data/case{{case}}/case.json",
-        mask=f"{RESULTS}/data/case{{case}}/mask_T00.nii.gz",
-    output:
-        metrics=f"{RESULTS}/runs/initial/case{{case}}/metrics.json",
-        figures=report(
-            directory(f"{RESULTS}/runs/initial/case{{case}}/figures"),
-            patterns=["{name}.png"],
-            caption="../report/case_figures.rst",
-            category="Slice panels",
-            subcategory="initial",
-            labels={"case": "{case}", "figure": "{name}"},
-        ),
-    params:
-        case_dir=lambda w, input: Path(input.case_json).parent,
-        run_dir=lambda w, output: Path(output.metrics).parent,
-    log:
-        f"{RESULTS}/logs/evaluate/initial/case{{case}}.log",
-    conda:
-        "../envs/rnr.yaml"
-    shell:
-        "rnr evaluate --case-dir {params.case_dir} --run-dir {params.run_dir} --mask {input.mask} --identity"
+        "rnr evaluate --case-dir {params.case_dir} --run-dir {params.run_dir} --mask {input.mask} {params.identity}"
         " > {log} 2>&1"

@@ -3,7 +3,7 @@
 
 rule settings:
     output:
-        f"{RESULTS}/settings/{{configuration}}.yaml",
+        str(layout.settings_file(RESULTS_ROOT, DATASET, "{configuration}")),
     params:
         # A params change (edited configuration) makes Snakemake rewrite the file and rerun its registrations.
         settings=lambda w: registration_settings(w.configuration),
@@ -15,14 +15,15 @@ rule settings:
 
 rule register:
     input:
-        case_json=f"{RESULTS}/data/case{{case}}/case.json",
-        mask=f"{RESULTS}/data/case{{case}}/mask_T00.nii.gz",
-        settings=f"{RESULTS}/settings/{{configuration}}.yaml",
+        case_json=rules.convert.output.case_json,
+        mask=rules.segment.output[0],
+        settings=rules.settings.output[0],
     output:
-        checkpoint=f"{RESULTS}/runs/{{configuration}}/case{{case}}/checkpoint.pt",
-        loss=f"{RESULTS}/runs/{{configuration}}/case{{case}}/loss.csv",
-        landmarks=f"{RESULTS}/runs/{{configuration}}/case{{case}}/landmarks_T00_warped.csv",
-        run_json=f"{RESULTS}/runs/{{configuration}}/case{{case}}/run.json",
+        # Written in this order by rnr.rundir, the checkpoint last.
+        loss=run_file(layout.LOSS_CSV),
+        landmarks=run_file(layout.WARPED_LANDMARKS),
+        run_json=run_file(layout.RUN_JSON),
+        checkpoint=run_file(layout.CHECKPOINT),
     params:
         case_dir=lambda w, input: Path(input.case_json).parent,
         run_dir=lambda w, output: Path(output.checkpoint).parent,

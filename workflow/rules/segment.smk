@@ -1,12 +1,12 @@
-# Segmentation: the T00 lung mask of each case (lungmask, provided, or threshold; see the config schema).
+# Segmentation: the T00 lung mask of each case (lungmask, provided, or threshold; see config/README.md).
 
 
 rule segment:
     input:
-        case_json=f"{RESULTS}/data/case{{case}}/case.json",
-        t00=f"{RESULTS}/data/case{{case}}/T00.nii.gz",
+        case_json=rules.convert.output.case_json,
+        t00=rules.convert.output.t00,
     output:
-        f"{RESULTS}/data/case{{case}}/mask_T00.nii.gz",
+        case_file(layout.MASK_T00),
     params:
         method=config["masks"]["method"],
         weights=f"--weights {config['masks']['weights']}" if config["masks"].get("weights") else "",

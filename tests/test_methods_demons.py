@@ -1,4 +1,4 @@
-"""The demons baseline (rnr/demons.py): the field transform, the direction of SimpleITK's field, the
+"""The demons baseline (rnr/methods/demons.py): the field transform, the direction of SimpleITK's field, the
 multi-resolution registration on a phantom case, and evaluation through the project's one TRE code path."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import torch
 from rnr import coords, layout, metrics
 from rnr.case import load_case
 from rnr.config import Settings, SettingsError
-from rnr.demons import DemonsParams, FieldTransform, demons_register, level_factors, preprocess
 from rnr.evaluate import evaluate_run
-from rnr.fit import register
+from rnr.methods.demons import DemonsSettings, FieldTransform, demons_register, level_factors, preprocess
+from rnr.registration import register_case
 from rnr.transform import IdentityTransform, load_transform
 
 SIZE = (20, 16, 12)  # (nx, ny, nz)
@@ -124,7 +124,9 @@ def test_demons_field_direction_and_axis_order_on_a_known_shift():
     size, spacing, shift = (40, 32, 24), (1.0, 1.5, 2.5), (2.0, 0.0, -2.0)
     fixed = _blobs(size, spacing, (0, 0, 0))
     moving = _blobs(size, spacing, shift)
-    params = DemonsParams(window_hu=(-1000.0, 0.0), mask_margin_mm=0.0, shrink=(2, 1), iterations=(100, 50))
+    params = DemonsSettings(
+        demons_window_hu=(-1000.0, 0.0), demons_mask_margin_mm=0.0, demons_shrink=(2, 1), demons_iterations=(100, 50)
+    )
     disp = demons_register(fixed, moving, np.ones(fixed.shape, bool), spacing, params)
     assert disp.shape == coords.size_xyz_to_shape_zyx(size) + (3,)
     # Where the blobs are (the only places with image evidence), the field is the shift, in voxels.
@@ -141,12 +143,12 @@ def test_demons_field_direction_and_axis_order_on_a_known_shift():
 def test_preprocess_windows_and_masks():
     hu = np.array([[[-1200.0, -1000.0, -600.0, 0.0, 500.0]]], dtype=np.float32)
     mask = np.array([[[True, True, True, True, False]]])
-    params = DemonsParams(window_hu=(-1000.0, -200.0), mask_margin_mm=0.0)
+    params = DemonsSettings(demons_window_hu=(-1000.0, -200.0), demons_mask_margin_mm=0.0)
     np.testing.assert_allclose(preprocess(hu, mask, (1.0, 1.0, 1.0), params), [[[0.0, 0.0, 0.5, 1.0, 1.0]]])
     hu2 = np.full((1, 1, 9), -1000.0, dtype=np.float32)
     mask2 = np.zeros((1, 1, 9), bool)
     mask2[0, 0, 4] = True
-    out = preprocess(hu2, mask2, (2.0, 1.0, 1.0), DemonsParams(mask_margin_mm=4.0))  # 4 mm = 2 voxels in x
+    out = preprocess(hu2, mask2, (2.0, 1.0, 1.0), DemonsSettings(demons_mask_margin_mm=4.0))  # 4 mm = 2 voxels in x
     np.testing.assert_array_equal(out[0, 0], [1, 1, 0, 0, 0, 0, 0, 1, 1])
 
 
@@ -158,21 +160,23 @@ def test_level_factors_follow_spacing_and_size():
 
 def test_demons_settings_keys_and_defaults():
     s = Settings.from_mapping({"method": "demons"})
-    assert s.intermediate is False
-    assert DemonsParams.from_settings(s) == DemonsParams()
-    s = Settings.from_mapping(
+    assert s.params == DemonsSettings()
+    p = Settings.from_mapping(
         {"method": "demons", "demons_iterations": [20, 10], "demons_shrink": [2, 1], "demons_sigma": 2}
-    )
-    p = DemonsParams.from_settings(s)
-    assert (p.iterations, p.shrink, p.sigma_field) == ((20, 10), (2, 1), 2.0)
+    ).params
+    assert (p.demons_iterations, p.demons_shrink, p.demons_sigma) == ((20, 10), (2, 1), 2.0)
     for bad in (
         {"demons_iterations": [20, 10]},
         {"demons_shrink": [0, 1, 1]},
         {"demons_iterations": "20"},
         {"demons_sigma": -1},
+        {"demons_window_hu": [-200, -1000]},
     ):
         with pytest.raises(SettingsError):
             Settings.from_mapping({"method": "demons", **bad})
+    # Keys of the loop-based methods mean nothing to demons: an error naming their owner.
+    with pytest.raises(SettingsError, match="'lr' belongs to method rnr/idir, not demons"):
+        Settings.from_mapping({"method": "demons", "lr": 1e-3})
 
 
 # ------------------------------------------------------------------------------------- on a phantom case
@@ -192,7 +196,7 @@ def test_demons_registration_halves_tre_and_evaluates_like_any_map(phantom_case8
     mask = case.load_mask(case.path / layout.MASK_PROVIDED)
     settings = Settings.from_mapping({"method": "demons", "device": "cpu"})
     out = tmp_path / "run"
-    result = register(case, mask, settings, out, name="demons", progress=False)
+    result = register_case(case, mask, settings, out, name="demons", progress=False)
 
     source, target = case.landmarks("T00"), case.landmarks("T50")
     before = metrics.landmark_tre(IdentityTransform(case.size_xyz, case.spacing_xyz), source, target)
@@ -203,7 +207,7 @@ def test_demons_registration_halves_tre_and_evaluates_like_any_map(phantom_case8
     # Run folder: the same outputs as RNR's, with the demons log and a CPU record.
     record = json.loads((out / layout.RUN_JSON).read_text())
     assert record["method"] == "demons" and record["device"] == "cpu" and record["wall_s"] > 0
-    assert record["iterations"] == sum(DemonsParams().iterations)
+    assert record["iterations"] == sum(DemonsSettings().demons_iterations)
     log = pd.read_csv(out / layout.LOSS_CSV)
     assert list(log.columns[:2]) == ["iteration", "loss"] and len(log) == record["iterations"]
     assert log.groupby("level")["loss"].last().iloc[-1] < log["loss"].iloc[0]
@@ -222,20 +226,13 @@ def test_demons_registration_halves_tre_and_evaluates_like_any_map(phantom_case8
     assert metrics_record["folding"]["n_points"] == int(mask.sum())
 
 
-def test_demons_rejects_intermediate_phases(phantom_case8, tmp_path):
-    case = load_case(phantom_case8)
-    mask = case.load_mask(case.path / layout.MASK_PROVIDED)
-    with pytest.raises(SettingsError, match="intermediate"):
-        register(case, mask, Settings.from_mapping({"method": "demons", "intermediate": True}), None, progress=False)
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_demons_records_the_cpu_even_when_the_settings_ask_for_cuda(phantom_case8, tmp_path):
     case = load_case(phantom_case8)
     mask = case.load_mask(case.path / layout.MASK_PROVIDED)
     settings = Settings.from_mapping({"method": "demons", "device": "cuda", "demons_iterations": [20, 10, 5]})
-    register(case, mask, settings, tmp_path, name="demons", progress=False)
+    register_case(case, mask, settings, tmp_path, name="demons", progress=False)
     record = json.loads((tmp_path / layout.RUN_JSON).read_text())
     assert record["device"] == "cpu"
     loaded, meta = load_transform(tmp_path / layout.CHECKPOINT, "cuda")

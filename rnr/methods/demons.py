@@ -1,6 +1,6 @@
 """Classical baseline: multi-resolution fast symmetric forces demons (SimpleITK), wrapped as a Transform.
 
-Method (configuration ``{method: demons}``; every number below is a :class:`DemonsParams` default):
+Method (configuration ``{method: demons}``; every number below is a :class:`DemonsSettings` default):
 
 * **Roles** as in RNR: T00 is the fixed image, T50 the moving image. The result is a dense displacement
   d(x) on the T00 grid with phi(x) = x + d(x) the T50 position of the T00 voxel x, so TRE pushes the T00
@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,14 +49,14 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from . import coords
-from .config import Settings, SettingsError
-from .fit import FitContext, MethodOutcome, register_method
-from .transform import Transform, register_kind
+from .. import coords
+from ..config import MethodSettings, SettingsError, check_positive
+from ..phases import compared_terms
+from ..transform import Transform
+from .base import FitContext, Method, MethodOutcome
 
 
 # ---------------------------------------------------------------------------------------------- transform
-@register_kind
 class FieldTransform(Transform):
     """phi(x) = x + d(x) with d a dense displacement field on the T00 grid, trilinearly interpolated.
 
@@ -135,53 +135,48 @@ class FieldTransform(Transform):
         return cls(size_xyz, spacing_xyz, state["displacement_vox"].numpy()).to(device)
 
 
-# ---------------------------------------------------------------------------------------------- parameters
+# ---------------------------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
-class DemonsParams:
-    """Settings of :func:`demons_register` (units in the names; see the module docstring for the reasons).
+class DemonsSettings(MethodSettings):
+    """The demons settings and their defaults (units in the names; the module docstring gives the reasons).
 
     Attributes:
-        window_hu: HU window (low, high) clamped and rescaled to [0, 1].
-        mask_margin_mm: dilation of the T00 lung mask before masking both images (mm).
-        shrink: shrink factor per level, coarse to fine, for the finest-spaced axis.
-        iterations: demons iterations per level (same length as ``shrink``).
-        sigma_field: std of the Gaussian smoothing of the displacement field, voxels of the current level.
-        max_step: ITK's MaximumUpdateStepLength (caps one iteration's update, about a voxel).
-        min_level_size: an axis is never shrunk below this many voxels.
+        demons_iterations: demons iterations per level, coarse to fine.
+        demons_shrink: shrink factor per level for the finest-spaced axis (same length as the iterations).
+        demons_sigma: std of the Gaussian smoothing of the displacement field, voxels of the current level.
+        demons_max_step: ITK's MaximumUpdateStepLength (caps one iteration's update, about a voxel).
+        demons_window_hu: HU window (low, high) clamped and rescaled to [0, 1].
+        demons_mask_margin_mm: dilation of the T00 lung mask before masking both images (mm).
+        demons_min_level_size: an axis is never shrunk below this many voxels.
     """
 
-    window_hu: tuple[float, float] = (-1000.0, -200.0)
-    mask_margin_mm: float = 10.0
-    shrink: tuple[int, ...] = (4, 2, 1)
-    iterations: tuple[int, ...] = (200, 100, 50)
-    sigma_field: float = 1.5
-    max_step: float = 1.0
-    min_level_size: int = 8
+    demons_iterations: tuple[int, ...] = (200, 100, 50)
+    demons_shrink: tuple[int, ...] = (4, 2, 1)
+    demons_sigma: float = 1.5
+    demons_max_step: float = 1.0
+    demons_window_hu: tuple[float, ...] = (-1000.0, -200.0)
+    demons_mask_margin_mm: float = 10.0
+    demons_min_level_size: int = 8
 
-    def __post_init__(self) -> None:
-        if len(self.shrink) != len(self.iterations) or not self.shrink:
-            raise ValueError(
-                f"demons: shrink {self.shrink} and iterations {self.iterations} need the same non-zero number of levels"
+    def check(self) -> None:
+        # Lists given to the constructor directly become tuples (a frozen dataclass should hash).
+        for key in ("demons_iterations", "demons_shrink", "demons_window_hu"):
+            object.__setattr__(self, key, tuple(getattr(self, key)))
+        if not self.demons_shrink or len(self.demons_iterations) != len(self.demons_shrink):
+            raise SettingsError(
+                "settings 'demons_iterations' and 'demons_shrink' need one entry per resolution level (the same "
+                f"non-zero length); got {list(self.demons_iterations)} and {list(self.demons_shrink)}"
             )
-        if any(int(s) < 1 for s in self.shrink) or any(int(i) < 0 for i in self.iterations):
-            raise ValueError(
-                f"demons: shrink factors must be >= 1 and iterations >= 0, got {self.shrink}, {self.iterations}"
+        if any(s < 1 for s in self.demons_shrink) or any(i < 0 for i in self.demons_iterations):
+            raise SettingsError(
+                "setting 'demons_shrink' needs factors >= 1 and 'demons_iterations' counts >= 0; got "
+                f"{list(self.demons_shrink)} and {list(self.demons_iterations)}"
             )
-        if not self.window_hu[0] < self.window_hu[1]:
-            raise ValueError(f"demons: window_hu must be (low, high) with low < high, got {self.window_hu}")
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DemonsParams:
-        """The ``demons_iterations``, ``demons_shrink`` and ``demons_sigma`` keys of ``settings``; the rest
-        are the class defaults."""
-        return cls(
-            shrink=tuple(settings.demons_shrink),
-            iterations=tuple(settings.demons_iterations),
-            sigma_field=float(settings.demons_sigma),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        window = self.demons_window_hu
+        if len(window) != 2 or not window[0] < window[1]:
+            raise SettingsError(f"setting 'demons_window_hu' must be [low, high] with low < high, got {list(window)}")
+        check_positive(self, "demons_sigma", "demons_mask_margin_mm", strict=False)
+        check_positive(self, "demons_max_step", "demons_min_level_size")
 
 
 # ---------------------------------------------------------------------------------------------- registration
@@ -193,17 +188,17 @@ def _image(array_zyx: np.ndarray, spacing_xyz: Sequence[float]) -> sitk.Image:
 
 
 def preprocess(
-    hu_zyx: np.ndarray, mask_zyx: np.ndarray, spacing_xyz: Sequence[float], params: DemonsParams
+    hu_zyx: np.ndarray, mask_zyx: np.ndarray, spacing_xyz: Sequence[float], params: DemonsSettings
 ) -> np.ndarray:
     """Windowed, [0, 1]-scaled, lung-masked volume (z, y, x) float32 (module docstring, 'Pre-processing')."""
-    low, high = params.window_hu
+    low, high = params.demons_window_hu
     out = (np.clip(np.asarray(hu_zyx, dtype=np.float32), low, high) - low) / (high - low)
-    if params.mask_margin_mm > 0:
+    if params.demons_mask_margin_mm > 0:
         sx, sy, sz = (float(s) for s in spacing_xyz)
         # Ellipsoidal structuring element of radius mask_margin_mm on the anisotropic grid.
-        rz, ry, rx = (int(np.ceil(params.mask_margin_mm / s)) for s in (sz, sy, sx))
+        rz, ry, rx = (int(np.ceil(params.demons_mask_margin_mm / s)) for s in (sz, sy, sx))
         z, y, x = np.ogrid[-rz : rz + 1, -ry : ry + 1, -rx : rx + 1]
-        ball = (z * sz) ** 2 + (y * sy) ** 2 + (x * sx) ** 2 <= params.mask_margin_mm**2
+        ball = (z * sz) ** 2 + (y * sy) ** 2 + (x * sx) ** 2 <= params.demons_mask_margin_mm**2
         region = ndimage.binary_dilation(np.asarray(mask_zyx, dtype=bool), structure=ball)
     else:
         region = np.asarray(mask_zyx, dtype=bool)
@@ -230,7 +225,7 @@ def demons_register(
     moving_hu: np.ndarray,
     mask_zyx: np.ndarray,
     spacing_xyz: Sequence[float],
-    params: DemonsParams = DemonsParams(),
+    params: DemonsSettings = DemonsSettings(),
     log: Callable[[dict[str, Any]], None] | None = None,
 ) -> np.ndarray:
     """Register moving (T50) to fixed (T00); return the displacement on the fixed grid in voxels.
@@ -239,7 +234,7 @@ def demons_register(
         fixed_hu, moving_hu: (nz, ny, nx) volumes in HU on the same grid.
         mask_zyx: (nz, ny, nx) T00 lung mask.
         spacing_xyz: voxel spacing (x, y, z) in mm.
-        params: see :class:`DemonsParams`.
+        params: see :class:`DemonsSettings`.
         log: called after every iteration with ``{"level", "iteration", "metric"}`` (SimpleITK's mean
             squared intensity difference of the [0, 1]-scaled images at that level).
 
@@ -250,8 +245,8 @@ def demons_register(
     moving = _image(preprocess(moving_hu, mask_zyx, spacing_xyz, params), spacing_xyz)
     size = fixed.GetSize()
     field: sitk.Image | None = None
-    for level, (shrink, iterations) in enumerate(zip(params.shrink, params.iterations, strict=True)):
-        factors = level_factors(size, spacing_xyz, shrink, params.min_level_size)
+    for level, (shrink, iterations) in enumerate(zip(params.demons_shrink, params.demons_iterations, strict=True)):
+        factors = level_factors(size, spacing_xyz, shrink, params.demons_min_level_size)
         fixed_l = sitk.BinShrink(fixed, factors) if factors != (1, 1, 1) else fixed
         moving_l = sitk.BinShrink(moving, factors) if factors != (1, 1, 1) else moving
         if field is None:
@@ -268,9 +263,9 @@ def demons_register(
         demons.SetNumberOfThreads(max(1, torch.get_num_threads()))
         demons.SetNumberOfIterations(int(iterations))
         demons.SetSmoothDisplacementField(True)
-        demons.SetStandardDeviations(float(params.sigma_field))
+        demons.SetStandardDeviations(float(params.demons_sigma))
         demons.SetSmoothUpdateField(False)
-        demons.SetMaximumUpdateStepLength(float(params.max_step))
+        demons.SetMaximumUpdateStepLength(float(params.demons_max_step))
         if log is not None:
             counter = {"i": 0}
 
@@ -293,7 +288,7 @@ def fit_demons(
     mask_zyx: np.ndarray,
     size_xyz: Sequence[int],
     spacing_xyz: Sequence[float],
-    params: DemonsParams = DemonsParams(),
+    params: DemonsSettings = DemonsSettings(),
     log: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[FieldTransform, float]:
     """:func:`demons_register` wrapped as a :class:`FieldTransform`; returns (transform, wall seconds)."""
@@ -302,21 +297,15 @@ def fit_demons(
     return FieldTransform(size_xyz, spacing_xyz, disp), time.perf_counter() - start
 
 
-@register_method("demons")
-def run_demons(ctx: FitContext) -> MethodOutcome:
-    """``rnr.fit.register`` runner of ``method: demons`` (not iterative in the project's loop).
+def fit(ctx: FitContext) -> MethodOutcome:
+    """Demons on one case (not iterative in the project's loop).
 
     Runs on the CPU (SimpleITK) whatever the device setting; the map is returned on the CPU. The log
     (loss.csv) has one row per demons iteration: ``iteration`` (1.., over all levels), ``loss`` (SimpleITK's
     mean squared difference of the [0, 1]-scaled images at that level), ``level`` (0 = coarsest),
     ``level_iteration`` and ``elapsed_s``.
     """
-    if ctx.settings.intermediate:
-        raise SettingsError(
-            "method 'demons' registers T00 <-> T50 only (no intermediate phases): set "
-            "intermediate: false, or leave it out (false is the demons default)"
-        )
-    params = DemonsParams.from_settings(ctx.settings)
+    params: DemonsSettings = ctx.settings.params  # type: ignore[assignment]
     fixed, moving = ctx.case.image("T00"), ctx.case.image("T50")
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
@@ -342,6 +331,15 @@ def run_demons(ctx: FitContext) -> MethodOutcome:
         iterations=len(rows),
         batch_size=None,
         n_points=int(np.count_nonzero(ctx.mask)),
-        extra={"compared_terms": ["T50_vs_T00"], "intermediate_used": False, "demons": params.to_dict()},
+        compared_terms=[t.label for t in compared_terms("seed", False, 1)],
         device=torch.device("cpu"),
     )
+
+
+METHOD = Method(
+    name="demons",
+    settings=DemonsSettings,
+    fit=fit,
+    transforms=(FieldTransform,),
+    summary="classical baseline: SimpleITK multi-resolution fast symmetric forces demons (CPU)",
+)

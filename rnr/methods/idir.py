@@ -1,7 +1,7 @@
 """IDIR baseline (Wolterink, Zwienenberg and Brune, MIDL 2022), written from its published description.
 
 An implicit neural representation of the deformation: a SIREN predicts a displacement u(x) at normalised
-points x (coords.py), and phi(x) = x + u(x). Roles are RNR's (method.md): T50 is the warped image, sampled
+points x (coords.py), and phi(x) = x + u(x). Roles are RNR's (rnr/methods/README.md): T50 is the warped image, sampled
 at phi(x) for x on T00-mask voxel centres, compared with T00 at x; no intermediate phases.
 
 * **Network**: 3 -> 256 -> 256 -> 256 -> 3: three sine layers h = sin(omega0 (W h + b)) with omega0 = 32 in
@@ -17,15 +17,14 @@ at phi(x) for x on T00-mask voxel centres, compared with T00 at x; no intermedia
   3 x 3 Hessian of every displacement component, so each mixed derivative is counted twice. alpha = 1e-3
   on that mean: the public IDIR code's effective weight, its bending weight 10 relative to its batch of
   10,000 points (10 / 10,000). Derivatives are with respect to normalised coordinates.
-* **Optimisation** (IDIR's defaults, which a configuration ``{method: idir}`` gets without restating them,
-  see rnr.config.METHOD_DEFAULTS): Adam, learning rate 1e-5, 2500 iterations of 10,000 fresh random
-  T00-mask points.
+* **Optimisation** (IDIR's defaults, :class:`IDIRSettings`): Adam, learning rate 1e-5, 2500 iterations of
+  10,000 fresh random T00-mask points.
 
 It plugs into the project's loop as :class:`IDIRObjective` (rnr.fit: sampling of fresh random mask points,
-Adam, device, seed, progress, loss log and run outputs are RNR's); :func:`run_idir` is registered as the
-runner of ``method: idir``, so ``rnr register --set method=idir`` and a configuration ``{method: idir}`` use
-it. Settings: ``lr``, ``iterations``, ``batch_size``, ``sampling``, ``seed``, ``device`` as for RNR, plus
-``alpha_bending``, ``omega0``, ``idir_width`` (rnr.config).
+Adam, device, seed, progress, loss log and run outputs are RNR's); :data:`METHOD` is its row of the method
+table, so ``rnr register --set method=idir`` and a configuration ``{method: idir}`` use it. Settings: the
+loop keys ``lr``, ``iterations``, ``batch_size``, ``sampling`` (IDIR's defaults), plus ``alpha_bending``,
+``omega0``, ``idir_width``; no intermediate phases.
 
 The bending energy is computed exactly. :func:`bending_energy` does it by autograd second derivatives for
 any differentiable displacement function (tested against closed-form fields); :meth:`Siren.jet` is the
@@ -38,23 +37,47 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from .config import Settings, SettingsError
-from .fit import FitContext, FitData, MethodOutcome, Objective, fit_objective, register_method
-from .losses import dissimilarity
-from .sampling import sample_volumes
-from .transform import Transform, register_kind
+from ..config import LoopSettings, Settings, check_positive
+from ..fit import Objective
+from ..fit_data import FitData, prepare_data
+from ..losses import dissimilarity
+from ..phases import compared_terms
+from ..sampling import sample_volumes
+from ..transform import Transform
+from .base import FitContext, Method, MethodOutcome, fit_with_loop
 
-# IDIR's defaults (the ones that differ from RNR's live in rnr.config.METHOD_DEFAULTS).
-WIDTH = 256
+#: Sine layers of the SIREN (an architecture constant, not a setting).
 N_HIDDEN = 3
-OMEGA0 = 32.0
-ALPHA_BENDING = 1e-3
-LR = 1e-5
+
+
+@dataclass(frozen=True)
+class IDIRSettings(LoopSettings):
+    """IDIR's settings with its published defaults: Adam lr 1e-5 (instead of RNR's 1e-4), 2500 iterations
+    of 10,000 fresh random points.
+
+    Attributes:
+        alpha_bending: weight of the bending energy B (a mean over points): the public code's effective
+            10 / 10,000.
+        omega0: SIREN frequency factor of every sine layer.
+        idir_width: hidden width of the SIREN.
+    """
+
+    lr: float = 1e-5
+    alpha_bending: float = 1e-3
+    omega0: float = 32.0
+    idir_width: int = 256
+
+    def check(self) -> None:
+        super().check()
+        check_positive(self, "omega0", "idir_width")
+        check_positive(self, "alpha_bending", strict=False)
+
 
 # (i, j) index pairs of the 6 distinct Hessian entries, and their multiplicity in the full 3 x 3 sum.
 _HESS_PAIRS = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
@@ -102,9 +125,9 @@ class Siren(nn.Module):
 
     def __init__(
         self,
-        width: int = WIDTH,
+        width: int = IDIRSettings.idir_width,
         n_hidden: int = N_HIDDEN,
-        omega0: float = OMEGA0,
+        omega0: float = IDIRSettings.omega0,
         seed: int = 3,
         dtype: torch.dtype = torch.float32,
     ):
@@ -182,7 +205,6 @@ class Siren(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------- transform
-@register_kind
 class SirenTransform(Transform):
     """A fitted IDIR map as a Transform: phi(u) = u + Siren(u) in normalised coordinates (kind ``"idir"``)."""
 
@@ -228,7 +250,7 @@ def idir_energy(
     x: torch.Tensor,
     fixed_values: torch.Tensor,
     sample_moving: Callable[[torch.Tensor], torch.Tensor],
-    alpha_bending: float = ALPHA_BENDING,
+    alpha_bending: float = IDIRSettings.alpha_bending,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """IDIR's loss on one batch: (1 - NCC(moving(phi(x)), fixed(x))) + alpha * bending energy of u.
 
@@ -255,7 +277,7 @@ def idir_energy(
 class IDIRObjective(Objective):
     """IDIR's model and loss for the project's loop (rnr.fit.optimise): a Siren on the fitting device.
 
-    Uses the T50 -> T00 term of :class:`rnr.fit.FitData` only (``data.terms`` must be that one term).
+    Uses the T50 -> T00 term of :class:`rnr.fit_data.FitData` only (``data.terms`` must be that one term).
     Logged terms: ``dissimilarity`` (1 - NCC) and ``bending`` (B, before the weight alpha).
     """
 
@@ -263,11 +285,12 @@ class IDIRObjective(Objective):
 
     def __init__(self, data: FitData, settings: Settings):
         if len(data.terms) != 1 or (data.terms[0].moving, data.terms[0].fixed) != ("T50", "T00"):
-            raise SettingsError(f"IDIR compares T50 with T00 only; got terms {[t.label for t in data.terms]}")
+            raise ValueError(f"IDIR compares T50 with T00 only; got terms {[t.label for t in data.terms]}")
         self.data = data
         self.settings = settings
         device = data.points.device
-        self.model = Siren(settings.idir_width, N_HIDDEN, settings.omega0, settings.seed).to(device)
+        self.params: IDIRSettings = settings.params  # type: ignore[assignment]
+        self.model = Siren(self.params.idir_width, N_HIDDEN, self.params.omega0, settings.seed).to(device)
 
     def parameters(self) -> list[torch.Tensor]:
         return list(self.model.parameters())
@@ -275,7 +298,7 @@ class IDIRObjective(Objective):
     def loss(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.data.points[idx]
         fixed = self.data.fixed[0, idx]
-        loss, dis, bend = idir_energy(self.model, x, fixed, self._sample_moving, self.settings.alpha_bending)
+        loss, dis, bend = idir_energy(self.model, x, fixed, self._sample_moving, self.params.alpha_bending)
         return loss, torch.stack([dis, bend]).detach()
 
     def _sample_moving(self, points: torch.Tensor) -> torch.Tensor:
@@ -285,12 +308,16 @@ class IDIRObjective(Objective):
         return SirenTransform(self.data.size_xyz, self.data.spacing_xyz, self.model)
 
 
-@register_method("idir")
-def run_idir(ctx: FitContext) -> MethodOutcome:
-    """``rnr.fit.register`` runner of ``method: idir``: the project's loop on :class:`IDIRObjective`."""
-    if ctx.settings.intermediate:
-        raise SettingsError(
-            "method 'idir' registers T00 <-> T50 only (no intermediate phases): set "
-            "intermediate: false, or leave it out (false is IDIR's default)"
-        )
-    return fit_objective(ctx, IDIRObjective(ctx.data(n_steps=1), ctx.settings))
+def fit(ctx: FitContext) -> MethodOutcome:
+    """IDIR on one case: the project's loop on :class:`IDIRObjective` (T50 at phi(x) vs T00 at x only)."""
+    data = prepare_data(ctx.case, ctx.mask, compared_terms("seed", False, 1), ctx.device)
+    return fit_with_loop(ctx, IDIRObjective(data, ctx.settings), data)
+
+
+METHOD = Method(
+    name="idir",
+    settings=IDIRSettings,
+    fit=fit,
+    transforms=(SirenTransform,),
+    summary="IDIR baseline: SIREN displacement, NCC + bending energy (Wolterink et al. 2022)",
+)

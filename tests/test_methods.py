@@ -1,0 +1,93 @@
+"""The method table (rnr/methods/__init__.py): every method is listed once with its settings and transforms,
+and a new method plugs in with one module and one table entry (rnr/README.md, "Adding a method")."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import toy_method
+
+from rnr import layout, metrics
+from rnr.case import load_case
+from rnr.cli import main
+from rnr.config import Settings, field_names
+from rnr.methods import METHODS, transform_kinds
+from rnr.methods.identity import IdentitySettings
+
+
+def test_the_table_lists_every_method_once_with_unique_transform_kinds():
+    assert list(METHODS) == ["rnr", "idir", "demons", "identity"]
+    assert all(m.name == name for name, m in METHODS.items())
+    kinds = transform_kinds()
+    assert {"rnr", "idir", "demons", "identity", "affine"} <= set(kinds)
+    for method in METHODS.values():
+        assert method.summary and method.transforms
+        assert field_names(method.settings) == list(method.settings().__dict__)  # every key has a default
+
+
+def test_identity_method_has_no_keys_and_registers_like_any_method(converted_case, tmp_path, capsys):
+    assert Settings.for_method("identity").params == IdentitySettings()
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "register",
+                "--case-dir",
+                str(converted_case),
+                "--out",
+                str(out),
+                "--set",
+                "method=identity",
+                "--name",
+                "none",
+                "--no-progress",
+                "--mask",
+                str(converted_case / layout.MASK_PROVIDED),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                "--case-dir",
+                str(converted_case),
+                "--run-dir",
+                str(out),
+                "--no-figures",
+                "--mask",
+                str(converted_case / layout.MASK_PROVIDED),
+            ]
+        )
+        == 0
+    )
+    record = json.loads((out / layout.METRICS_JSON).read_text())
+    case = load_case(converted_case)
+    expected = np.linalg.norm((case.landmarks("T00") - case.landmarks("T50")) * case.spacing_xyz, axis=1).mean()
+    assert record["tre"]["mean_mm"] == pytest.approx(expected, rel=1e-5)  # float32 normalised coordinates
+    assert record["folding"]["count"] == 0 and record["folding"]["min_det"] == pytest.approx(1.0)
+
+
+def test_a_new_method_needs_one_module_and_one_table_entry(converted_case, tmp_path, monkeypatch, capsys):
+    """The README's "Adding a method", exercised: tests/toy_method.py plus one entry in METHODS runs through
+    `rnr register` and `rnr evaluate` (checkpoint round trip included) and is scored like any method."""
+    monkeypatch.setitem(METHODS, "toy", toy_method.METHOD)
+    mask = str(converted_case / layout.MASK_PROVIDED)
+    out = tmp_path / "run"
+    argv = ["register", "--case-dir", str(converted_case), "--out", str(out), "--mask", mask, "--name", "toy"]
+    assert main([*argv, "--set", "method=toy", "--set", "shift_vox=[0.5, -1, 2]", "--no-progress"]) == 0
+    assert main(["evaluate", "--case-dir", str(converted_case), "--run-dir", str(out), "--mask", mask]) == 0
+    record = json.loads((out / layout.METRICS_JSON).read_text())
+    assert (record["configuration"], record["method"], record["transform_kind"]) == ("toy", "toy", "toy-shift")
+    case = load_case(converted_case)
+    shifted = case.landmarks("T00") + np.array([0.5, -1.0, 2.0])
+    expected = metrics.tre(shifted, case.landmarks("T50"), case.spacing_xyz)
+    assert record["tre"]["mean_mm"] == pytest.approx(expected.mean_mm, rel=1e-6)
+    assert record["folding"]["count"] == 0
+    # A key of another method is refused, naming its owner.
+    capsys.readouterr()
+    assert main([*argv, "--set", "method=toy", "--set", "lr=0.1"]) == 2
+    assert "setting 'lr' belongs to method rnr/idir, not toy" in capsys.readouterr().err

@@ -1,0 +1,113 @@
+"""Registering one case (rnr/registration.py) and its run folder (rnr/rundir.py)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from rnr import layout
+from rnr.case import load_case
+from rnr.config import Settings
+from rnr.fit import FitError
+from rnr.io import read_csv, read_json, write_image
+from rnr.network import ResNetTransform
+from rnr.registration import register_case
+from rnr.transform import load_transform
+
+
+@pytest.fixture(scope="module")
+def case(converted_case):
+    return load_case(converted_case)
+
+
+@pytest.fixture(scope="module")
+def mask(case):
+    return case.load_mask(case.provided_mask_path)
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def rnr_settings(**overrides) -> Settings:
+    return Settings.for_method("rnr", **overrides)
+
+
+def test_register_writes_the_run_folder(case, mask, tmp_path, one_thread):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / layout.RUN_JSON).write_text("{}")  # stale output of an earlier run: must be replaced
+    settings = rnr_settings(iterations=5, batch_size=300, width=16, sampling="cycle")
+    result = register_case(case, mask, settings, out, name="tiny", progress=False)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [layout.CHECKPOINT, layout.LOSS_CSV, layout.WARPED_LANDMARKS, layout.RUN_JSON]
+    )
+    run = read_json(out / layout.RUN_JSON)
+    for key in (
+        "case",
+        "configuration",
+        "method",
+        "settings",
+        "device",
+        "wall_s",
+        "iterations",
+        "iterations_per_s",
+        "batch_size",
+        "n_points",
+        "peak_memory_mb",
+        "versions",
+    ):
+        assert key in run, key
+    assert run["case"] == case.case and run["configuration"] == "tiny" and run["method"] == "rnr"
+    assert Settings.from_mapping(run["settings"]) == settings
+    assert run["iterations"] == 5 and run["batch_size"] == 300
+    assert run["n_points"] == int(mask.sum()) and run["device"] == "cpu" and run["peak_memory_mb"] > 0
+    assert run["iterations_per_s"] == pytest.approx(5 / run["wall_s"])
+    loss = read_csv(
+        out / layout.LOSS_CSV, ["iteration", "loss", "dissimilarity", "grad_penalty", "weight_penalty", "elapsed_s"]
+    )
+    assert len(loss) == 5 and np.isfinite(loss["loss"]).all()
+    warped = read_csv(out / layout.WARPED_LANDMARKS, layout.LANDMARK_COLUMNS)
+    assert list(warped.columns) == list(layout.LANDMARK_COLUMNS) and len(warped) == 300
+    vox = warped[["x_vox", "y_vox", "z_vox"]].to_numpy()
+    np.testing.assert_allclose(warped[["x_mm", "y_mm", "z_mm"]].to_numpy(), vox * np.array(case.spacing_xyz))
+    np.testing.assert_allclose(vox, result.warped_landmarks)
+    transform, meta = load_transform(out / layout.CHECKPOINT, "cpu")
+    assert isinstance(transform, ResNetTransform) and transform.n_steps == 5
+    assert meta["case"] == case.case and meta["configuration"] == "tiny" and meta["seed"] == 3
+    assert Settings.from_mapping(meta["settings"]) == settings
+    assert meta["geometry"]["size_xyz"] == list(case.size_xyz)
+    np.testing.assert_allclose(transform.apply_voxels(case.landmarks("T00")), vox, atol=1e-5)
+    assert not np.allclose(vox, case.landmarks("T00"), atol=1e-3)
+
+
+def test_non_finite_loss_stops_with_a_clear_error_and_writes_nothing(case, mask, tmp_path):
+    broken = tmp_path / "case"
+    shutil.copytree(case.path, broken)
+    t50 = sitk.ReadImage(str(case.image_path("T50")))
+    arr = sitk.GetArrayFromImage(t50).astype(np.float32)
+    # Intensities whose squares overflow float32 (NIfTI readers turn inf and NaN voxels into 0).
+    arr[:] = 3e38
+    arr[..., ::2] = -3e38
+    image = sitk.GetImageFromArray(arr)
+    image.CopyInformation(t50)
+    write_image(broken / layout.image_name("T50"), image)
+    out = tmp_path / "run"
+    with pytest.raises(FitError, match=r"case 1 / mine \(rnr\).*not finite.*iteration 1 of 3"):
+        register_case(
+            load_case(broken),
+            mask,
+            rnr_settings(iterations=3, batch_size=100, width=8),
+            out,
+            name="mine",
+            progress=False,
+        )
+    assert not out.exists() or not any(out.iterdir())
