@@ -50,7 +50,7 @@ LATEX_MARKS = {MARK_BETTER: r"$^{*}$", MARK_WORSE: r"$^{\dagger}$"}
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
-def _prefix(value: str) -> str:
+def column_prefix(value: str) -> str:
     """Column prefix of the summary of ``value``: ``tre_mm`` -> ``tre_``, ``tre_snapped_mm`` -> ``tre_snapped_``."""
     return f"{value.removesuffix('_mm')}_"
 
@@ -135,7 +135,7 @@ def case_summary(landmarks: pd.DataFrame, value: str = DEFAULT_VALUE) -> pd.Data
     the per-seed case mean.
     """
     frame = _check_landmarks(landmarks, value)
-    p = _prefix(value)
+    p = column_prefix(value)
     averaged = seed_averaged(frame, value)
     seed_means = {
         key: part.to_numpy(dtype=np.float64)
@@ -174,7 +174,7 @@ def seed_summary(landmarks: pd.DataFrame, value: str = DEFAULT_VALUE) -> pd.Data
     run would otherwise shift one seed's mean).
     """
     frame = _check_landmarks(landmarks, value)
-    p = _prefix(value)
+    p = column_prefix(value)
     case_means = frame.groupby(["configuration", "seed", "case"], sort=False)[value].mean().reset_index()
     rows = []
     for config, part in case_means.groupby("configuration", sort=False):
@@ -350,8 +350,10 @@ def wilcoxon_test(diff: Sequence[float]) -> dict:
     return out
 
 
-def _paired(averaged: pd.DataFrame, config: str, reference: str, value: str) -> pd.DataFrame:
-    """Seed-averaged (case, landmark) pairs of ``config`` and ``reference``: columns case, landmark, diff.
+def paired_landmarks(averaged: pd.DataFrame, config: str, reference: str, value: str) -> pd.DataFrame:
+    """Paired differences ``diff = t_l(config) - t_l(reference)`` in mm: columns case, landmark, diff.
+
+    ``averaged`` is :func:`seed_averaged`'s frame (TRE already averaged over seeds, column ``value``).
 
     A case present for both must have the same landmarks in both, else ValueError (the pairing would be
     silently partial). Cases present for only one of the two are left out (reported by the caller).
@@ -421,7 +423,7 @@ def paired_tests(
 
     rows = []
     for config in configurations:
-        pairs = _paired(averaged, config, reference, value)
+        pairs = paired_landmarks(averaged, config, reference, value)
         cfg_cases = set(averaged.loc[averaged["configuration"] == config, "case"])
         for case, part in pairs.groupby("case", sort=True):
             rows.append(
