@@ -268,3 +268,34 @@ def folding_per_step(
         stats = full if (n == transform.n_steps and full is not None) else folding(transform, points_vox, n, chunk)
         records.append({"step": n, **stats.to_dict()})
     return records
+
+
+# -- smoothness -----------------------------------------------------------------------------------------
+SDLOGJ_FLOOR = 1e-9
+
+
+def sdlogj(det_j: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """SDlogJ: standard deviation of log det J over the mask voxels (Learn2Reg's smoothness measure).
+
+    ``SDlogJ = std(log(max(det J, 1e-9)))`` over the N values of ``det_j`` (any shape; the det J of the
+    mask points, or a volume with a boolean ``mask`` of the same shape), with ``ddof = 1`` like every std in
+    this module (N is in the millions, so ddof barely matters). Unitless; 0 for a map whose volume change is
+    the same everywhere (any affine map).
+
+    det J <= 0 (folding) has no logarithm: such values are clipped to the floor ``SDLOGJ_FLOOR = 1e-9``
+    before the log, so each folded voxel enters as log(1e-9) ~ -20.7. This keeps folding visible (a few
+    folded voxels raise SDlogJ sharply) instead of dropping them, which would make a folding map look
+    smoother; the folding fraction is reported next to SDlogJ for the count itself. NaN values propagate.
+    """
+    dets = np.asarray(det_j, dtype=np.float64)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != dets.shape:
+            raise ValueError(f"mask shape {mask.shape} differs from det J shape {dets.shape}")
+        dets = dets[mask]
+    dets = dets.ravel()
+    if len(dets) == 0:
+        raise ValueError("no points to compute SDlogJ on (empty mask?)")
+    if len(dets) <= DDOF:
+        return float("nan")
+    return float(np.std(np.log(np.maximum(dets, SDLOGJ_FLOOR)), ddof=DDOF))
