@@ -651,7 +651,8 @@ def _warp(volume: np.ndarray, no_lung: np.ndarray, motion: Motion, tau: float, s
     body_src = [np.broadcast_to(c + m * v, shape) for c, v in ((x, vx), (y, vy - wall), (z, vz))]
     anat = motion.anatomy()
     in_lung = anat.lung(*lung_src)
-    gap = ~in_lung & anat.lung(*body_src)
+    gap = np.zeros(shape, dtype=bool)
+    gap[~in_lung] = anat.lung(*(c[~in_lung] for c in body_src))
     out = np.empty(shape, dtype=np.float32)
     scale = 1.0 / np.asarray(spacing, dtype=np.float64)
     for source, select, image in (
@@ -736,13 +737,13 @@ def _calibrate(motion: Motion, points_mm: np.ndarray, spacing: np.ndarray, targe
     def amplitude(power: float, refine: bool) -> tuple[float, float, float]:
         """(amplitude, mean, std) with the mean closest to the target."""
         amp, best = 2.5 * target_mean, (np.inf, 0.0, 0.0, 0.0)
-        for _ in range(7):
+        for _ in range(5):
             mean, std = stats(amp, power)
             best = min(best, (abs(mean - target_mean), amp, mean, std))
             amp *= target_mean / max(mean, 1e-3)
         if refine:  # the mean is a step function of the amplitude (rounding): bisect to the closest step
             lo, hi = 0.8 * best[1], 1.2 * best[1]
-            for _ in range(24):
+            for _ in range(16):
                 mid = 0.5 * (lo + hi)
                 mean, std = stats(mid, power)
                 best = min(best, (abs(mean - target_mean), mid, mean, std))
@@ -750,7 +751,7 @@ def _calibrate(motion: Motion, points_mm: np.ndarray, spacing: np.ndarray, targe
         return best[1], best[2], best[3]
 
     lo, hi = np.log(0.3), np.log(5.0)
-    for _ in range(12):
+    for _ in range(10):
         mid = 0.5 * (lo + hi)
         _, mean, std = amplitude(float(np.exp(mid)), refine=False)
         lo, hi = (mid, hi) if std / mean < target_std / target_mean else (lo, mid)
