@@ -7,9 +7,10 @@
     OUT/Case{N}Pack/  (Case8Deploy for case 8)
         Images/<real naming>                  T00..T50, raw int16 little-endian, HU + 1024
                                               (case1_T00_s.img, case2_T00-ssm.img, case6_T00.img, ...)
-        ExtremePhases/Case{N}_300_T{PP}_xyz.txt       cases 1-5 (" 82\\t 55\\t 72\\t" rows, CRLF)
-        extremePhases/case{N}_dirLab300_T{PP}_xyz.txt cases 6-10 ("82  55  72" rows, CRLF)
-        Sampled4D/case{N}_4D-75_T{PP}.txt     75 of the 300 points, T00..T50
+        ExtremePhases/Case{N}_300_T{PP}_xyz.txt       cases 1-5; extremePhases/case{N}_dirLab300_T{PP}_xyz.txt
+                                              cases 6-10. Rows as in the real files (:data:`LANDMARK_STYLE`):
+                                              cases 2, 6, 7, 8, 10 " 82\\t 55\\t 72\\t", others "211\\t139\\t66"; CRLF
+        Sampled4D/case{N}_4D-75_T{PP}.txt     75 of the 300 points, T00..T50 ("x\\ty\\tz", CRLF)
         Masks/case{N}_T00_mask.mhd (+ .zraw)  the true T00 lung mask, as a user-provided mask
     OUT/truth/case{N}.npz                     exact truth for tests (see :func:`load_truth`)
     OUT/truth/case{N}.json                    the same scalars, human-readable
@@ -21,20 +22,29 @@ to 1 mm, partial-volume edges); a slight scanner blur; CT noise (sigma 12 HU, in
 300 landmarks sit on distinct vessel bifurcations inside the lungs (points along vessels would be used
 only if a case had too few; none of the ten needs them at scale >= 0.25).
 
-Motion is defined by its **backward** map (so images need no inversion): the T00 position seen by a
-phase-t voxel at ``y`` (mm) is ``psi_t(y) = y + s_t * A * g(y)``, with ``g`` a smooth analytic field
-(:class:`Motion`): mostly cranio-caudal, growing from the apex to the diaphragm (exhale moves tissue toward
-slice 1), plus antero-posterior chest fall and a little lateral contraction. ``s_t`` is the breathing
-curve ``(1 - cos(pi k / 5)) / 2`` for ``T{k}0`` (0 at T00, 1 at T50). Phase images are
-``I_t(y) = I_T00(psi_t(y))`` (trilinear); landmark positions at phase t invert ``psi_t`` by fixed-point
-iteration (``A * |grad g|`` is kept <= 0.5, so psi is invertible and the iteration contracts). The amplitude
-``A`` of each case is calibrated (bisection) so that the identity TRE computed from the written landmark
-files equals DIR-Lab's published initial TRE of that case (:data:`TARGET_IDENTITY_TRE_MM`).
+Motion (:class:`Motion`) has two compartments, the lungs and the body, each with an analytic **backward** map
+(images need no inversion). Lung tissue moves mostly cranio-caudally (toward slice 1 at exhale), most at
+the bases and posteriorly, with antero-posterior and lateral components; the body follows in the
+mediastinum and abdomen but not at the chest wall (a fall of at most ~3 mm anteriorly) nor at the spine
+and back (exactly still), so the lungs slide along the pleura. Regions reach their T50 displacement with
+different phase lags (apex vs base, front vs back), so T10..T40 are no fixed fraction of T00 -> T50.
+Per case the amplitude and the apex-to-base exponent are calibrated (on the rounded landmark files) to
+DIR-Lab's published identity TRE mean and std (:data:`TARGET_IDENTITY_TRE_MM`, :data:`TARGET_IDENTITY_STD_MM`);
+the displacement length is soft-limited to the real case's largest landmark displacement + 10 %
+(:data:`MAX_DISPLACEMENT_MM`). Every case's summary (``truth/case{N}.json``) states what it reaches: mean and
+std, per-axis shares, max displacement, the spine's largest displacement, and the RMS distance of the
+intermediate landmarks from the straight T00 -> T50 line.
+
+**Truth for evaluation**: ``truth/case{N}.npz`` alone (copy it with a converted case) loads with
+:func:`load_truth_file` into :class:`PhantomTruth`, whose ``positions(points_vox, phase)`` gives the exact
+position at any phase of any T00 point (0-based voxel (x, y, z), vectorised).
 
 ``scale`` shrinks the voxel grid (same anatomy and motion in mm, coarser voxels): scale 0.5 gives about
 52x42x30 voxels per case, still with 300 distinct landmarks inside the lungs (scale >= 0.25). Output is
-deterministic for a seed; the shapes (body, lungs, vessel tree) and the motion do not depend on ``scale``
-or on which cases are written (per-voxel texture and noise do).
+deterministic for a seed; the shapes (body, lungs, vessel tree) and the motion's form do not depend on
+``scale`` or on which cases are written (per-voxel texture and noise do), but the calibrated amplitude and
+exponent do (they are fitted on the rounded landmark files of that grid; at scale 0.5 the mean is met, the
+std is not always: whole 5.6 mm voxels dominate small motions).
 """
 
 from __future__ import annotations
@@ -71,7 +81,7 @@ PHANTOM_GEOMETRY: dict[int, tuple[tuple[int, int, int], tuple[float, float, floa
     10: ((112, 88, 56), (2.8, 2.8, 3.3)),
 }
 
-#: Calibration targets: DIR-Lab's published no-registration TRE (mean, mm) per case (dirlab.md). The
+#: Calibration targets: DIR-Lab's published no-registration TRE (mean, mm) per case. The
 #: phantom's motion amplitude is chosen to reproduce these; the pipeline never uses them as results.
 TARGET_IDENTITY_TRE_MM: dict[int, float] = {
     1: 3.89,
