@@ -222,7 +222,7 @@ def test_intermediate_phases_are_no_fixed_fraction(phantom_dataset):
 def test_truth_api_reproduces_landmarks_and_is_fast(phantom_dataset):
     """``PhantomTruth.positions`` (loaded from the single file truth/case{N}.npz) maps the exact T00
     landmarks to their exact positions (1e-6 voxel) and onto the file landmarks (0.5 voxel per axis);
-    it maps lung-mask voxels at well over 100 k points per second."""
+    it maps lung-mask voxels at a few hundred thousand points per second."""
     path = phantom.truth_file(phantom_dataset, 1)
     truth = phantom.load_truth_file(path)
     files = dirlab.find_case_files(phantom_dataset, 1)
