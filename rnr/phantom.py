@@ -7,9 +7,10 @@
     OUT/Case{N}Pack/  (Case8Deploy for case 8)
         Images/<real naming>                  T00..T50, raw int16 little-endian, HU + 1024
                                               (case1_T00_s.img, case2_T00-ssm.img, case6_T00.img, ...)
-        ExtremePhases/Case{N}_300_T{PP}_xyz.txt       cases 1-5 (" 82\\t 55\\t 72\\t" rows, CRLF)
-        extremePhases/case{N}_dirLab300_T{PP}_xyz.txt cases 6-10 ("82  55  72" rows, CRLF)
-        Sampled4D/case{N}_4D-75_T{PP}.txt     75 of the 300 points, T00..T50
+        ExtremePhases/Case{N}_300_T{PP}_xyz.txt       cases 1-5; extremePhases/case{N}_dirLab300_T{PP}_xyz.txt
+                                              cases 6-10. Rows as in the real files (:data:`LANDMARK_STYLE`):
+                                              cases 2, 6, 7, 8, 10 " 82\\t 55\\t 72\\t", others "211\\t139\\t66"; CRLF
+        Sampled4D/case{N}_4D-75_T{PP}.txt     75 of the 300 points, T00..T50 ("x\\ty\\tz", CRLF)
         Masks/case{N}_T00_mask.mhd (+ .zraw)  the true T00 lung mask, as a user-provided mask
     OUT/truth/case{N}.npz                     exact truth for tests (see :func:`load_truth`)
     OUT/truth/case{N}.json                    the same scalars, human-readable
@@ -21,20 +22,29 @@ to 1 mm, partial-volume edges); a slight scanner blur; CT noise (sigma 12 HU, in
 300 landmarks sit on distinct vessel bifurcations inside the lungs (points along vessels would be used
 only if a case had too few; none of the ten needs them at scale >= 0.25).
 
-Motion is defined by its **backward** map (so images need no inversion): the T00 position seen by a
-phase-t voxel at ``y`` (mm) is ``psi_t(y) = y + s_t * A * g(y)``, with ``g`` a smooth analytic field
-(:class:`Motion`): mostly cranio-caudal, growing from the apex to the diaphragm (exhale moves tissue toward
-slice 1), plus antero-posterior chest fall and a little lateral contraction. ``s_t`` is the breathing
-curve ``(1 - cos(pi k / 5)) / 2`` for ``T{k}0`` (0 at T00, 1 at T50). Phase images are
-``I_t(y) = I_T00(psi_t(y))`` (trilinear); landmark positions at phase t invert ``psi_t`` by fixed-point
-iteration (``A * |grad g|`` is kept <= 0.5, so psi is invertible and the iteration contracts). The amplitude
-``A`` of each case is calibrated (bisection) so that the identity TRE computed from the written landmark
-files equals DIR-Lab's published initial TRE of that case (:data:`TARGET_IDENTITY_TRE_MM`).
+Motion (:class:`Motion`) has two compartments, the lungs and the body, each with an analytic **backward** map
+(images need no inversion). Lung tissue moves mostly cranio-caudally (toward slice 1 at exhale), most at
+the bases and posteriorly, with antero-posterior and lateral components; the body follows in the
+mediastinum and abdomen but not at the chest wall (a fall of at most ~3 mm anteriorly) nor at the spine
+and back (exactly still), so the lungs slide along the pleura. Regions reach their T50 displacement with
+different phase lags (apex vs base, front vs back), so T10..T40 are no fixed fraction of T00 -> T50.
+Per case the amplitude and the apex-to-base exponent are calibrated (on the rounded landmark files) to
+DIR-Lab's published identity TRE mean and std (:data:`TARGET_IDENTITY_TRE_MM`, :data:`TARGET_IDENTITY_STD_MM`);
+the displacement length is soft-limited to the real case's largest landmark displacement + 10 %
+(:data:`MAX_DISPLACEMENT_MM`). Every case's summary (``truth/case{N}.json``) states what it reaches: mean and
+std, per-axis shares, max displacement, the spine's largest displacement, and the RMS distance of the
+intermediate landmarks from the straight T00 -> T50 line.
+
+**Truth for evaluation**: ``truth/case{N}.npz`` alone (copy it with a converted case) loads with
+:func:`load_truth_file` into :class:`PhantomTruth`, whose ``positions(points_vox, phase)`` gives the exact
+position at any phase of any T00 point (0-based voxel (x, y, z), vectorised).
 
 ``scale`` shrinks the voxel grid (same anatomy and motion in mm, coarser voxels): scale 0.5 gives about
 52x42x30 voxels per case, still with 300 distinct landmarks inside the lungs (scale >= 0.25). Output is
-deterministic for a seed; the shapes (body, lungs, vessel tree) and the motion do not depend on ``scale``
-or on which cases are written (per-voxel texture and noise do).
+deterministic for a seed; the shapes (body, lungs, vessel tree) and the motion's form do not depend on
+``scale`` or on which cases are written (per-voxel texture and noise do), but the calibrated amplitude and
+exponent do (they are fitted on the rounded landmark files of that grid; at scale 0.5 the mean is met, the
+std is not always: whole 5.6 mm voxels dominate small motions).
 """
 
 from __future__ import annotations
@@ -44,7 +54,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +81,7 @@ PHANTOM_GEOMETRY: dict[int, tuple[tuple[int, int, int], tuple[float, float, floa
     10: ((112, 88, 56), (2.8, 2.8, 3.3)),
 }
 
-#: Calibration targets: DIR-Lab's published no-registration TRE (mean, mm) per case (dirlab.md). The
+#: Calibration targets: DIR-Lab's published no-registration TRE (mean, mm) per case. The
 #: phantom's motion amplitude is chosen to reproduce these; the pipeline never uses them as results.
 TARGET_IDENTITY_TRE_MM: dict[int, float] = {
     1: 3.89,
@@ -86,12 +96,46 @@ TARGET_IDENTITY_TRE_MM: dict[int, float] = {
     10: 7.30,
 }
 
-#: Breathing curve s_t: fraction of the T00 -> T50 motion reached at each phase.
+#: DIR-Lab's published no-registration TRE sample std (ddof = 1, mm) per case: the second calibration target.
+TARGET_IDENTITY_STD_MM: dict[int, float] = {
+    1: 2.78,
+    2: 3.90,
+    3: 4.05,
+    4: 4.86,
+    5: 5.51,
+    6: 6.97,
+    7: 7.43,
+    8: 9.01,
+    9: 3.98,
+    10: 6.35,
+}
+
+#: Largest landmark displacement (mm) in the real DIR-Lab case: the phantom stays within it plus
+#: :data:`MAX_DISPLACEMENT_MARGIN` (tested).
+MAX_DISPLACEMENT_MM: dict[int, float] = {
+    1: 10.9,
+    2: 17.3,
+    3: 16.2,
+    4: 20.6,
+    5: 23.8,
+    6: 26.9,
+    7: 27.0,
+    8: 30.6,
+    9: 15.5,
+    10: 26.1,
+}
+MAX_DISPLACEMENT_MARGIN = 0.10
+
+# Ranges of the per-case motion parameters drawn from the seed (see Motion).
+_AP_RANGE = (0.40, 0.50)
+_LR_RANGE = (0.17, 0.23)
+_LAG_RANGE = (0.8, 1.2)
+_POST_RANGE = (0.25, 0.5)
+
+#: Nominal breathing curve s_t: fraction of the T00 -> T50 motion reached at each phase.
 BREATHING: dict[str, float] = {p: float((1 - np.cos(np.pi * k / 5)) / 2) for k, p in enumerate(layout.PHASES)}
 
 NOISE_HU = 12.0
-# The backward map's gain A * max|grad g| stays below this (invertibility with a margin).
-_MAX_GAIN = 0.5
 _TRUTH_DIR = "truth"
 
 
@@ -139,96 +183,184 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
     return t * t * (3.0 - 2.0 * t)
 
 
+def phase_time(phase: str | float) -> float:
+    """Breathing time ``tau`` in [0, 1] of a phase: ``T{k}0`` -> k / 5 (T00 end-inhale 0, T50 end-exhale 1);
+    a number is returned as it is (any time between the phases)."""
+    if isinstance(phase, str):
+        return layout.PHASES.index(phase) / (len(layout.PHASES) - 1)
+    return float(phase)
+
+
+def _fraction(tau: float, gamma: np.ndarray) -> np.ndarray:
+    """Fraction of the T00 -> T50 motion reached at time ``tau`` by tissue with lag exponent ``gamma``:
+    ``(1 - cos(pi tau**gamma)) / 2``. 0 at tau 0 and 1 at tau 1 for every gamma; gamma > 1 lags (moves
+    late), gamma < 1 leads."""
+    if tau <= 0.0:
+        return np.zeros_like(gamma)
+    if tau >= 1.0:
+        return np.ones_like(gamma)
+    return 0.5 * (1.0 - np.cos(np.pi * np.exp(gamma * np.log(tau))))
+
+
+def _profile(t: np.ndarray, power: float) -> np.ndarray:
+    """Apex (t = 0) to base (t = 1) profile in [0, 1]: ``t**p`` for p >= 1, ``1 - (1 - t)**(1/p)`` below
+    (concave, finite slope at the apex). Larger ``p`` concentrates the motion at the base."""
+    t = np.clip(t, 0.0, 1.0)
+    if power >= 1.0:
+        return t**power
+    return 1.0 - (1.0 - t) ** (1.0 / power)
+
+
 @dataclass(frozen=True)
 class Motion:
-    """Analytic breathing motion of one case, in index-space millimetres (x, y, z) = index0 * spacing.
+    """Analytic breathing motion of one case with two compartments, in index-space millimetres
+    (x, y, z) = index0 * spacing; x right -> left, y anterior -> posterior, z superior -> inferior.
 
-    The backward map ``psi_s(y) = y + s * amplitude_mm * g(y)`` gives, for a point ``y`` of the phase with
-    breathing fraction ``s``, the T00 point that moved there. ``g`` (dimensionless shape, <= ~1.2):
+    Defined by its **backward** map per compartment, ``psi(y) = y + v(y, tau)``: the T00 point that moved to
+    the phase point ``y`` (mm) at breathing time ``tau`` (:func:`phase_time`). ``v`` (mm):
 
-    * z: ``w(z) * b(x, y)``: ``w`` rises smoothly from 0 at ``z_top`` to 1 at ``z_bottom`` (apex to
-      diaphragm); ``b`` is ~1, larger posteriorly (``post``) and on one side (``asym``). Positive: at exhale
-      the voxel at y shows tissue from further caudal, i.e. tissue moved toward slice 1.
-    * y: ``-ap * a(y) * h(z)``: the anterior chest falls (moves posterior) at exhale.
-    * x: ``lr * (x - cx) / bx * h(z)``: slight lateral contraction.
+    * **lungs**: ``v_z = A b(x, y) P(t)`` (cranio-caudal; positive: at exhale tissue moved toward slice 1),
+      ``P`` rising from 0 at the apex to 1 at the base (``t`` = z fraction, exponent ``power``), ``b`` ~ 1,
+      larger posteriorly (``post``), one side larger (``asym``), smaller laterally;
+      ``v_y = -A ap a(y) h`` (the front moves most, posteriorly at exhale) and ``v_x = A lr u h``
+      (medial contraction, ``u`` = lateral offset / half width), ``h = 0.3 + 0.7 P``.
+    * **body** (everything else): the lung field times ``m(x, y)``, 1 in the mediastinum and 0 from the
+      inner chest wall outward and within 30 mm of the spine, plus a chest wall that falls back by at most
+      ``wall_mm`` anteriorly. The spine and the back do not move at all; the lungs slide along the pleura
+      (the lung's tangential motion jumps to the wall's).
+    * **phase lags**: each component reaches the fraction ``(1 - cos(pi tau**gamma)) / 2`` of its T50
+      value, with ``gamma`` depending on position: z and x lag toward the base (``lag_cc``), z lags and y
+      leads posteriorly (``lag_ap``). Paths are curved and intermediate phases are no fixed fraction of
+      T00 -> T50.
+
+    A T00 point moves with the field of its T00 compartment (:meth:`forward`, inverting ``psi`` by relaxed
+    fixed-point iteration). Images (see ``_warp``) show at a phase point ``y`` the lung point ``psi_lung(y)``
+    if that lies in the T00 lungs, else the body point ``psi_body(y)``.
     """
 
     extent_mm: tuple[float, float, float]
+    dome_offsets: tuple[float, float]
     amplitude_mm: float
+    power: float
     ap: float
     lr: float
     asym: float
     post: float
+    lag_cc: float
+    lag_ap: float
+    wall_mm: float
+    saturation_mm: float
 
-    # Landmarks of the field, as fractions of the extent (same for every case).
-    @property
-    def _geo(self) -> tuple[float, float, float, float, float, float]:
+    def anatomy(self) -> _Anatomy:
+        return _Anatomy(self.extent_mm, self.dome_offsets)
+
+    def fields(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, tau: float, body: bool = True) -> tuple:
+        """Both compartments' backward displacements at broadcastable coordinate arrays (mm).
+
+        Returns ``(vx, vy, vz, m, wall)``: the lung field ``(vx, vy, vz)`` (mm) and the body field
+        ``(m vx, m vy - wall, m vz)``. Factors depending on fewer axes stay small when the inputs are
+        separable grid axes (as in image warping). ``body`` False skips the body factors (None).
+        """
         ex, ey, ez = self.extent_mm
-        return 0.5 * ex, 0.5 * ey, 0.44 * ex, 0.40 * ey, 0.04 * ez, 0.80 * ez
-
-    def shape(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Unit-amplitude field ``g`` at broadcastable coordinate arrays (mm) -> (gx, gy, gz)."""
-        cx, cy, bx, by, z_top, z_bottom = self._geo
-        w = _smoothstep((z - z_top) / (z_bottom - z_top))
-        h = 0.4 + 0.6 * w
+        cx, cy, bx, by = 0.5 * ex, 0.5 * ey, 0.44 * ex, 0.40 * ey
+        t = np.clip((z - 0.03 * ez) / (0.89 * ez), 0.0, 1.0)
+        prof = _profile(t, self.power)
+        h = 0.05 + 0.95 * prof**0.8
         u = (x - cx) / bx
         b = (
-            (1.0 + self.asym * np.tanh((cx - x) / (0.1 * self.extent_mm[0])))
+            (1.0 + self.asym * np.tanh((cx - x) / (0.1 * ex)))
             * (1.0 - 0.3 * u * u)
             * (1.0 + self.post * np.clip((y - cy) / by, -1.2, 1.2))
         )
         a = 0.5 * (1.0 - np.tanh((y - cy) / (0.5 * by)))
-        return self.lr * u * h, -self.ap * a * h, w * b
+        lag_cc = self.lag_cc * (2.0 * t - 1.0)
+        lag_ap = self.lag_ap * (1.0 - 2.0 * a)
+        amp = self.amplitude_mm
+        # The T50 field, its length soft-limited to ``saturation_mm`` (a smooth minimum, sharp knee): no
+        # point moves farther, and the distribution below the limit keeps its shape.
+        vx, vy, vz = (amp * self.lr) * u * h, (-amp * self.ap) * a * h, amp * b * prof
+        length = np.maximum(np.sqrt(vx * vx + vy * vy + vz * vz), 1e-12)
+        limit = (1.0 + (length / self.saturation_mm) ** 6) ** (-1.0 / 6.0)
+        fy = _fraction(tau, np.exp(-lag_ap))
+        vx = vx * limit * _fraction(tau, np.exp(lag_cc))
+        vy = vy * limit * fy
+        vz = vz * limit * _fraction(tau, np.exp(lag_cc + 0.5 * lag_ap))
+        if not body:
+            return vx, vy, vz, None, None
+        anat = self.anatomy()
+        spx, spy = anat.spine_centre()
+        spine = _smoothstep((np.hypot(x - spx, y - spy) - 30.0) / 45.0)
+        m = (1.0 - _smoothstep((anat.body_radius(x, y) - 0.45) / 0.33)) * spine
+        wall = (1.0 - m) * spine * self.wall_mm * a * fy
+        return vx, vy, vz, m, wall
 
-    def backward(self, points_mm: np.ndarray, s: float) -> np.ndarray:
-        """``psi_s``: phase points (M, 3) mm -> the T00 points (M, 3) mm that moved there."""
+    def displacement(self, points_mm: np.ndarray, tau: float, lung: np.ndarray | bool) -> np.ndarray:
+        """Backward displacement ``v`` (M, 3) mm at phase points (M, 3) mm; ``lung`` (M,) bool or one bool
+        picks the compartment's field."""
         p = np.asarray(points_mm, dtype=np.float64)
-        g = self.shape(p[:, 0], p[:, 1], p[:, 2])
-        return p + s * self.amplitude_mm * np.stack(g, axis=1)
+        lung = np.broadcast_to(np.asarray(lung, dtype=bool), (len(p),))
+        body = ~lung
+        vx, vy, vz, m, wall = self.fields(p[:, 0], p[:, 1], p[:, 2], tau, body=bool(body.any()))
+        v = np.stack([vx, vy, vz], axis=1)
+        if body.any():
+            v[body] *= m[body, None]
+            v[body, 1] -= wall[body]
+        return v
 
-    def forward(self, points_mm: np.ndarray, s: float, iterations: int = 60) -> np.ndarray:
-        """T00 points (M, 3) mm -> their positions at breathing fraction ``s`` (inverse of ``backward``).
+    def backward(self, points_mm: np.ndarray, tau: float | str, lung: np.ndarray | bool) -> np.ndarray:
+        """``psi``: phase points (M, 3) mm -> the T00 points (M, 3) mm that moved there, in compartment
+        ``lung`` (bool or (M,) bool)."""
+        p = np.asarray(points_mm, dtype=np.float64)
+        return p + self.displacement(p, phase_time(tau), lung)
 
-        Fixed point ``y <- x - s A g(y)``; contracts because ``A |grad g| <= 0.5``.
+    def forward(
+        self, points_mm: np.ndarray, tau: float | str, lung: np.ndarray | bool | None = None, tol: float = 1e-9
+    ) -> np.ndarray:
+        """T00 points (M, 3) mm -> their positions (M, 3) mm at breathing time / phase ``tau``.
+
+        ``lung``: the points' T00 compartment (default: the analytic T00 lungs). Solves ``psi(y) = x``
+        iteratively: Newton in z (``dv_z/dz`` >= 0, up to ~1.5 at the bases, by a forward difference),
+        a plain fixed-point step in x and y (small, smooth fields). Converges to ``tol`` mm in a few
+        iterations; raises if it does not.
         """
-        x = np.asarray(points_mm, dtype=np.float64)
-        y = x.copy()
-        for _ in range(iterations):
-            g = self.shape(y[:, 0], y[:, 1], y[:, 2])
-            y = x - s * self.amplitude_mm * np.stack(g, axis=1)
-        return y
+        x = np.asarray(points_mm, dtype=np.float64).reshape(-1, 3)
+        tau = phase_time(tau)
+        if lung is None:
+            lung = self.anatomy().lung(x[:, 0], x[:, 1], x[:, 2])
+        lung = np.broadcast_to(np.asarray(lung, dtype=bool), (len(x),))
+        y = x - self.displacement(x, tau, lung)
+        active = np.arange(len(x))
+        eps = 1e-3
+        dvz = np.zeros(len(x))
+        for iteration in range(60):
+            if len(active) == 0:
+                return y
+            ya, la = y[active], lung[active]
+            v = self.displacement(ya, tau, la)
+            residual = ya + v - x[active]
+            if iteration < 3:  # the slope settles once y is near the solution: reuse it (quasi-Newton)
+                shifted = ya.copy()
+                shifted[:, 2] += eps
+                dvz[active] = (self.displacement(shifted, tau, la)[:, 2] - v[:, 2]) / eps
+            step = residual.copy()
+            step[:, 2] /= np.maximum(1.0 + dvz[active], 0.2)
+            y[active] = ya - step
+            keep = np.abs(residual).max(axis=1) > tol
+            active = active[keep]
+        raise RuntimeError(f"phantom motion: {len(active)} point(s) did not converge (bug)")
 
-    def max_gradient(self, n: int = 24) -> float:
-        """Largest Frobenius norm of ``grad g`` (1/mm) over a grid of the extent (central differences)."""
-        axes = [np.linspace(0.0, e, n) for e in self.extent_mm]
-        x, y, z = np.meshgrid(*axes, indexing="ij")
-        pts = np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1)
-        eps = 0.5
-        total = np.zeros(len(pts))
-        for axis in range(3):
-            step = np.zeros(3)
-            step[axis] = eps
-            gp = np.stack(self.shape(*(pts + step).T), axis=1)
-            gm = np.stack(self.shape(*(pts - step).T), axis=1)
-            total += (((gp - gm) / (2 * eps)) ** 2).sum(axis=1)
-        return float(np.sqrt(total.max()))
-
-    def with_amplitude(self, amplitude_mm: float) -> Motion:
-        return Motion(self.extent_mm, float(amplitude_mm), self.ap, self.lr, self.asym, self.post)
+    def with_params(self, **changes: float) -> Motion:
+        return replace(self, **changes)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> Motion:
-        return cls(
-            tuple(data["extent_mm"]),
-            data["amplitude_mm"],
-            data["ap"],
-            data["lr"],  # type: ignore
-            data["asym"],
-            data["post"],
-        )
+        values = dict(data)
+        values["extent_mm"] = tuple(float(v) for v in values["extent_mm"])
+        values["dome_offsets"] = tuple(float(v) for v in values["dome_offsets"])
+        return cls(**values)
 
 
 # ------------------------------------------------------------------------------------------ anatomy
@@ -451,8 +583,9 @@ def _render_anatomy(
     shape_zyx: tuple[int, int, int],
     spacing: np.ndarray,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The noise-free T00 volume (z, y, x) in HU (float32) and the true lung mask (bool)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The noise-free T00 volume (z, y, x) in HU (float32), the true lung mask (bool), and the same volume
+    with soft tissue in place of the lungs (what fills the room the lungs leave when they slide)."""
     ex, ey, ez = anat.extent
     x, y, z = _axes_mm((0, 0, 0), np.asarray(shape_zyx[::-1]) - 1, spacing)
     width = float(spacing.min())
@@ -490,6 +623,7 @@ def _render_anatomy(
 
     # Lungs: parenchyma denser posteriorly (gravity) with a smooth texture.
     lung = anat.lung(x, y, z)
+    no_lung = vol.copy()
     texture = ndimage.gaussian_filter(rng.normal(size=shape_zyx).astype(np.float32), 1.2)
     texture *= 18.0 / max(float(texture.std()), 1e-6)
     parenchyma = -870.0 + 50.0 * np.clip((y - anat.cy) / anat.by + 0.5, 0.0, 1.5) + texture
@@ -507,24 +641,42 @@ def _render_anatomy(
         airways.append((carina, hilum, 5.5))
     air = _render_capsules(shape_zyx, spacing, airways, width)
     vol += air * (-1000.0 - vol)
+    no_lung += air * (-1000.0 - no_lung)
 
-    vol = ndimage.gaussian_filter(vol, 0.5)  # scanner point-spread: partial-volume edges everywhere
-    return vol.astype(np.float32), lung
+    # Scanner point-spread: partial-volume edges everywhere.
+    blur = [ndimage.gaussian_filter(v, 0.5).astype(np.float32) for v in (vol, no_lung)]
+    return blur[0], lung, blur[1]
 
 
-def _warp(volume: np.ndarray, motion: Motion, s: float, spacing: np.ndarray) -> np.ndarray:
-    """Phase volume ``I_s(y) = I_T00(psi_s(y))`` by trilinear backward warping (edge values outside)."""
-    if s == 0.0:
+def _warp(volume: np.ndarray, no_lung: np.ndarray, motion: Motion, tau: float, spacing: np.ndarray) -> np.ndarray:
+    """Phase volume at breathing time ``tau`` by trilinear backward warping (edge values outside).
+
+    A phase voxel ``y`` shows the T00 lung point ``psi_lung(y)`` when that lies in the T00 lungs, else the
+    body point ``psi_body(y)``; where the lungs slid away from a place the body does not fill (the body
+    point is a lung point too), ``no_lung`` (soft tissue) is shown there.
+    """
+    if tau == 0.0:
         return volume.copy()
     x, y, z = _axes_mm((0, 0, 0), np.asarray(volume.shape[::-1]) - 1, spacing)
-    gx, gy, gz = motion.shape(x, y, z)
-    k = s * motion.amplitude_mm
-    source_mm = np.stack(
-        [np.broadcast_to(c + k * g, volume.shape).ravel() for c, g in ((x, gx), (y, gy), (z, gz))], axis=1
-    )
-    source = coords.mm_to_voxel(source_mm, spacing)  # (M, 3) voxel (x, y, z)
-    out = ndimage.map_coordinates(volume, source[:, ::-1].T, order=1, mode="nearest")
-    return out.reshape(volume.shape).astype(np.float32)
+    vx, vy, vz, m, wall = motion.fields(x, y, z, tau)
+    shape = volume.shape
+    lung_src = [np.broadcast_to(c + v, shape) for c, v in ((x, vx), (y, vy), (z, vz))]
+    body_src = [np.broadcast_to(c + m * v, shape) for c, v in ((x, vx), (y, vy - wall), (z, vz))]
+    anat = motion.anatomy()
+    in_lung = anat.lung(*lung_src)
+    gap = np.zeros(shape, dtype=bool)
+    gap[~in_lung] = anat.lung(*(c[~in_lung] for c in body_src))
+    out = np.empty(shape, dtype=np.float32)
+    scale = 1.0 / np.asarray(spacing, dtype=np.float64)
+    for source, select, image in (
+        (lung_src, in_lung, volume),
+        (body_src, ~in_lung & ~gap, volume),
+        (body_src, gap, no_lung),
+    ):
+        # map_coordinates wants (z, y, x) voxel rows.
+        rows = np.stack([source[axis][select] * scale[axis] for axis in (2, 1, 0)])
+        out[select] = ndimage.map_coordinates(image, rows, order=1, mode="nearest")
+    return out
 
 
 # ---------------------------------------------------------------------------------------- landmarks
@@ -564,7 +716,7 @@ def _select_landmarks(
     centre = coords.voxel_to_mm(np.rint(coords.mm_to_voxel(cand, spacing)), spacing)
     ok &= anat.lung(centre[:, 0], centre[:, 1], centre[:, 2])
     # Stay inside the volume (one voxel margin) at T00 and at the largest allowed T50 motion.
-    for pts in (cand, motion_max.forward(cand, 1.0)):
+    for pts in (cand, motion_max.forward(cand, 1.0, lung=True)):
         vox = coords.mm_to_voxel(pts, spacing)
         ok &= ((vox >= 1.0) & (vox <= size - 2.0)).all(axis=1)
     chosen: list[int] = []
@@ -583,42 +735,61 @@ def _select_landmarks(
     )
 
 
-def _calibrate(motion: Motion, points_mm: np.ndarray, spacing: np.ndarray, target: float, a_max: float) -> Motion:
-    """Bisection on the amplitude so that the file-level identity TRE (rounded voxels) hits ``target``."""
+def _calibrate(motion: Motion, points_mm: np.ndarray, spacing: np.ndarray, target: tuple[float, float]) -> Motion:
+    """Amplitude and apex-to-base exponent so that the file-level identity TRE (rounded voxels) hits
+    ``target`` = (mean, std) mm: the mean by the amplitude, the std / mean ratio by the exponent (a larger
+    exponent concentrates the motion at the bases: larger spread). Bisection on log(exponent) over
+    [0.3, 5], each with the amplitude solved for the mean (multiplicative updates, then bisection)."""
     p0 = _rounded_1based(points_mm, spacing)
+    target_mean, target_std = target
 
-    def tre(a: float) -> float:
-        p1 = _rounded_1based(motion.with_amplitude(a).forward(points_mm, 1.0), spacing)
-        return _identity_tre(p0, p1, spacing)[0]
+    def stats(amp: float, power: float) -> tuple[float, float]:
+        moved = motion.with_params(amplitude_mm=amp, power=power).forward(points_mm, 1.0, lung=True, tol=1e-6)
+        return _identity_tre(p0, _rounded_1based(moved, spacing), spacing)
 
-    if tre(a_max) < target:
-        raise ValueError(
-            f"phantom: identity TRE {tre(a_max):.2f} mm at the largest invertible amplitude "
-            f"{a_max:.1f} mm is below the target {target} mm"
-        )
-    lo, hi = 0.0, a_max
-    best = (abs(tre(hi) - target), hi)
-    for _ in range(40):
+    def amplitude(power: float, refine: bool) -> tuple[float, float, float]:
+        """(amplitude, mean, std) with the mean closest to the target."""
+        amp, best = 2.5 * target_mean, (np.inf, 0.0, 0.0, 0.0)
+        for _ in range(5):
+            mean, std = stats(amp, power)
+            best = min(best, (abs(mean - target_mean), amp, mean, std))
+            amp *= target_mean / max(mean, 1e-3)
+        if refine:  # the mean is a step function of the amplitude (rounding): bisect to the closest step
+            lo, hi = 0.8 * best[1], 1.2 * best[1]
+            for _ in range(16):
+                mid = 0.5 * (lo + hi)
+                mean, std = stats(mid, power)
+                best = min(best, (abs(mean - target_mean), mid, mean, std))
+                lo, hi = (mid, hi) if mean < target_mean else (lo, mid)
+        return best[1], best[2], best[3]
+
+    lo, hi = np.log(0.3), np.log(5.0)
+    for _ in range(10):
         mid = 0.5 * (lo + hi)
-        value = tre(mid)
-        best = min(best, (abs(value - target), mid))
-        if value < target:
-            lo = mid
-        else:
-            hi = mid
-    return motion.with_amplitude(best[1])
+        _, mean, std = amplitude(float(np.exp(mid)), refine=False)
+        lo, hi = (mid, hi) if std / mean < target_std / target_mean else (lo, mid)
+    power = float(np.exp(0.5 * (lo + hi)))
+    amp, mean, _ = amplitude(power, refine=True)
+    if abs(mean - target_mean) > 0.05 * target_mean:
+        raise ValueError(f"phantom: identity TRE {mean:.2f} mm, cannot reach the target {target_mean} mm")
+    return motion.with_params(amplitude_mm=amp, power=power)
 
 
 # ------------------------------------------------------------------------------------------- writing
+#: Text form of the 300-point files per case, as in the DIR-Lab release: "plain" rows ``211\t139\t66``,
+#: "padded" rows `` 82\t 55\t 72\t`` (a space before and a tab after every integer). CRLF everywhere.
+LANDMARK_STYLE: dict[int, str] = {c: "padded" if c in (2, 6, 7, 8, 10) else "plain" for c in range(1, 11)}
+
+
 def _landmark_text(points_1based: np.ndarray, style: str) -> str:
-    """DIR-Lab-style landmark text with CRLF line ends; ``style`` picks the real files' quirks."""
-    if style == "tabs":  # ' 82\t 55\t 72\t' (trailing tab)
-        lines = [f"{x:3d}\t{y:3d}\t{z:3d}\t" for x, y, z in points_1based]
-    elif style == "spaces":
-        lines = [f"{x}  {y}  {z}" for x, y, z in points_1based]
-    else:
+    """DIR-Lab landmark text, one CRLF-terminated row per point; ``style`` "plain" or "padded"."""
+    if style == "padded":
+        lines = [f" {x}\t {y}\t {z}\t" for x, y, z in points_1based]
+    elif style == "plain":
         lines = [f"{x}\t{y}\t{z}" for x, y, z in points_1based]
-    return "\r\n".join(lines) + "\r\n"
+    else:
+        raise ValueError(f"unknown landmark text style {style!r}")
+    return "".join(line + "\r\n" for line in lines)
 
 
 def _write_raw(path: Path, hu: np.ndarray) -> None:
@@ -656,19 +827,67 @@ def write_mask(dataset_dir: str | Path, case: int) -> Path:
 
 
 def _case_params(case: int, seed: int) -> tuple[_Anatomy, Motion, np.random.Generator]:
+    """Anatomy and (uncalibrated) motion of ``case``; the generator continues with the vessel trees."""
     size, spacing = PHANTOM_GEOMETRY[case]
     extent = tuple(float(n * s) for n, s in zip(size, spacing, strict=True))
     rng = np.random.default_rng([seed, case])
-    anat = _Anatomy(extent, (float(rng.uniform(-0.03, 0.03)), float(rng.uniform(-0.03, 0.03))))  # type: ignore
+    domes = (float(rng.uniform(-0.03, 0.03)), float(rng.uniform(-0.03, 0.03)))
+    anat = _Anatomy(extent, domes)  # type: ignore[arg-type]
     motion = Motion(
-        extent,
-        1.0,
-        ap=float(rng.uniform(0.15, 0.3)),
-        lr=float(rng.uniform(0.04, 0.1)),  # type: ignore
-        asym=float(rng.uniform(-0.12, 0.12)),
-        post=float(rng.uniform(0.05, 0.25)),
+        extent,  # type: ignore[arg-type]
+        domes,
+        amplitude_mm=1.0,
+        power=1.0,
+        ap=float(rng.uniform(*_AP_RANGE)),
+        lr=float(rng.uniform(*_LR_RANGE)),
+        asym=float(rng.uniform(-0.2, 0.2)),
+        post=float(rng.uniform(*_POST_RANGE)),
+        lag_cc=float(rng.uniform(*_LAG_RANGE)),
+        lag_ap=float(rng.uniform(*_LAG_RANGE)),
+        wall_mm=float(rng.uniform(1.5, 3.0)),
+        saturation_mm=(1.0 + MAX_DISPLACEMENT_MARGIN) * MAX_DISPLACEMENT_MM[case],
     )
     return anat, motion, rng
+
+
+def _still_points(anat: _Anatomy, spacing: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """Voxel centres (M, 3) mm of the spine and the back behind it (vertebral bodies, arches, the body wall
+    behind them): the region that must not move."""
+    x, y, z = _axes_mm((0, 0, 0), size - 1, spacing)
+    spx, spy = anat.spine_centre()
+    region = (np.hypot(x - spx, y - spy) < 28.0) | ((np.abs(x - spx) < 28.0) & (y > spy))
+    region = np.broadcast_to(region & (anat.body_radius(x, y) < 1.0), (len(z.ravel()), *region.shape[1:]))
+    iz, iy, ix = np.nonzero(region)
+    return coords.voxel_to_mm(np.stack([ix, iy, iz], axis=1).astype(np.float64), spacing)
+
+
+def motion_statistics(
+    exact_vox: dict[str, np.ndarray], files_1based: dict[str, np.ndarray], spacing: Sequence[float]
+) -> dict:
+    """Figures of the landmark motion: per-axis shares of the summed per-axis mean |T50 - T00| (from the
+    files, mm), max exact displacement (mm), and the RMS distance (mm) of the T10..T40 positions from the
+    straight T00 -> T50 line at the one best fraction per phase (least squares over the landmarks), which
+    is what a fixed-fraction model of the intermediate phases cannot explain."""
+    sp = np.asarray(spacing, dtype=np.float64)
+    d_files = (files_1based["T50"] - files_1based["T00"]) * sp
+    per_axis = np.abs(d_files).mean(axis=0)
+    p0 = exact_vox["T00"] * sp
+    d = exact_vox["T50"] * sp - p0
+    residuals, fractions = [], {}
+    for phase in layout.PHASES[1:-1]:
+        step = exact_vox[phase] * sp - p0
+        f = float((step * d).sum() / max(float((d * d).sum()), 1e-12))
+        fractions[phase] = f
+        residuals.append(np.linalg.norm(step - f * d, axis=1))
+    res = np.concatenate(residuals)
+    return {
+        "axis_share_xyz": [float(v) for v in per_axis / per_axis.sum()],
+        "mean_abs_displacement_xyz_mm": [float(v) for v in per_axis],
+        "max_displacement_mm": float(np.linalg.norm(d, axis=1).max()),
+        "straight_line_fraction": fractions,
+        "straight_line_rms_deviation_mm": float(np.sqrt((res**2).mean())),
+        "straight_line_max_deviation_mm": float(res.max()),
+    }
 
 
 def write_case(out_dir: str | Path, case: int, seed: int = 0, scale: float = 1.0, with_mask: bool = True) -> dict:
@@ -685,41 +904,45 @@ def write_case(out_dir: str | Path, case: int, seed: int = 0, scale: float = 1.0
     anat, motion, rng = _case_params(case, seed)
     segments, bifurcations, bends = _grow_trees(anat, rng)
 
-    a_max = _MAX_GAIN / motion.max_gradient()
+    # Candidates must stay inside the volume under a motion as large as any calibration can choose.
+    cap = MAX_DISPLACEMENT_MM[case]
     points, n_on_bifurcations = _select_landmarks(
         anat,
         segments,
         bifurcations,
         bends,
-        motion.with_amplitude(a_max),
+        motion.with_params(amplitude_mm=1.2 * cap),
         size,
         spacing,
         np.random.default_rng([seed, case, 100]),
     )
-    motion = _calibrate(motion, points, spacing, TARGET_IDENTITY_TRE_MM[case], a_max)
+    motion = _calibrate(motion, points, spacing, (TARGET_IDENTITY_TRE_MM[case], TARGET_IDENTITY_STD_MM[case]))
 
-    exact = {p: coords.mm_to_voxel(motion.forward(points, s), spacing) for p, s in BREATHING.items()}
+    exact = {p: coords.mm_to_voxel(motion.forward(points, p, lung=True), spacing) for p in layout.PHASES}
     files = {p: np.rint(coords.to_dirlab_index(v)).astype(np.int64) for p, v in exact.items()}
     for p, v in files.items():
         if ((v < 1) | (v > size)).any():
             raise RuntimeError(f"phantom case {case}: a {p} landmark left the volume (bug)")
     sampled = np.sort(np.random.default_rng([seed, case, 200]).choice(N_LANDMARKS, N_SAMPLED4D, replace=False))
 
-    volume, lung = _render_anatomy(anat, segments, shape, spacing, np.random.default_rng([seed, case, 300]))
+    volume, lung, no_lung = _render_anatomy(anat, segments, shape, spacing, np.random.default_rng([seed, case, 300]))
     case_dir = out / case_folder_name(case)
-    for k, (phase, s) in enumerate(BREATHING.items()):
+    for k, phase in enumerate(layout.PHASES):
         noise = np.random.default_rng([seed, case, 400 + k]).normal(0.0, NOISE_HU, shape).astype(np.float32)
-        image = _warp(volume, motion, s, spacing) + noise
+        image = _warp(volume, no_lung, motion, phase_time(phase), spacing) + noise
         _write_raw(case_dir / "Images" / image_file_name(case, phase), image)
-    style = "tabs" if case <= 5 else "spaces"
     for phase in ("T00", "T50"):
-        write_text(case_dir / landmark_file_path(case, phase), _landmark_text(files[phase], style))
+        write_text(case_dir / landmark_file_path(case, phase), _landmark_text(files[phase], LANDMARK_STYLE[case]))
     for phase in layout.PHASES:
         text = _landmark_text(files[phase][sampled], "plain")
         write_text(case_dir / sampled4d_file_path(case, phase), text)
     if with_mask:
         _write_mask(case_dir / mask_file_path(case), lung, spacing_xyz)
 
+    still = _still_points(anat, spacing, size)
+    still_max = max(
+        float(np.linalg.norm(motion.forward(still, p, lung=False) - still, axis=1).max()) for p in layout.PHASES[1:]
+    )
     tre_files = _identity_tre(files["T00"], files["T50"], spacing_xyz)
     tre_exact = _identity_tre(coords.to_dirlab_index(exact["T00"]), coords.to_dirlab_index(exact["T50"]), spacing_xyz)
     summary = {
@@ -730,9 +953,14 @@ def write_case(out_dir: str | Path, case: int, seed: int = 0, scale: float = 1.0
         "spacing_xyz": list(spacing_xyz),
         "motion": motion.to_dict(),
         "breathing": BREATHING,
+        "phase_time": {p: phase_time(p) for p in layout.PHASES},
         "target_identity_tre_mm": TARGET_IDENTITY_TRE_MM[case],
+        "target_identity_std_mm": TARGET_IDENTITY_STD_MM[case],
         "identity_tre_files_mm": list(tre_files),
         "identity_tre_exact_mm": list(tre_exact),
+        "max_displacement_cap_mm": cap,
+        "spine_max_displacement_mm": still_max,
+        **motion_statistics(exact, files, spacing_xyz),
         "lung_voxels": int(lung.sum()),
         "landmarks_on_bifurcations": n_on_bifurcations,
         "n_bifurcations": len(bifurcations),
@@ -816,11 +1044,12 @@ def write_dataset(
 # -------------------------------------------------------------------------------------------- truth
 @dataclass(frozen=True)
 class PhantomTruth:
-    """Exact truth of one phantom case (from ``truth/case{N}.npz``).
+    """Exact truth of one phantom case (from ``truth/case{N}.npz``; see :func:`load_truth_file`).
 
     ``landmarks[phase]``: (300, 3) float64 0-based voxel (x, y, z) of every phase T00..T50 (unrounded);
     ``mask_T00``: bool (z, y, x) true lung mask; ``sampled4d_index``: (75,) rows of the 300 used for
-    Sampled4D; ``motion``: the analytic :class:`Motion`; ``summary``: the JSON record.
+    Sampled4D; ``motion``: the analytic :class:`Motion` (both compartments, lags); ``summary``: the JSON
+    record. :meth:`positions` maps any T00 point to any phase.
     """
 
     case: int
@@ -832,13 +1061,44 @@ class PhantomTruth:
     motion: Motion
     summary: dict
 
+    def in_lung(self, points_vox: np.ndarray) -> np.ndarray:
+        """(M,) bool: whether T00 points (M, 3) 0-based voxel (x, y, z) lie in the T00 lungs (the analytic
+        shape the mask was rendered from: equal to ``mask_T00`` at voxel centres)."""
+        p = coords.voxel_to_mm(np.asarray(points_vox, dtype=np.float64).reshape(-1, 3), self.spacing_xyz)
+        return self.motion.anatomy().lung(p[:, 0], p[:, 1], p[:, 2])
 
-def load_truth(dataset_dir: str | Path, case: int) -> PhantomTruth:
-    path = Path(dataset_dir) / _TRUTH_DIR / f"case{case}.npz"
+    def positions(
+        self, points_vox: np.ndarray, phase: str | float, lung: np.ndarray | bool | None = None
+    ) -> np.ndarray:
+        """Exact positions (M, 3) 0-based voxel (x, y, z) at ``phase`` ("T00".."T50", or a breathing time in
+        [0, 1]) of T00 points (M, 3) 0-based voxel (x, y, z), float.
+
+        ``lung``: the points' compartment (True: lung field, False: body field, (M,) bool per point;
+        default: the T00 lungs, :meth:`in_lung`). Mask voxels and landmarks are lung points. About 5 s of one
+        core per million points and phase.
+        """
+        p = coords.voxel_to_mm(np.asarray(points_vox, dtype=np.float64).reshape(-1, 3), self.spacing_xyz)
+        return coords.mm_to_voxel(self.motion.forward(p, phase, lung=lung), self.spacing_xyz)
+
+    def displacement_mm(
+        self, points_vox: np.ndarray, phase: str | float, lung: np.ndarray | bool | None = None
+    ) -> np.ndarray:
+        """True displacement (M, 3) mm (x, y, z) from T00 to ``phase`` of T00 points (M, 3) 0-based voxel."""
+        p = np.asarray(points_vox, dtype=np.float64).reshape(-1, 3)
+        return (self.positions(p, phase, lung) - p) * np.asarray(self.spacing_xyz)
+
+
+def truth_file(dataset_dir: str | Path, case: int) -> Path:
+    """``DATASET/truth/case{N}.npz``: the one file that carries a case's truth (copy it along with a case)."""
+    return Path(dataset_dir) / _TRUTH_DIR / f"case{case}.npz"
+
+
+def load_truth_file(path: str | Path) -> PhantomTruth:
+    """Read a truth file written by the phantom (``truth/case{N}.npz``, self-contained)."""
     with np.load(path) as data:
         summary = json.loads(str(data["summary"]))
         return PhantomTruth(
-            case=case,
+            case=int(summary["case"]),
             size_xyz=tuple(int(v) for v in data["size_xyz"]),  # type: ignore[arg-type]
             spacing_xyz=tuple(float(v) for v in data["spacing_xyz"]),  # type: ignore[arg-type]
             landmarks={p: data[f"landmarks_{p}"].copy() for p in layout.PHASES},
@@ -847,3 +1107,13 @@ def load_truth(dataset_dir: str | Path, case: int) -> PhantomTruth:
             motion=Motion.from_dict(summary["motion"]),
             summary=summary,
         )
+
+
+def load_truth(dataset_dir: str | Path, case: int) -> PhantomTruth:
+    """The truth of ``case`` in a written phantom dataset (``DATASET/truth/case{N}.npz``)."""
+    return load_truth_file(truth_file(dataset_dir, case))
+
+
+def true_positions_vox(truth_path: str | Path, phase: str | float, points_vox: np.ndarray) -> np.ndarray:
+    """Convenience: :meth:`PhantomTruth.positions` of the truth file ``truth_path`` (M, 3) -> (M, 3) voxel."""
+    return load_truth_file(truth_path).positions(points_vox, phase)
