@@ -248,7 +248,9 @@ def coerce(key: str, value: Any, annotation: Any, where: str) -> Any:
 
 
 def _type_name(annotation: Any) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+    if typing.get_args(annotation):  # tuple[int, ...], int | str
+        return str(annotation).replace("typing.", "")
+    return annotation.__name__
 
 
 def _foreign_key_message(keys: list[str], method: str, valid: list[str]) -> str:

@@ -13,7 +13,7 @@ Conventions used everywhere in ``rnr`` (and nowhere else re-derived):
   ``grid_sample(..., align_corners=True)``. Each axis is scaled separately (anisotropic in mm).
 * **Legacy** (reference-code) normalisation ``u = i / (n / 2) - 1`` with *1-based* i is available only
   through :func:`legacy_to_normalised` / :func:`legacy_from_normalised`, for comparing numbers produced by
-  the public reference code (see method.md, "Coordinates").
+  the public reference code (see rnr/methods/README.md, "Coordinates").
 """
 
 from __future__ import annotations

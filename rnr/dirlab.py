@@ -18,7 +18,7 @@ non-integer value or a point outside the volume: each raises :class:`rnr.io.Inpu
 what was expected and what was found.
 
 Geometry. Real DIR-Lab images are headerless, so their size and spacing come from :data:`DIRLAB_GEOMETRY`
-(dirlab.md). A dataset may carry its own ``geometry.json`` in ``DIRLAB_DIR`` (the built-in phantom writes
+(rnr/DATA.md). A dataset may carry its own ``geometry.json`` in ``DIRLAB_DIR`` (the built-in phantom writes
 one); an entry for the case there overrides the table::
 
     {"cases": {"1": {"size_xyz": [104, 84, 56], "spacing_xyz": [2.8, 2.8, 3.2]}, ...}}
@@ -73,7 +73,7 @@ class CaseGeometry:
 
     size_xyz: tuple[int, int, int]
     spacing_xyz: tuple[float, float, float]
-    source: str = "DIR-Lab table (dirlab.md)"
+    source: str = "DIR-Lab table (rnr/DATA.md)"
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -90,7 +90,7 @@ def _g(size: tuple[int, int, int], spacing: tuple[float, float, float]) -> CaseG
     return CaseGeometry(size, spacing)
 
 
-#: The ten DIR-Lab cases (dirlab.md): size (x, y, z) voxels, spacing (x, y, z) mm.
+#: The ten DIR-Lab cases (rnr/DATA.md): size (x, y, z) voxels, spacing (x, y, z) mm.
 DIRLAB_GEOMETRY: dict[int, CaseGeometry] = {
     1: _g((256, 256, 94), (0.97, 0.97, 2.5)),
     2: _g((256, 256, 112), (1.16, 1.16, 2.5)),

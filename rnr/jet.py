@@ -1,5 +1,5 @@
 """One pass through the ResNet that carries every phi_n and the Jacobians of the residuals, with a
-hand-written backward: RNR's fast path for the energy of method.md.
+hand-written backward: RNR's fast path for the energy of rnr/methods/README.md.
 
 Each point travels as a *jet*: its value z and the three tangent columns dz/dx_j with respect to the
 ORIGINAL input x. Through a linear layer the value gets ``z W^T + b`` and every tangent ``t W^T``; through
@@ -416,7 +416,7 @@ def jet(
             not fit these sizes, a fresh one with ``torch.get_num_threads()`` workers.
     Returns:
         phis: (N, M, 3), phis[n-1] = phi_n(x).
-        sq: (N,), sq[n-1] = sum_m ||d/dx F_n(phi_{n-1}(x_m))||_F^2 (the summand of P, method.md).
+        sq: (N,), sq[n-1] = sum_m ||d/dx F_n(phi_{n-1}(x_m))||_F^2 (the summand of P, rnr/methods/README.md).
     """
     _check_inputs(x, unique_params)
     width = unique_params[0][0].shape[0]

@@ -1,4 +1,4 @@
-"""The terms of RNR's energy (method.md, "Energy") as pure functions of tensors.
+"""The terms of RNR's energy (rnr/methods/README.md, "Energy") as pure functions of tensors.
 
 loss = mean over compared phases of D_n + alpha_grad * P + alpha_W * S, with D_n = 1 - NCC.
 """

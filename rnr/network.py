@@ -32,7 +32,7 @@ OUTPUT_INIT_STD = 1e-3
 class ResidualBlock(nn.Module):
     """F(z) = W3 sin(W2 sin(W1 z + b1) + b2) + b3 on (M, 3) points.
 
-    Initialisation (method.md): W1, b1, W2, b2 ~ N(0, 1); W3, b3 ~ N(0, 1e-3^2). Parameters are drawn on
+    Initialisation (rnr/methods/README.md): W1, b1, W2, b2 ~ N(0, 1); W3, b3 ~ N(0, 1e-3^2). Parameters are drawn on
     the CPU from ``generator`` in the order W1, b1, W2, b2, W3, b3, so a seed gives the same network on
     every device.
     """

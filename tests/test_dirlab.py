@@ -21,7 +21,7 @@ from rnr.io import InputError
 SIZE = (12, 10, 8)  # x, y, z
 SPACING = (1.5, 1.25, 2.5)
 
-# dirlab.md, "Per case": the test expectation for the built-in table.
+# rnr/DATA.md, "The ten cases": the test expectation for the built-in table.
 DIRLAB_MD = {
     1: ((256, 256, 94), (0.97, 0.97, 2.5)),
     2: ((256, 256, 112), (1.16, 1.16, 2.5)),
@@ -443,7 +443,7 @@ def test_identity_tre_by_hand(tmp_path):
     assert np.array_equal(frame[["x_vox", "y_vox", "z_vox"]].to_numpy(), t50 - 1)
 
 
-# dirlab.md, "No-registration TRE" (mean, std with ddof = 1, mm): reproduced exactly from real data only.
+# rnr/DATA.md, "No-registration TRE" (mean, std with ddof = 1, mm): reproduced exactly from real data only.
 DIRLAB_IDENTITY_TRE = {
     1: (3.89, 2.78),
     2: (4.34, 3.90),
@@ -462,7 +462,7 @@ REAL_DIRLAB = os.environ.get("RNR_DIRLAB_DIR")
 @pytest.mark.skipif(not REAL_DIRLAB, reason="set RNR_DIRLAB_DIR to a folder holding the real DIR-Lab cases")
 @pytest.mark.parametrize("case", range(1, 11))
 def test_real_dirlab_identity_tre(case):
-    """On the real data, reader + coords reproduce dirlab.md's table to its two decimals."""
+    """On the real data, reader + coords reproduce rnr/DATA.md's table to its two decimals."""
     root = Path(REAL_DIRLAB)
     try:
         files = dirlab.find_case_files(root, case)

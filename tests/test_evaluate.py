@@ -305,7 +305,7 @@ def test_slice_geometry_keeps_superior_up_and_mm_aspect():
 
 def test_identity_on_the_phantom_reproduces_its_stated_tre(converted_case, phantom_dataset, tmp_path):
     # The phantom states the no-registration TRE of its landmark files (mean, std with ddof = 1), as
-    # dirlab.md does for DIR-Lab; reading the converted case and measuring the identity must give it back.
+    # rnr/DATA.md does for DIR-Lab; reading the converted case and measuring the identity must give it back.
     truth = json.loads((phantom_dataset / "truth" / "case1.json").read_text())
     run_dir = tmp_path / "initial" / "case1"
     mask = converted_case / layout.MASK_PROVIDED

@@ -79,8 +79,7 @@ def test_dry_run_default_config(tmp_path):
         "segment": n_cases,
         "settings": n_configs,
         "register": n_cases * n_configs,
-        "evaluate": n_cases * n_configs,
-        "evaluate_initial": n_cases,
+        "evaluate": n_cases * (n_configs + 1),  # `initial` too
         "tables": 1,
         "figures": 1,
         "total": 4 + 3 * n_cases + n_configs + 2 * n_cases * n_configs,
@@ -127,7 +126,9 @@ def test_dry_run_dirlab_config(tmp_path):
         (["--config", "dataset=dirlab"], "dataset is 'dirlab' but dirlab_dir is not set"),
         (["--config", "masks={method: magic}"], "'magic' is not one of"),
         (["--config", "configurations={initial: {}}"], "should not be valid under {'const': 'initial'}"),
-        (["--config", "configurations={rnr: {iterationz: 5}}"], "('iterationz' was unexpected)"),
+        (["--config", "configurations={rnr: {iterationz: 5}}"], "unknown setting 'iterationz'"),
+        (["--config", "configurations={d: {method: demons, lr: 0.1}}"], "'lr' belongs to method rnr/idir, not demons"),
+        (["--config", "configurations={rnr: {device: cuda}}"], "use_gpu decides the device"),
         (["--config", "use_gpu=maybe"], "'maybe' is not of type 'boolean'"),
     ],
 )
@@ -151,11 +152,23 @@ def test_schema_describes_every_key():
             assert node.get("additionalProperties") is not True, f"{where} accepts unknown keys"
 
     walk(schema, "config")
-    # Every registration setting except `device` (use_gpu decides it) is described.
-    from rnr.config import Settings
 
-    settings = schema["properties"]["configurations"]["additionalProperties"]["properties"]
-    assert set(settings) == {f for f in Settings.__dataclass_fields__} - {"device"}
+
+def test_a_minimal_config_file_gets_every_default(tmp_path):
+    """A user's own file with only dataset, dirlab_dir and one configuration: the schema fills the rest."""
+    from snakemake.utils import validate
+
+    minimal = {"dataset": "dirlab", "dirlab_dir": str(tmp_path), "configurations": {"mine": {"iterations": 5}}}
+    config = dict(minimal)
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"), set_default=True)
+    assert config["cases"] == list(range(1, 11)) and config["use_gpu"] is False
+    assert config["register_threads"] == 1 and config["masks"] == {"method": "auto", "weights": None}
+    assert config["phantom"] == {"scale": 1.0, "seed": 0}
+    path = tmp_path / "minimal.yaml"
+    path.write_text(yaml.safe_dump(minimal))
+    result = snakemake(tmp_path, "--dry-run", "--configfile", str(path), "all")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "results/dirlab/runs/mine/case10/checkpoint.pt" in result.stdout
 
 
 # -- a real tiny run ---------------------------------------------------------------------------------------
