@@ -137,3 +137,18 @@ def convergence(
         z = math.inf if drop > 0 else (-math.inf if drop < 0 else 0.0)
     converged = not (z > z_threshold and relative > relative_threshold)
     return Convergence(n, w, m_first, m_prev, m_last, drop, relative, z, converged)
+
+
+def describe(c: Convergence) -> str:
+    """One line for a figure title or a table note, e.g. ``not converged (last 10 %: fell by 6.1 % of the
+    decrease so far)``."""
+    if c.converged is None:
+        return f"undetermined (fewer than {MIN_ITERATIONS} logged iterations)"
+    verdict = "converged" if c.converged else "not converged"
+    if math.isinf(c.relative_drop):
+        detail = "falling now, after no net decrease since the first 10 %"
+    elif c.relative_drop >= 0:
+        detail = f"last 10 %: fell by {100 * c.relative_drop:.2g} % of the decrease so far"
+    else:
+        detail = f"last 10 %: rose by {-100 * c.relative_drop:.2g} % of the decrease so far"
+    return f"{verdict} ({detail})"

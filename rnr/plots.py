@@ -81,7 +81,7 @@ def style() -> Iterator[None]:
         yield
 
 
-def _styled(builder: Callable[..., plt.Figure]) -> Callable[..., plt.Figure]:
+def styled(builder: Callable[..., plt.Figure]) -> Callable[..., plt.Figure]:
     """Build under :func:`style` and draw once there, so that lazily created artists (tick labels) take
     the style's sizes too."""
 
@@ -258,7 +258,7 @@ def _hbox(ax: plt.Axes, values: np.ndarray, y: float, colour, height: float = 0.
 
 
 # -- builders ---------------------------------------------------------------------------------------------------
-@_styled
+@styled
 def build_tre_distribution(
     landmarks: pd.DataFrame, order: Sequence[str] | None = None, page: str = "text"
 ) -> plt.Figure:
@@ -304,7 +304,7 @@ def build_tre_distribution(
     return fig
 
 
-@_styled
+@styled
 def build_tre_mean_per_configuration(
     summary: pd.DataFrame, order: Sequence[str] | None = None, page: str = "text"
 ) -> plt.Figure:
@@ -351,7 +351,7 @@ def build_tre_mean_per_configuration(
     return fig
 
 
-@_styled
+@styled
 def build_tre_before_after(summary: pd.DataFrame, order: Sequence[str] | None = None, page: str = "text") -> plt.Figure:
     """How far does each configuration bring each case's mean TRE down from before registration?
 
@@ -417,7 +417,7 @@ def build_tre_before_after(summary: pd.DataFrame, order: Sequence[str] | None = 
     return fig
 
 
-@_styled
+@styled
 def build_folding_runtime(summary: pd.DataFrame, order: Sequence[str] | None = None, page: str = "text") -> plt.Figure:
     """Does any configuration fold the map (det J <= 0 in the lung mask), and how long does each take to
     register a case?
@@ -497,7 +497,7 @@ def _smooth(y: np.ndarray) -> np.ndarray:
     return pd.Series(y).rolling(k, center=True, min_periods=1).median().to_numpy()
 
 
-@_styled
+@styled
 def build_loss_curves(
     losses: Mapping[tuple[str, int], pd.DataFrame],
     order: Sequence[str] | None = None,
