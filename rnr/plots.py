@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
@@ -60,7 +61,7 @@ STYLE = {
     "axes.spines.right": False,
 }
 NOTE_PT = 8  # notes under a figure (what the marks mean)
-_CHAR_IN = 0.6 * 8 / 72  # rough width of one 8-pt character in inches (DejaVu Sans averages ~0.55 em)
+_CHAR_IN = 0.5 * 8 / 72  # rough width of one 8-pt character in inches (DejaVu Sans, mostly lower case)
 
 QUESTIONS = {
     "tre_distribution": "How are the per-landmark TREs of each case spread, per configuration?",
@@ -113,9 +114,17 @@ def save_figure(fig: plt.Figure, path: str | Path, formats: Sequence[str] = FORM
 def drawn_texts(fig: plt.Figure) -> list[Text]:
     """Every Text artist of ``fig`` that shows something: visible, non-empty, in a visible axes."""
     fig.canvas.draw()
+    # Tick objects outside the view limits keep stale labels that are never drawn: leave them out.
+    hidden = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            drawn = {id(t) for t in axis._update_ticks()}  # the ticks Axis.draw draws
+            for tick in [*axis.majorTicks, *axis.minorTicks]:
+                if id(tick) not in drawn:
+                    hidden.update((id(tick.label1), id(tick.label2)))
     texts = []
     for t in fig.findobj(Text):
-        if not t.get_visible() or not t.get_text().strip():
+        if not t.get_visible() or not t.get_text().strip() or id(t) in hidden:
             continue
         if t.axes is not None and not t.axes.get_visible():
             continue
@@ -124,19 +133,27 @@ def drawn_texts(fig: plt.Figure) -> list[Text]:
 
 
 def figure_metrics(fig: plt.Figure) -> dict[str, float]:
-    """Size (in) and smallest font (pt) of a figure, and how far its drawn content spills beyond its edges (in;
-    0 when everything fits). Used by the tests and to list the figures with their sizes."""
+    """Size (in) and smallest font (pt) of a figure, how far its drawn content spills beyond its edges (in; 0
+    when everything fits) and how many pairs of drawn texts overlap (0 when every label is readable). Used by
+    the tests and to list the figures with their sizes."""
     texts = drawn_texts(fig)
     width, height = (float(v) for v in fig.get_size_inches())
     renderer = fig.canvas.get_renderer()
     box = fig.get_tightbbox(renderer)  # in inches
     spill = max(0.0, -box.x0, -box.y0, box.x1 - width, box.y1 - height)
+    boxes = []
+    for t in texts:
+        b = t.get_window_extent(renderer)
+        if b.width > 0 and b.height > 0:
+            boxes.append(b.shrunk(0.9, 0.8))  # glyph boxes include some padding
+    overlaps = sum(boxes[i].overlaps(boxes[j]) for i in range(len(boxes)) for j in range(i + 1, len(boxes)))
     return {
         "width_in": width,
         "height_in": height,
         "min_font_pt": min((float(t.get_fontsize()) for t in texts), default=math.inf),
         "n_texts": float(len(texts)),
         "spill_in": float(spill),
+        "overlapping_texts": float(overlaps),
     }
 
 
@@ -367,38 +384,44 @@ def build_tre_before_after(summary: pd.DataFrame, order: Sequence[str] | None = 
     palette = _palette(configs)
     registered = [c for c in configs if c != INITIAL] or configs  # only initial: show it alone
     cases = sorted(int(c) for c in summary["case"].unique())
-    table = summary.set_index(["configuration", "case"])
     has_initial = INITIAL in configs and registered != [INITIAL]
     label_w = _text_width_in([f"case {c}" for c in cases]) + 0.5
-    rows, cols = _grid(len(registered), width - label_w, max(1.25, _text_width_in(registered) + 0.15))
+    rows, cols = _grid(len(registered), width - label_w, max(1.2, _text_width_in(registered) + 0.05))
     facet_h = 0.15 * len(cases) + 0.55
     fig, axes = _facets(len(registered), rows, cols, width, min(max_h, rows * facet_h + 0.7), True, True)
     highs = summary["tre_mean_mm"] + summary["tre_std_mm"].fillna(0)
+    row_of = {case: k for k, case in enumerate(cases)}
+
+    def series(name: str) -> pd.DataFrame:
+        part = summary[summary["configuration"] == name]
+        return part.assign(row=part["case"].map(row_of), std=part["tre_std_mm"].fillna(0.0)).sort_values("row")
+
+    before = series(INITIAL) if has_initial else None
     for i, (ax, config) in enumerate(zip(axes, registered, strict=True)):
-        for k, case in enumerate(cases):
-            points = []
-            if has_initial and (INITIAL, case) in table.index:
-                points.append((INITIAL, k - 0.17))
-            if (config, case) in table.index:
-                points.append((config, k + 0.17 if has_initial else k))
-            for name, y in points:
-                row = table.loc[(name, case)]
-                std = float(row["tre_std_mm"]) if pd.notna(row["tre_std_mm"]) else 0.0
-                ax.errorbar(
-                    float(row["tre_mean_mm"]),
-                    y,
-                    xerr=std,
-                    fmt="o",
-                    ms=3.5,
-                    color=palette[name],
-                    mec="black",
-                    mew=0.4,
-                    elinewidth=0.7,
-                    capsize=1.5,
-                )
-            if len(points) == 2:
-                xs = [float(table.loc[(name, case), "tre_mean_mm"]) for name, _ in points]
-                ax.plot(xs, [y for _, y in points], color="0.3", lw=0.6, zorder=0)
+        after = series(config)
+        # One errorbar call per series (not per point): hundreds of containers would make drawing slow.
+        for part, name, dy in ((before, INITIAL, -0.17), (after, config, 0.17 if has_initial else 0.0)):
+            if part is None or part.empty:
+                continue
+            ax.errorbar(
+                part["tre_mean_mm"].to_numpy(float),
+                part["row"].to_numpy(float) + dy,
+                xerr=part["std"].to_numpy(float),
+                fmt="o",
+                ms=3.5,
+                color=palette[name],
+                mec="black",
+                mew=0.4,
+                elinewidth=0.7,
+                capsize=1.5,
+            )
+        if before is not None:
+            pairs = before.merge(after, on="case", suffixes=("_b", "_a"))
+            segments = [
+                [(b, r - 0.17), (a, r + 0.17)]
+                for b, a, r in zip(pairs["tre_mean_mm_b"], pairs["tre_mean_mm_a"], pairs["row_a"], strict=True)
+            ]
+            ax.add_collection(LineCollection(segments, colors="0.3", linewidths=0.6, zorder=0))
         ax.set_title(_wrap(config, (width - label_w) / cols))
         ax.grid(axis="x", alpha=0.3)
         if i % cols == 0:
