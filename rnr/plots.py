@@ -543,7 +543,9 @@ def build_loss_curves(
         raise ValueError("no loss logs to draw")
     width, max_h = _page(page)
     configs = configuration_order([c for c, _ in losses], order)
-    cases = sorted({int(n) for _, n in losses})
+    if not configs:
+        raise ValueError(f"no loss logs of the configurations {list(order or [])}")
+    cases = sorted({int(n) for c, n in losses if c in configs})
     colours = dict(zip(cases, sns.color_palette("colorblind" if len(cases) <= 10 else "husl", len(cases)), strict=True))
     rows, cols = _grid(len(configs), width - 0.5, max(1.9, _text_width_in(configs) + 0.15))
     legend_rows = 0 if len(configs) % cols else -(-len(cases) // max(1, min(len(cases), int(width // 1.0))))
