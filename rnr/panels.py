@@ -330,9 +330,9 @@ def build_loss_curve(frame: pd.DataFrame, title: str) -> plt.Figure:
         if name == "loss" and not prefix:
             c = convergence(frame)
             if c.converged is not None:  # shade the two windows compared
-                n = len(x)
+                n, half = len(x), float(np.median(np.diff(x))) / 2 if len(x) > 1 else 0.5
                 for (lo, hi), grey in (((n - 2 * c.window, n - c.window), "0.92"), ((n - c.window, n), "0.82")):
-                    ax.axvspan(x[lo], x[hi - 1], color=grey, lw=0, zorder=0)
+                    ax.axvspan(x[lo] - half, x[hi - 1] + half, color=grey, lw=0, zorder=0)
             heading = f"loss: {describe(c)}"
         ax.set_title(textwrap.fill(heading, int(WIDTH_IN / n_cols / (0.6 * 9 / 72))))
         ax.set_xlabel(xcol or "iteration")
