@@ -2,11 +2,17 @@
 
 All slice panels are drawn in millimetres with ``imshow(extent=...)`` and equal aspect, so DIR-Lab's
 anisotropic voxels (2.5 mm in z) keep their true proportions, and with z index 0 (the most superior DIR-Lab
-slice) at the top of coronal panels.
+slice) at the top of coronal panels. Slice positions are quoted in mm (voxel index x spacing, the project's
+0-based convention), matching the mm axes.
+
+Like the dataset figures (plots.py) every panel fits a 6.3 in text width with text >= 8 pt, and PDFs embed
+Type 42 fonts. Each panel has a builder ``build_<name>(...) -> Figure`` and a writer ``<name>(path, ...)``
+whose call signature is unchanged.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +26,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 
-from .plots import save_figure  # noqa: E402
+from .convergence import convergence, describe  # noqa: E402
+from .plots import PAGES, save_figure, styled  # noqa: E402
 from .warp import take_slice  # noqa: E402
 
 LUNG_WINDOW_HU = (-1000.0, 200.0)
 DIFF_WINDOW_HU = 500.0  # difference images are shown in [-500, 500] HU (symmetric, fixed for comparability)
 VIEWS = ("coronal", "axial")
+WIDTH_IN = PAGES["text"][0]
 
 
 @dataclass(frozen=True)
@@ -33,8 +41,8 @@ class SliceGeometry:
     """Which slices to show and how to place them in mm.
 
     Attributes:
-        size_xyz, spacing_xyz: the T00 grid.
-        index: {"coronal": y index, "axial": z index} (0-based).
+        size_xyz, spacing_xyz: the T00 grid (voxels; mm).
+        index: {"coronal": y index, "axial": z index} (0-based voxel indices; what the samplers take).
     """
 
     size_xyz: tuple[int, int, int]
@@ -63,10 +71,14 @@ class SliceGeometry:
     def width_mm(self) -> float:
         return self.size_xyz[0] * self.spacing_xyz[0]
 
+    def position_mm(self, view: str) -> float:
+        """Position of the slice in mm along its normal: y for coronal, z for axial (index x spacing)."""
+        return self.index[view] * self.spacing_xyz[1 if view == "coronal" else 2]
+
     def label(self, view: str) -> str:
-        if view == "coronal":
-            return f"coronal, y = {self.index[view]}"
-        return f"axial, z = {self.index[view]}"
+        """E.g. ``coronal, y = 120.3 mm`` (the slice's position on the same mm axes as the panels)."""
+        axis = "y" if view == "coronal" else "z"
+        return f"{view}, {axis} = {self.position_mm(view):.1f} mm"
 
 
 def slice_geometry(
@@ -84,26 +96,17 @@ def slice_geometry(
     return SliceGeometry(tuple(size_xyz), tuple(spacing_xyz), {"coronal": iy, "axial": iz})  # type: ignore
 
 
-def _axes_labels(ax: plt.Axes, view: str) -> None:
-    ax.set_xlabel("x (mm)")
-    ax.set_ylabel("z (mm), superior up" if view == "coronal" else "y (mm)")
+def _row_ylabel(geom: SliceGeometry, view: str) -> str:
+    return f"{geom.label(view)}\n" + ("z (mm), superior up" if view == "coronal" else "y (mm)")
 
 
-def _figure(geom: SliceGeometry, n_cols: int, col_in: float = 2.8) -> tuple[plt.Figure, np.ndarray]:
-    heights = [geom.height_mm(v) / geom.width_mm * col_in for v in VIEWS]
-    fig, axes = plt.subplots(
-        len(VIEWS),
-        n_cols,
-        figsize=(n_cols * col_in + 0.6, sum(heights) + 2.2),
-        gridspec_kw={"height_ratios": heights},
-        layout="constrained",
-        squeeze=False,
-    )
-    return fig, axes
+def _suptitle(fig: plt.Figure, title: str, width_in: float) -> None:
+    chars = int(width_in / (0.6 * 9 / 72))
+    fig.suptitle("\n".join(textwrap.wrap(title, chars, break_long_words=False)) or title)
 
 
-def step_panel(
-    path: Path,
+@styled
+def build_step_panel(
     geom: SliceGeometry,
     fixed: Mapping[str, np.ndarray],
     moving: Mapping[str, np.ndarray],
@@ -111,23 +114,30 @@ def step_panel(
     fixed_name: str,
     moving_name: str,
     title: str,
-    formats: tuple[str, ...] = ("png",),
-) -> list[Path]:
-    """Fixed, moving, fixed - moving, warped moving, fixed - warped for each view (rows: coronal, axial).
+) -> plt.Figure:
+    """Does the warped moving image match the fixed one? Rows: coronal and axial slice; columns: fixed,
+    moving, warped moving (lung window), then fixed - moving (before) and fixed - warped (after), in HU.
 
-    ``fixed``, ``moving`` and ``warped`` map a view name to its 2-D slice in HU (take_slice layout).
+    ``fixed``, ``moving`` and ``warped`` map a view name to its 2-D slice in HU (take_slice layout);
+    ``fixed_name`` / ``moving_name`` are the phases (e.g. T40 / T50 for an intermediate step).
     """
     cols = [
         (f"fixed {fixed_name}", fixed, "img"),
         (f"moving {moving_name}", moving, "img"),
-        (f"{fixed_name} - {moving_name} (before)", {v: fixed[v] - moving[v] for v in VIEWS}, "diff"),
         (f"warped {moving_name}", warped, "img"),
-        (f"{fixed_name} - warped (after)", {v: fixed[v] - warped[v] for v in VIEWS}, "diff"),
+        (f"{fixed_name} − {moving_name}\n(before)", {v: fixed[v] - moving[v] for v in VIEWS}, "diff"),
+        (f"{fixed_name} − warped\n(after)", {v: fixed[v] - warped[v] for v in VIEWS}, "diff"),
     ]
-    fig, axes = _figure(geom, len(cols))
+    col_in = (WIDTH_IN - 0.85) / len(cols)
+    heights = [geom.height_mm(v) / geom.width_mm * col_in for v in VIEWS]
+    fig = plt.figure(figsize=(WIDTH_IN, sum(heights) + 1.75), layout="constrained")
+    gs = fig.add_gridspec(len(VIEWS) + 1, len(cols), height_ratios=[*heights, 0.06 * sum(heights)])
+    axes = np.empty((len(VIEWS), len(cols)), dtype=object)
+    images = {}
     for c, (name, data, kind) in enumerate(cols):
         for r, view in enumerate(VIEWS):
-            ax = axes[r, c]
+            share = {"sharex": axes[0, 0] if (r, c) != (0, 0) else None, "sharey": axes[r, 0] if c else None}
+            ax = axes[r, c] = fig.add_subplot(gs[r, c], **share)
             if kind == "img":
                 im = ax.imshow(
                     data[view],
@@ -146,14 +156,95 @@ def step_panel(
                     extent=geom.extent(view),
                     interpolation="nearest",
                 )
+            images[kind] = im
             ax.set_aspect("equal")
-            ax.set_title(f"{name}\n{geom.label(view)}" if r == 0 else geom.label(view), fontsize=9)
-            _axes_labels(ax, view)
-            ax.tick_params(labelsize=7)
-        label = "HU (lung window)" if kind == "img" else "HU difference"
-        fig.colorbar(im, ax=list(axes[:, c]), orientation="horizontal", shrink=0.85, label=label)
-    fig.suptitle(title)
-    return save_figure(fig, path, formats)
+            if r == 0:
+                ax.set_title(name, fontsize=8)
+            if c == 0:
+                ax.set_ylabel(_row_ylabel(geom, view), fontsize=8)
+            else:
+                ax.tick_params(labelleft=False)
+            if r == len(VIEWS) - 1:
+                ax.set_xlabel("x (mm)", fontsize=8)
+            else:
+                ax.tick_params(labelbottom=False)
+    n_img = sum(kind == "img" for _, _, kind in cols)
+    for kind, span, label in (
+        ("img", slice(0, n_img), "HU (lung window)"),
+        ("diff", slice(n_img, len(cols)), "HU difference"),
+    ):
+        cax = fig.add_subplot(gs[len(VIEWS), span])
+        fig.colorbar(images[kind], cax=cax, orientation="horizontal", label=label)
+    _suptitle(fig, title, WIDTH_IN)
+    return fig
+
+
+def step_panel(
+    path: Path,
+    geom: SliceGeometry,
+    fixed: Mapping[str, np.ndarray],
+    moving: Mapping[str, np.ndarray],
+    warped: Mapping[str, np.ndarray],
+    fixed_name: str,
+    moving_name: str,
+    title: str,
+    formats: tuple[str, ...] = ("png",),
+) -> list[Path]:
+    """Write :func:`build_step_panel` as ``path`` (one file per format)."""
+    return save_figure(build_step_panel(geom, fixed, moving, warped, fixed_name, moving_name, title), path, formats)
+
+
+def _mask_range(values: np.ndarray, mask: np.ndarray | None) -> tuple[str, float, float]:
+    """(where, min, max) of det J over the slice's mask voxels; over the whole slice without mask voxels."""
+    finite = np.isfinite(values)
+    if mask is not None and np.any(mask & finite):
+        v = values[mask & finite]
+        return "mask voxels", float(v.min()), float(v.max())
+    v = values[finite]
+    if v.size == 0:
+        return "no finite value", float("nan"), float("nan")
+    return "whole slice (no mask voxel on it)", float(v.min()), float(v.max())
+
+
+@styled
+def build_detj_panel(
+    geom: SliceGeometry, det: Mapping[str, np.ndarray], mask_zyx: np.ndarray | None, title: str
+) -> plt.Figure:
+    """Where does the map compress, expand or fold? det J of phi on the coronal and axial slice: diverging
+    colours centred on 1 (no volume change), mask outline in green, det J <= 0 (folding) outlined in black.
+    The titles quote min and max of det J over the mask voxels of each slice (the lungs, where the map is
+    judged), not over the whole slice.
+
+    ``det`` maps a view name to its 2-D det J slice (take_slice layout); ``mask_zyx`` the bool T00 mask.
+    """
+    # A fixed colour range [0, 2] around 1 keeps maps comparable; values beyond saturate (the colour bar
+    # shows arrows) and the panel titles give the true min and max.
+    norm = TwoSlopeNorm(vcenter=1.0, vmin=0.0, vmax=2.0)
+    col_in = (WIDTH_IN - 1.0) / len(VIEWS)
+    heights = [geom.height_mm(v) / geom.width_mm * col_in for v in VIEWS]
+    fig, axes = plt.subplots(1, len(VIEWS), figsize=(WIDTH_IN, max(heights) + 1.3), layout="constrained")
+    for ax, view in zip(axes, VIEWS, strict=True):
+        im = ax.imshow(det[view], cmap="RdBu_r", norm=norm, extent=geom.extent(view), interpolation="nearest")
+        x0, x1, y1, y0 = geom.extent(view)
+        ys = np.linspace(y0, y1, det[view].shape[0] + 1)
+        xs = np.linspace(x0, x1, det[view].shape[1] + 1)
+        centres = ((xs[:-1] + xs[1:]) / 2, (ys[:-1] + ys[1:]) / 2)
+        m = None
+        if mask_zyx is not None:
+            m = take_slice(mask_zyx, view, geom.index[view]).astype(bool)
+            if 0 < m.sum() < m.size:
+                ax.contour(*centres, m.astype(float), levels=[0.5], colors="limegreen", linewidths=0.8)
+        folded = (det[view] <= 0).astype(float)
+        if 0 < folded.sum() < folded.size:
+            ax.contour(*centres, folded, levels=[0.5], colors="black", linewidths=0.8)
+        ax.set_aspect("equal")
+        where, lo, hi = _mask_range(np.asarray(det[view], dtype=float), m)
+        ax.set_title(f"{geom.label(view)}\ndet J over {where}: min {lo:.3g}, max {hi:.3g}", fontsize=8)
+        ax.set_xlabel("x (mm)")
+        ax.set_ylabel("z (mm), superior up" if view == "coronal" else "y (mm)")
+    fig.colorbar(im, ax=list(axes), label="det J (1 = volume kept, ≤ 0 = folding)", shrink=0.8, extend="both")
+    _suptitle(fig, title, WIDTH_IN)
+    return fig
 
 
 def detj_panel(
@@ -164,35 +255,8 @@ def detj_panel(
     title: str,
     formats: tuple[str, ...] = ("png",),
 ) -> list[Path]:
-    """det J of phi on the coronal and axial slices: diverging colours centred on 1 (no volume change),
-    mask outline in green, det J <= 0 (folding) outlined in black."""
-    # A fixed colour range [0, 2] around 1 keeps maps comparable; values beyond saturate (the colour bar
-    # shows arrows) and the panel titles give the true min and max.
-    norm = TwoSlopeNorm(vcenter=1.0, vmin=0.0, vmax=2.0)
-    heights = [geom.height_mm(v) / geom.width_mm * 4.0 for v in VIEWS]
-    fig, axes = plt.subplots(1, len(VIEWS), figsize=(9.0, max(heights) + 1.6), layout="constrained")
-    for ax, view in zip(axes, VIEWS, strict=True):
-        im = ax.imshow(det[view], cmap="RdBu_r", norm=norm, extent=geom.extent(view), interpolation="nearest")
-        x0, x1, y1, y0 = geom.extent(view)
-        ys = np.linspace(y0, y1, det[view].shape[0] + 1)
-        xs = np.linspace(x0, x1, det[view].shape[1] + 1)
-        centres = ((xs[:-1] + xs[1:]) / 2, (ys[:-1] + ys[1:]) / 2)
-        if mask_zyx is not None:
-            m = take_slice(mask_zyx, view, geom.index[view]).astype(float)
-            if 0 < m.sum() < m.size:
-                ax.contour(*centres, m, levels=[0.5], colors="limegreen", linewidths=0.8)
-        folded = (det[view] <= 0).astype(float)
-        if 0 < folded.sum() < folded.size:
-            ax.contour(*centres, folded, levels=[0.5], colors="black", linewidths=0.8)
-        ax.set_aspect("equal")
-        ax.set_title(
-            f"{geom.label(view)}  (min {np.nanmin(det[view]):.3g}, max {np.nanmax(det[view]):.3g})",
-            fontsize=9,
-        )
-        _axes_labels(ax, view)
-    fig.colorbar(im, ax=list(axes), label="det J (1 = volume kept, <= 0 = folding)", shrink=0.8, extend="both")
-    fig.suptitle(title)
-    return save_figure(fig, path, formats)
+    """Write :func:`build_detj_panel` as ``path`` (one file per format)."""
+    return save_figure(build_detj_panel(geom, det, mask_zyx, title), path, formats)
 
 
 # Bookkeeping columns of a loss log (counters, clocks, schedule), not curves worth a panel.
@@ -225,9 +289,17 @@ def _loss_panels(curves: list[str]) -> list[tuple[str, str, list[str]]]:
     return panels + [(f"{parent} per term", parent + "_", cols) for parent, cols in parts.items()]
 
 
-def loss_curve(path: Path, frame: pd.DataFrame, title: str, formats: tuple[str, ...] = ("png",)) -> list[Path]:
-    """The numeric columns of a loss log (e.g. loss, dissimilarity, penalty terms) against the iteration,
-    two panels per row; per-term columns (``name_<term>``) are drawn together in one panel with a legend."""
+def _term_label(name: str) -> str:
+    return f"{name} (dimensionless)"
+
+
+@styled
+def build_loss_curve(frame: pd.DataFrame, title: str) -> plt.Figure:
+    """Did the optimisation settle? The numeric columns of a loss log (e.g. loss, dissimilarity, penalty
+    terms; all dimensionless) against the iteration, two panels per row; per-term columns (``name_<term>``)
+    share one panel with a legend. The ``loss`` panel shades the two windows of the convergence measure
+    (rnr.convergence: last 10 % vs the preceding 10 % of the iterations) and states its verdict.
+    """
     xcol = next((c for c in ("iteration", "iter", "step") if c in frame.columns), None)
     x = frame[xcol].to_numpy() if xcol else np.arange(len(frame))
     curves = [
@@ -243,26 +315,40 @@ def loss_curve(path: Path, frame: pd.DataFrame, title: str, formats: tuple[str, 
     fig, axes = plt.subplots(
         n_rows,
         n_cols,
-        figsize=(5.2 * n_cols, 2.6 * n_rows + 0.6),
+        figsize=(WIDTH_IN, min(PAGES["text"][1], 2.0 * n_rows + 0.7)),
         layout="constrained",
         squeeze=False,
     )
     for ax, (name, prefix, cols) in zip(axes.ravel(), groups, strict=False):
         ys = [frame[c].to_numpy(dtype=float) for c in cols]
         for col, y in zip(cols, ys, strict=True):
-            ax.plot(x, y, lw=1.0, label=col.removeprefix(prefix) if prefix else None)
+            ax.plot(x, y, lw=0.8, label=col.removeprefix(prefix) if prefix else None)
         y = np.concatenate(ys)
         if np.all(np.isfinite(y)) and np.all(y > 0) and y.max() / max(y.min(), 1e-300) > 50:
             ax.set_yscale("log")
-        ax.set_title(name, fontsize=10)
+        heading = name
+        if name == "loss" and not prefix:
+            c = convergence(frame)
+            if c.converged is not None:  # shade the two windows compared
+                n, half = len(x), float(np.median(np.diff(x))) / 2 if len(x) > 1 else 0.5
+                for (lo, hi), grey in (((n - 2 * c.window, n - c.window), "0.92"), ((n - c.window, n), "0.82")):
+                    ax.axvspan(x[lo] - half, x[hi - 1] + half, color=grey, lw=0, zorder=0)
+            heading = f"loss: {describe(c)}"
+        ax.set_title(textwrap.fill(heading, int(WIDTH_IN / n_cols / (0.6 * 9 / 72))))
         ax.set_xlabel(xcol or "iteration")
+        ax.set_ylabel(_term_label(prefix.rstrip("_") if prefix else name))
         ax.grid(alpha=0.3)
         if prefix:
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=8)
     for ax in axes.ravel()[len(groups) :]:
-        ax.set_visible(False)
-    fig.suptitle(title)
-    return save_figure(fig, path, formats)
+        fig.delaxes(ax)  # no empty panels
+    _suptitle(fig, title, WIDTH_IN)
+    return fig
+
+
+def loss_curve(path: Path, frame: pd.DataFrame, title: str, formats: tuple[str, ...] = ("png",)) -> list[Path]:
+    """Write :func:`build_loss_curve` as ``path`` (one file per format)."""
+    return save_figure(build_loss_curve(frame, title), path, formats)
 
 
 def take_views(volume_zyx: np.ndarray, geom: SliceGeometry) -> dict[str, np.ndarray]:

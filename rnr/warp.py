@@ -1,8 +1,9 @@
 """Resample a moving volume through a Transform: I_moving(phi(x)) for x on the fixed (T00) grid.
 
-Sampling is trilinear with border clamping (rnr/methods/README.md), done by ``torch.nn.functional.grid_sample`` with
-``align_corners=True``, which is exactly the normalised convention of coords.py. Points are processed in
-chunks (whole slices for volumes) so that a 512 x 512 x 136 case fits in modest memory.
+Sampling is trilinear with border clamping, as everywhere in the project, done by
+``torch.nn.functional.grid_sample`` with ``align_corners=True``, which is exactly the normalised convention of
+coords.py. Points are processed in chunks (whole slices for volumes) so that a 512 x 512 x 136 case fits in
+modest memory.
 """
 
 from __future__ import annotations

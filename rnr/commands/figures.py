@@ -1,21 +1,25 @@
-"""Draw the dataset-level figures (seaborn; PNG and PDF) from every run's metrics.json.
+"""Draw the dataset-level figures (PNG and PDF, sized for a 6.3 in text width) from every run's metrics.json.
 
-Input:  --runs-dir results/<dataset>/runs (as for rnr tables)
-Output: --out results/<dataset>/figures:
-  tre_distribution.png/.pdf           per-landmark TRE per case and configuration (boxes + every landmark)
+Input:  --runs-dir results/<dataset>/runs (as for rnr tables); each run's loss.csv, where there is one
+Output: --out results/<dataset>/figures (rnr.plots.QUESTIONS states the question each answers):
+  tre_distribution.png/.pdf           per-landmark TRE, one facet per case, one row per configuration
   tre_mean_per_configuration.png/.pdf mean of case means per configuration, std over cases, dots = cases
-  tre_before_after.png/.pdf           mean ± std TRE per case, initial (before) next to each configuration
-  folding_runtime.png/.pdf            folding percentage and runtime per configuration (dots = cases)
+  tre_before_after.png/.pdf           mean ± std TRE per case before (initial) and after, one facet per configuration
+  folding_runtime.png/.pdf            folding percentage (left out when nothing folds) and runtime per configuration
+  loss_curves.png/.pdf                loss per iteration, one facet per configuration, cases as lines, not-converged
+                                      runs dashed (only when at least one run has a loss.csv)
 
 Example:
-  rnr figures --runs-dir results/phantom/runs --out results/phantom/figures
+  rnr figures --runs-dir results/phantom/runs --out results/phantom/figures [--page landscape]
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
-HELP = "seaborn figures of TRE, folding and runtime over all cases and configurations (PNG + PDF)"
+HELP = "figures of TRE, folding, runtime and convergence over all cases and configurations (PNG + PDF)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +32,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="only these configurations, in this order (initial always first)",
     )
+    parser.add_argument(
+        "--page",
+        choices=("text", "landscape"),
+        default="text",
+        help="fit the figures to the text width of a page (6.3 in, default) or to a landscape A4 page (9.7 in)",
+    )
+
+
+def load_losses(records: list[dict[str, Any]]) -> dict[tuple[str, int], Any]:
+    """{(configuration, case): loss log} for every run whose folder (next to its metrics.json) has a loss.csv."""
+    from ..io import read_csv
+    from ..layout import LOSS_CSV
+
+    losses = {}
+    for r in records:
+        path = Path(r["_path"]).parent / LOSS_CSV
+        if path.is_file():
+            losses[(str(r["configuration"]), int(r["case"]))] = read_csv(path, ["loss"])
+    return losses
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         per_landmark_frame(records, args.configurations),
         args.out,
         args.configurations,
+        losses=load_losses(records),
+        page=args.page,
     )
     print(f"wrote {len(paths)} figure files to {args.out}")
     return 0
