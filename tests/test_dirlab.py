@@ -437,7 +437,7 @@ def test_identity_tre_by_hand(tmp_path):
     assert dist.mean() == pytest.approx(3.5, abs=1e-12)
     assert dist.std(ddof=1) == pytest.approx(math.sqrt(350 / 299), abs=1e-12)
     # mm columns of the converted-case table are (index - 1) * spacing.
-    frame = dirlab.landmark_frame(p1, SPACING)
+    frame = layout.landmark_table(coords.from_dirlab_index(p1), SPACING)
     assert list(frame.columns) == list(layout.LANDMARK_COLUMNS)
     assert np.allclose(frame[["x_mm", "y_mm", "z_mm"]].to_numpy(), (t50 - 1) * np.asarray(SPACING))
     assert np.array_equal(frame[["x_vox", "y_vox", "z_vox"]].to_numpy(), t50 - 1)

@@ -136,25 +136,6 @@ def test_legacy_tre_reproduces_a_hand_computed_value():
 
 
 # -- intermediate phases ----------------------------------------------------------------------------------
-def test_step_phase_pairs_name_the_compared_phases():
-    assert metrics.step_phase_pairs("trajectory") == [
-        (1, "T00", "T10"),
-        (2, "T00", "T20"),
-        (3, "T00", "T30"),
-        (4, "T00", "T40"),
-        (5, "T00", "T50"),
-    ]
-    assert metrics.step_phase_pairs("seed") == [
-        (1, "T40", "T50"),
-        (2, "T30", "T50"),
-        (3, "T20", "T50"),
-        (4, "T10", "T50"),
-        (5, "T00", "T50"),
-    ]
-    with pytest.raises(ValueError):
-        metrics.step_phase_pairs("other")
-
-
 def _sampled(k_offsets):
     base = np.array([[4.0, 5.0, 3.0], [10.0, 2.0, 6.0]])
     return {f"T{10 * k:02d}": base + np.array([0.0, 0.0, off]) for k, off in enumerate(k_offsets)}

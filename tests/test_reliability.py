@@ -281,7 +281,7 @@ def _register(run_dir: Path, quick: list[str], *extra: str):
     ("setting", "fragments"),
     [
         ("iterations=many", ["'iterations'", "expects int", "'many'"]),
-        ("iterationz=5", ["unknown setting(s) 'iterationz'", "valid settings are:", "iterations"]),
+        ("iterationz=5", ["unknown setting 'iterationz'", "valid settings for method rnr are:", "iterations"]),
         ("batch_size=mask/0", ["'batch_size'", "positive integer or 'mask/K'", "'mask/0'"]),
     ],
 )
@@ -297,7 +297,10 @@ def test_register_rejects_bad_set_values(setting, fragments, quick, tmp_path):
     ("content", "fragments"),
     [
         ("iterations: many\n", ["'iterations'", "expects int", "'many'"]),
-        ("iterations: 2\nlearning_rate: 0.1\n", ["unknown setting(s) 'learning_rate'", "valid settings are:"]),
+        (
+            "iterations: 2\nlearning_rate: 0.1\n",
+            ["unknown setting 'learning_rate'", "valid settings for method rnr are:"],
+        ),
     ],
 )
 def test_register_rejects_bad_settings_file(content, fragments, quick, tmp_path):
@@ -515,22 +518,12 @@ def _edit_default_config(root: Path, edit) -> None:
     [
         (lambda c: c.update(use_gpus=True), ["'use_gpus' was unexpected", "Additional properties are not allowed"]),
         (lambda c: c["masks"].update(wieghts=None), ["'wieghts' was unexpected", "instance['masks']"]),
-        (
-            lambda c: c["configurations"]["rnr"].update(learning_rate=0.1),
-            ["'learning_rate' was unexpected", "instance['configurations']['rnr']"],
-        ),
-        (
-            lambda c: c["configurations"]["rnr"].update(iterations="many"),
-            ["'many' is not of type 'integer'", "instance['configurations']['rnr']['iterations']"],
-        ),
         (lambda c: c.update(cases=[1, 11]), ["11 is greater than the maximum of 10", "instance['cases'][1]"]),
         (lambda c: c.update(cases=[0]), ["0 is less than the minimum of 1", "instance['cases'][0]"]),
     ],
     ids=[
         "unknown top-level key",
         "unknown masks key",
-        "unknown setting in a configuration",
-        "iterations: many",
         "case 11",
         "case 0",
     ],
@@ -557,8 +550,29 @@ def test_bad_configuration_in_a_config_file(tmp_path):
     config = _write_config(tmp_path / "mine.yaml", {"configurations": {"quick": {"iterations": "many"}}})
     result = snakemake(workdir, "--configfile", config, "--dry-run")
     assert result.code != 0
-    assert "'many' is not of type 'integer'" in validation_error(result.text)
-    assert "instance['configurations']['quick']['iterations']" in result.text
+    assert "config configurations.quick: setting 'iterations' expects int, got 'many' (str)" in result.text
+    assert not (workdir / "results").exists()
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"learning_rate": 0.1}, "config configurations.quick: unknown setting 'learning_rate'; valid settings for"),
+        ({"method": "demons", "lr": 0.1}, "config configurations.quick: setting 'lr' belongs to method rnr/idir"),
+        ({"device": "cuda"}, "config configurations.quick: 'device' is not a configuration setting"),
+    ],
+    ids=["unknown setting", "setting of another method", "device"],
+)
+def test_bad_settings_in_a_configuration_stop_before_any_job(overrides, fragment, tmp_path):
+    """Configuration settings are checked by rnr.config (the method's own block) before any job runs."""
+    workdir = tmp_path / "wd"
+    workdir.mkdir()
+    config = _write_config(tmp_path / "mine.yaml", {"configurations": {"quick": overrides}})
+    result = snakemake(workdir, "--configfile", config, "--dry-run")
+    assert result.code != 0
+    assert fragment in result.text
+    assert not (workdir / "results").exists()
 
 
 @pytest.mark.workflow
