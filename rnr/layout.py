@@ -10,7 +10,8 @@ Converted case (``rnr convert``), ``results/<dataset>/data/case<N>/``::
     mask_provided.nii.gz       user-provided T00 lung mask (from Masks/), checked to lie on the T00 grid
     mask_T00.nii.gz            the lung mask used for registration (``rnr segment``)
 
-Run folder (``rnr register`` / ``rnr evaluate``), ``results/<dataset>/runs/<configuration>/case<N>/``::
+Run folder (``rnr register`` / ``rnr evaluate``), ``results/<dataset>/runs/<configuration>/case<N>/seed<S>/``
+(``initial``, the identity map, has the one folder ``seed0``)::
 
     checkpoint.pt              self-describing fitted transform
     loss.csv                   one row per iteration
@@ -30,8 +31,10 @@ import pandas as pd
 
 from . import coords
 
-#: The configuration name of the identity map ("before registration"), evaluated for every case.
+#: The configuration name of the identity map ("before registration"), evaluated once per case.
 INITIAL = "initial"
+#: The seed folder of ``initial`` (the identity has no randomness: one run, recorded as seed 0).
+INITIAL_SEED = 0
 PHASES = ("T00", "T10", "T20", "T30", "T40", "T50")
 LANDMARK_COLUMNS = ("x_vox", "y_vox", "z_vox", "x_mm", "y_mm", "z_mm")
 
@@ -84,9 +87,9 @@ def case_dir(results: str | Path, dataset: str, case: int | str) -> Path:
     return dataset_dir(results, dataset) / "data" / f"case{case}"
 
 
-def run_dir(results: str | Path, dataset: str, configuration: str, case: int | str) -> Path:
-    """The run folder of one case x configuration (wildcard texts allowed, as for :func:`case_dir`)."""
-    return dataset_dir(results, dataset) / "runs" / configuration / f"case{case}"
+def run_dir(results: str | Path, dataset: str, configuration: str, case: int | str, seed: int | str) -> Path:
+    """The run folder of one case x configuration x seed (wildcard texts allowed, as for :func:`case_dir`)."""
+    return dataset_dir(results, dataset) / "runs" / configuration / f"case{case}" / f"seed{seed}"
 
 
 def settings_file(results: str | Path, dataset: str, configuration: str) -> Path:

@@ -22,17 +22,18 @@ rule tables:
             for key in TABLES
         ],
     params:
-        runs_dir=lambda w, input: Path(input[0]).parents[2],
+        runs_dir=lambda w, input: runs_dir(input),
         out=lambda w, output: Path(output[0]).parent,
         # initial (the identity map) first, then the configured columns; stale runs are left out.
         configurations=" ".join([INITIAL, *CONFIGURATIONS]),
+        compare_to=COMPARE_TO,
     log:
         f"{RESULTS}/logs/tables.log",
     conda:
         "../envs/rnr.yaml"
     shell:
         "rnr tables --runs-dir {params.runs_dir} --out {params.out} --configurations {params.configurations}"
-        " > {log} 2>&1"
+        " --compare-to {params.compare_to} > {log} 2>&1"
 
 
 rule figures:
@@ -47,13 +48,14 @@ rule figures:
             labels={"figure": "{name}"},
         ),
     params:
-        runs_dir=lambda w, input: Path(input[0]).parents[2],
+        runs_dir=lambda w, input: runs_dir(input),
         # initial (the identity map) first, then the configured columns; stale runs are left out.
         configurations=" ".join([INITIAL, *CONFIGURATIONS]),
+        compare_to=COMPARE_TO,
     log:
         f"{RESULTS}/logs/figures.log",
     conda:
         "../envs/rnr.yaml"
     shell:
         "rnr figures --runs-dir {params.runs_dir} --out {output} --configurations {params.configurations}"
-        " > {log} 2>&1"
+        " --compare-to {params.compare_to} > {log} 2>&1"

@@ -46,14 +46,43 @@ USE_GPU = bool(config["use_gpu"])
 # log, where no CUDA device exists), false -> "cpu".
 DEVICE = "cuda" if USE_GPU else "cpu"
 
+
+
+def configuration_seeds(name):
+    """The seeds of one configuration: its own `seeds`, else the workflow's `seeds` (one run per seed)."""
+    seeds = (config["configurations"][name] or {}).get("seeds", config["seeds"])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise ValueError(f"config configurations.{name}: 'seeds' must be a non-empty list of integers >= 0, got {seeds!r}")
+    return sorted(set(seeds))
+
+
+def registration_settings(configuration):
+    """The settings file content of one configuration: its overrides (without `seeds`, which pick the
+    registrations, not one registration's settings) plus the device from use_gpu."""
+    overrides = {k: v for k, v in (config["configurations"][configuration] or {}).items() if k != "seeds"}
+    return {**overrides, "device": DEVICE}
+
+
+COMPARE_TO = config["compare_to"] or CONFIGURATIONS[0]
+if COMPARE_TO not in CONFIGURATIONS:
+    raise ValueError(
+        f"config: compare_to {COMPARE_TO!r} is not a configuration; expected one of {', '.join(CONFIGURATIONS)}"
+    )
+
 # Check every configuration against its method's settings now, before any job runs.
+SEEDS = {}
 for _name, _overrides in config["configurations"].items():
     if "device" in (_overrides or {}):
         raise ValueError(
             f"config configurations.{_name}: 'device' is not a configuration setting; use_gpu decides the device"
         )
+    if "seed" in (_overrides or {}):
+        raise ValueError(
+            f"config configurations.{_name}: 'seed' is set by 'seeds' (a list; one registration per seed)"
+        )
+    SEEDS[_name] = configuration_seeds(_name)
     try:
-        Settings.from_mapping({**(_overrides or {}), "device": DEVICE}, where=f"config configurations.{_name}")
+        Settings.from_mapping(registration_settings(_name), where=f"config configurations.{_name}")
     except SettingsError as _exc:
         raise ValueError(str(_exc)) from None
 
@@ -61,6 +90,7 @@ for _name, _overrides in config["configurations"].items():
 wildcard_constraints:
     case=r"\d+",
     configuration="|".join(re.escape(c) for c in [INITIAL, *CONFIGURATIONS]),
+    seed=r"\d+",
 
 
 # -- paths (wildcards {case} and {configuration} left in) ------------------------------------------------
@@ -70,8 +100,8 @@ def case_file(name):
 
 
 def run_file(name):
-    """A file of the run folder of one case x configuration, e.g. run_file(layout.CHECKPOINT)."""
-    return str(layout.run_dir(RESULTS_ROOT, DATASET, "{configuration}", "{case}") / name)
+    """A file of the run folder of one case x configuration x seed, e.g. run_file(layout.CHECKPOINT)."""
+    return str(layout.run_dir(RESULTS_ROOT, DATASET, "{configuration}", "{case}", "{seed}") / name)
 
 
 def table_file(key):
@@ -80,11 +110,6 @@ def table_file(key):
 
 
 # -- settings ----------------------------------------------------------------------------------------------
-def registration_settings(configuration):
-    """The settings file content of one configuration: its overrides plus the device from use_gpu."""
-    return {**(config["configurations"][configuration] or {}), "device": DEVICE}
-
-
 def write_settings(path, settings, log):
     """Write one configuration's settings as YAML (atomically; `rnr register --settings` reads it)."""
     write_text(path, yaml.safe_dump(dict(settings), sort_keys=True))
@@ -97,4 +122,13 @@ def dirlab_source(wildcards, input):
 
 
 def all_metrics():
-    return expand(run_file(layout.METRICS_JSON), configuration=[INITIAL, *CONFIGURATIONS], case=CASES)
+    """Every metrics.json: `initial` once per case, each configuration once per case and seed."""
+    runs = [(INITIAL, layout.INITIAL_SEED)] + [(c, s) for c in CONFIGURATIONS for s in SEEDS[c]]
+    return [
+        run_file(layout.METRICS_JSON).format(configuration=c, case=case, seed=s) for c, s in runs for case in CASES
+    ]
+
+
+def runs_dir(metrics_paths):
+    """results/<dataset>/runs from the metrics.json paths (runs/<configuration>/case<N>/seed<S>/metrics.json)."""
+    return Path(metrics_paths[0]).parents[3]

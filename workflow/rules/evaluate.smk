@@ -21,14 +21,14 @@ rule evaluate:
             caption="../report/case_figures.rst",
             category="Slice panels",
             subcategory="{configuration}",
-            labels={"case": "{case}", "figure": "{name}"},
+            labels={"case": "{case}", "seed": "{seed}", "figure": "{name}"},
         ),
     params:
         case_dir=lambda w, input: Path(input.case_json).parent,
         run_dir=lambda w, output: Path(output.metrics).parent,
         identity=lambda w: "--identity" if w.configuration == INITIAL else "",
     log:
-        f"{RESULTS}/logs/evaluate/{{configuration}}/case{{case}}.log",
+        f"{RESULTS}/logs/evaluate/{{configuration}}/case{{case}}/seed{{seed}}.log",
     conda:
         "../envs/rnr.yaml"
     shell:

@@ -30,9 +30,9 @@ rule register:
         device=DEVICE,
         use_gpu=USE_GPU,
     log:
-        f"{RESULTS}/logs/register/{{configuration}}/case{{case}}.log",
+        f"{RESULTS}/logs/register/{{configuration}}/case{{case}}/seed{{seed}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/register/{{configuration}}/case{{case}}.tsv"
+        f"{RESULTS}/benchmarks/register/{{configuration}}/case{{case}}/seed{{seed}}.tsv"
     threads: config["register_threads"]
     resources:
         # The SLURM executor turns gpu=1 into --gpus=1; locally, --resources gpu=N caps concurrent GPU jobs.
@@ -43,4 +43,5 @@ rule register:
         # Snakemake sets OMP_NUM_THREADS={threads} for the job, which torch follows.
         "(echo 'config use_gpu={params.use_gpu} -> device {params.device} (use_gpu true needs CUDA on the node)';"
         " rnr register --case-dir {params.case_dir} --out {params.run_dir} --mask {input.mask}"
-        " --settings {input.settings} --name {wildcards.configuration} --no-progress) > {log} 2>&1"
+        " --settings {input.settings} --set seed={wildcards.seed} --name {wildcards.configuration} --no-progress)"
+        " > {log} 2>&1"
