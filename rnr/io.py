@@ -132,8 +132,12 @@ def write_image(path: str | Path, image: sitk.Image) -> None:
     with atomic_path(path) as tmp:
         try:
             sitk.WriteImage(image, str(tmp), useCompression=True)
+            # ITK's NIfTI writer reports a short write (full disk) on stderr only and returns normally: read
+            # the file back before it is renamed into place, so a truncated volume never gets the name.
+            if sitk.ReadImage(str(tmp)).GetSize() != image.GetSize():
+                raise RuntimeError("the file read back has another size")
         except RuntimeError as exc:
-            # ITK reports a full disk or a refused write as a RuntimeError: ask the file system why.
+            # Ask the file system why (full disk, quota, read-only), else report ITK's reason.
             probe = _probe_write(tmp.parent)
             if probe is not None:
                 raise probe from None
