@@ -261,11 +261,11 @@ def segment_case(
     atomically, after its record (:func:`mask_record_path`). A failure leaves neither (an earlier record at
     that place is removed first).
     """
+    out = Path(out) if out is not None else Path(case_dir) / layout.MASK_T00
+    record_path = mask_record_path(out)
+    record_path.unlink(missing_ok=True)  # whatever fails below, no record of an earlier mask stays
     case = load_case(case_dir)
     used = resolve_method(case, method)
-    out = Path(out) if out is not None else case.path / layout.MASK_T00
-    record_path = mask_record_path(out)
-    record_path.unlink(missing_ok=True)
     t00 = read_image(case.image_path("T00"))
     check_on_grid(t00, case.size_xyz, case.spacing_xyz, case.image_path("T00"))
     hu = array_from_image(t00).astype(np.float32)

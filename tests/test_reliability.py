@@ -13,6 +13,7 @@ scale 0.5, 52 x 42 x 28 voxels for case 1).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import resource
@@ -876,7 +877,9 @@ def test_converted_case_edited_after_conversion(prepared, tmp_path):
     assert result.code == SNAKEMAKE_FAILED and "Error in rule segment" in result.text, result.text
     log = (workdir / "results/phantom/logs/segment/case1.log").read_text()
     line = one_error_line(log, "rnr segment: error:")
-    assert f"{t00}: expected size (x, y, z) = {(nx, ny, nz)}" in line and "as recorded in case.json" in line
+    relative = t00.relative_to(workdir)  # the workflow names files relative to its working directory
+    assert f"error: {relative}: expected size (x, y, z) = {(nx, ny, nz)}" in line, line
+    assert "as recorded in case.json" in line
     assert f"found size {(nx, ny, nz - 1)}" in line and "run rnr convert again" in line
     assert not (case_dir / layout.MASK_T00).exists() and not (case_dir / "mask_T00.json").exists()
     assert files_in(workdir / "results/phantom/runs/fast/case1") == []
@@ -908,12 +911,7 @@ def test_t00_and_t50_of_different_sizes(converted_case, quick, tmp_path):
 
 
 # -- a checkpoint from another case ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def case2_checkpoint(phantom_dataset, tmp_path_factory) -> Path:
-    """A short registration of phantom case 2 (52 x 42 x 30 voxels): its checkpoint."""
-    folder = tmp_path_factory.mktemp("case2")
-    case_dir = dirlab.convert_case(phantom_dataset, 2, folder / "case2")
-    run_dir = folder / "run"
+def _short_registration(case_dir: Path, run_dir: Path) -> Path:
     result = rnr(
         "register",
         "--case-dir",
@@ -937,6 +935,26 @@ def case2_checkpoint(phantom_dataset, tmp_path_factory) -> Path:
     return run_dir / layout.CHECKPOINT
 
 
+@pytest.fixture(scope="module")
+def case2_checkpoint(phantom_dataset, tmp_path_factory) -> Path:
+    """A short registration of phantom case 2 (52 x 42 x 30 voxels, another grid than case 1's)."""
+    folder = tmp_path_factory.mktemp("case2")
+    case_dir = dirlab.convert_case(phantom_dataset, 2, folder / "case2")
+    return _short_registration(case_dir, folder / "run")
+
+
+@pytest.fixture(scope="module")
+def same_grid_checkpoint(converted_case, tmp_path_factory) -> Path:
+    """A checkpoint of a "case 2" on case 1's very grid, as DIR-Lab's cases 6, 8 and 9 share one
+    (512 x 512 x 128 at 0.97 x 0.97 x 2.5 mm): case 1's data relabelled case 2 in its case.json."""
+    folder = tmp_path_factory.mktemp("same_grid")
+    case_dir = copy_tree(converted_case, folder / "case2")
+    info = json.loads((case_dir / layout.CASE_JSON).read_text())
+    info["case"] = 2
+    (case_dir / layout.CASE_JSON).write_text(json.dumps(info))
+    return _short_registration(case_dir, folder / "run")
+
+
 def test_checkpoint_case_check(case2_checkpoint, converted_case):
     """rnr.case.check_checkpoint_case on a real checkpoint of case 2 against case 1."""
     transform, metadata = load_transform(case2_checkpoint)
@@ -955,11 +973,26 @@ def test_checkpoint_case_check(case2_checkpoint, converted_case):
     "transform.size_xyz, transform.spacing_xyz, case, checkpoint) after load_transform",
     strict=True,
 )
-def test_checkpoint_from_another_case_is_refused(case2_checkpoint, converted_case, tmp_path):
+@pytest.mark.parametrize("grid", ["another grid", "the same grid"])
+def test_checkpoint_from_another_case_is_refused(grid, request, converted_case, tmp_path):
+    """A checkpoint of case 2 copied into a run folder of case 1: `rnr evaluate` names the checkpoint and
+    both cases (on the same grid it is evaluated today without a word: wrong numbers)."""
+    source = request.getfixturevalue("case2_checkpoint" if grid == "another grid" else "same_grid_checkpoint")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / layout.CHECKPOINT).write_bytes(case2_checkpoint.read_bytes())
-    result = rnr("evaluate", "--case-dir", converted_case, "--run-dir", run_dir, "--no-figures", "--no-step-folding")
+    (run_dir / layout.CHECKPOINT).write_bytes(source.read_bytes())
+    mask = converted_case / layout.MASK_PROVIDED
+    result = rnr(
+        "evaluate",
+        "--case-dir",
+        converted_case,
+        "--run-dir",
+        run_dir,
+        "--mask",
+        mask,
+        "--no-figures",
+        "--no-step-folding",
+    )
     line = error_line(result, "evaluate")
     assert f"{run_dir / layout.CHECKPOINT}: expected a checkpoint of case 1" in line
     assert "found one of case 2" in line
