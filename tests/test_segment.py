@@ -402,3 +402,34 @@ def test_lungmask_random_weights_mask_is_refused(random_weights, tmp_path):
     assert f"{case_dir / 'T00.nii.gz'}: the lungmask mask does not look like a lung mask" in line, line
     assert "% of its voxels below -500 HU in T00" in line
     assert files_in(case_dir) == before
+
+
+def test_oriented_mask_undoes_every_axis_permutation_and_flip():
+    """An asymmetric volume on the converter's grid, reoriented physically by SimpleITK to each of the 48
+    orientation codes: oriented_mask brings each back voxel for voxel. The one exception is LPS, whose
+    direction is the identity: such a mask is taken in raw order (the README's convention) and the content
+    check decides instead."""
+    import itertools
+
+    from rnr.case import oriented_mask
+    from rnr.dirlab import DIRECTION
+
+    rng = np.random.default_rng(0)
+    array = rng.random((5, 6, 7)) > 0.5
+    spacing = (1.0, 2.0, 3.0)
+    image = sitk.GetImageFromArray(array.astype(np.uint8))
+    image.SetSpacing(spacing)
+    image.SetDirection(DIRECTION)
+    codes = [
+        "".join(letters[i] for letters, i in zip(perm, flips, strict=True))
+        for perm in itertools.permutations(["RL", "AP", "SI"])
+        for flips in itertools.product((0, 1), repeat=3)
+    ]
+    assert len(codes) == 48
+    for code in codes:
+        moved = sitk.DICOMOrient(image, code)
+        mask, note = oriented_mask(moved, DIRECTION, (7, 6, 5), spacing, f"mask_{code}")
+        if code == "LPS":
+            assert "identity direction" in note and np.array_equal(mask, array[::-1])
+        else:
+            assert np.array_equal(mask, array), (code, note)
