@@ -10,7 +10,8 @@ What is read (``DIRLAB_DIR`` is the folder holding the unpacked ``Case{N}Pack`` 
         ExtremePhases/Case1_300_T00_xyz.txt   300 rows "x y z", 1-based (also extremePhases/,
                                         case6_dirLab300_T50_xyz.txt, Case6_300_T00_xyz.txt)
         Sampled4D/case1_4D-75_T00.txt   optional: 75 rows per phase T00..T50
-        Masks/case1_T00_mask.mhd        optional, user-made: a T00 lung mask (.mhd/.mha/.nii/.nii.gz/.nrrd)
+        Masks/case1_T00_mask.mhd        optional, user-made: a T00 lung mask (.mhd/.mha/.nii/.nii.gz/.nrrd);
+                                        identity direction = raw voxel order (see rnr.case.oriented_mask)
 
 Files are matched by case number and phase, ignoring letter case and the suffix variants above. A phase
 matched by two files, a missing phase, a wrong byte size, a landmark file with the wrong number of rows, a
@@ -39,8 +40,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import coords, layout
-from .case import check_on_grid
-from .io import InputError, array_from_image, read_image, read_json, write_csv, write_image, write_json
+from .case import check_mask_orientation, oriented_mask
+from .io import InputError, read_image, read_json, write_csv, write_image, write_json
 
 #: Raw DIR-Lab values are HU + 1024.
 HU_OFFSET = 1024
@@ -424,8 +425,14 @@ def convert_case(dirlab_dir: str | Path, case: int, out_dir: str | Path) -> Path
         if phase in files.images:
             check_raw_size(files.images[phase], geometry)
     landmarks = {p: read_landmarks(files.landmarks[p], size, N_LANDMARKS) for p in ("T00", "T50")}
+    check_distinct_pairs(landmarks["T00"], landmarks["T50"], files.landmarks["T00"], files.landmarks["T50"])
     sampled = {p: read_landmarks(path, size, N_SAMPLED4D) for p, path in files.sampled4d.items()}
-    mask = _read_provided_mask(files.mask, geometry) if files.mask is not None else None
+    mask, mask_note = None, None
+    if files.mask is not None:
+        # The mask's orientation is judged against T00's content: T00 is read (and air-checked) here.
+        t00 = read_raw_image(files.images["T00"], geometry)
+        mask, mask_note = _read_provided_mask(files.mask, geometry, t00)
+        del t00
 
     out.mkdir(parents=True, exist_ok=True)
     air: dict[str, float] = {}
@@ -458,6 +465,7 @@ def convert_case(dirlab_dir: str | Path, case: int, out_dir: str | Path) -> Path
         "landmarks": {p: str(v.relative_to(files.case_dir)) for p, v in files.landmarks.items()},
         "sampled4d": {p: str(v.relative_to(files.case_dir)) for p, v in sorted(files.sampled4d.items())},
         "mask": str(files.mask.relative_to(files.case_dir)) if files.mask is not None else None,
+        "mask_orientation": mask_note,
     }
     write_json(
         out / layout.CASE_JSON,
@@ -492,16 +500,36 @@ def _remove_outputs(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def _read_provided_mask(path: Path, geometry: CaseGeometry) -> np.ndarray:
-    """A user's T00 mask as uint8 0/1 (z, y, x), after checking it lies on the T00 grid (size in (x, y, z)
-    order and spacing). Its voxels are taken in index order; its direction matrix is not used."""
+def _read_provided_mask(path: Path, geometry: CaseGeometry, t00_hu: np.ndarray) -> tuple[np.ndarray, str]:
+    """A user's T00 mask as uint8 0/1 (z, y, x) in the converted T00 voxel order, and a note on how its
+    orientation was taken (:func:`rnr.case.oriented_mask`: as stored when its direction is T00's or the
+    identity, reoriented when it is another axis permutation or flip, refused when oblique). It must lie
+    on the T00 grid, not be empty, and not fit T00 only upside down (:func:`rnr.case.check_mask_orientation`)."""
     image = read_image(path)
-    check_on_grid(image, geometry.size_xyz, geometry.spacing_xyz, path)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(
             f"{path}: expected a scalar mask, found {image.GetNumberOfComponentsPerPixel()} components per voxel"
         )
-    mask = array_from_image(image) > 0
+    mask, note = oriented_mask(image, DIRECTION, geometry.size_xyz, geometry.spacing_xyz, path)
     if not mask.any():
         raise InputError(f"{path}: expected a lung mask with non-zero voxels, found an empty mask")
-    return mask.astype(np.uint8)
+    check_mask_orientation(mask, t00_hu, path, note)
+    return mask.astype(np.uint8), note
+
+
+def check_distinct_pairs(t00: np.ndarray, t50: np.ndarray, t00_path: Path, t50_path: Path) -> None:
+    """Raise InputError when two rows hold the same landmark pair (T00 row i == T00 row j and T50 row i ==
+    T50 row j): one point counted twice weighs double in every TRE statistic."""
+    pairs = np.concatenate([np.asarray(t00), np.asarray(t50)], axis=1)
+    _, first, counts = np.unique(pairs, axis=0, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        dup = [int(i) for i in first[counts > 1]]
+        i = min(dup)
+        rows = [int(r) + 1 for r in np.flatnonzero((pairs == pairs[i]).all(axis=1))]
+        n_extra = int((counts[counts > 1] - 1).sum())
+        raise InputError(
+            f"{t00_path} and {t50_path.name}: rows {' and '.join(str(r) for r in rows)} are the same landmark "
+            f"pair (T00 {tuple(int(v) for v in t00[i])}, T50 {tuple(int(v) for v in t50[i])}): expected "
+            f"{len(pairs)} distinct pairs, found {n_extra} duplicated row(s); a point counted twice weighs "
+            f"double in the TRE"
+        )

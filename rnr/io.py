@@ -7,6 +7,8 @@ process never leaves a file that looks complete (Snakemake can then resume clean
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import json
 import os
 import tempfile
@@ -32,6 +34,24 @@ class InputError(ValueError):
     """An input file that is missing or does not hold what was expected. The message names the file."""
 
 
+class OutputError(InputError):
+    """An output file that could not be written (full disk, quota, read-only or missing permission). The
+    message names the file; nothing was left under its name. A subclass of :class:`InputError` so that every
+    command reports it the same way: one line on stderr, exit code 2."""
+
+
+#: errno values that mean "the file system refused the write": reported as :class:`OutputError`.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def _write_failure(path: Path, exc: OSError) -> OutputError:
+    reason = exc.strerror or str(exc)
+    hint = ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = f"; the file system holding {path.parent} is full: free space there and run the step again"
+    return OutputError(f"{path}: cannot write ({reason}){hint}; nothing was written under this name")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it to ``path``, on error delete it.
@@ -52,6 +72,11 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         # results stay readable by the group on a shared cluster file system.
         os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        if exc.errno in _WRITE_ERRNOS:
+            raise _write_failure(path, exc) from None
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
@@ -105,7 +130,21 @@ def write_image(path: str | Path, image: sitk.Image) -> None:
         # into place atomically, so only single-file formats are written.
         raise ValueError(f"{path}: write .nii.gz or .mha (single-file formats) so the write can be atomic")
     with atomic_path(path) as tmp:
-        sitk.WriteImage(image, str(tmp), useCompression=True)
+        try:
+            sitk.WriteImage(image, str(tmp), useCompression=True)
+            # ITK's NIfTI writer reports a short write (full disk) on stderr only and returns normally: read
+            # the file back before it is renamed into place, so a truncated volume never gets the name.
+            if sitk.ReadImage(str(tmp)).GetSize() != image.GetSize():
+                raise RuntimeError("the file read back has another size")
+        except RuntimeError as exc:
+            # Ask the file system why (full disk, quota, read-only), else report ITK's reason.
+            probe = _probe_write(tmp.parent)
+            if probe is not None:
+                raise probe from None
+            raise OutputError(
+                f"{path}: cannot write the image ({str(exc).strip().splitlines()[-1]}); "
+                "nothing was written under this name"
+            ) from None
 
 
 def read_image(path: str | Path) -> sitk.Image:
@@ -127,8 +166,25 @@ def save_torch(path: str | Path, obj: Any) -> None:
     """torch.save atomically (used for checkpoints)."""
     import torch
 
+    # Serialised in memory first, then written with a plain file write: torch's own writer reports a full
+    # disk as an anonymous RuntimeError, a plain write as OSError(ENOSPC), which names the cause.
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as handle:
+            handle.write(buffer.getbuffer())
+
+
+def _probe_write(folder: Path) -> OSError | None:
+    """Why ``folder`` refuses writes (an OSError with errno set), or None when a small write succeeds."""
+    try:
+        with tempfile.TemporaryFile(dir=folder) as handle:
+            handle.write(b"\0" * 65536)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        return exc
+    return None
 
 
 def _json_default(value: Any) -> Any:

@@ -17,6 +17,12 @@ Methods (``METHODS``):
   ``Masks/``), checked to lie on the T00 grid.
 * ``threshold`` -- :func:`threshold_lung_mask`, a classical segmentation that needs no weights.
 * ``auto`` -- ``provided`` when the case has a provided mask, else ``lungmask``.
+
+Whatever the method, the mask is checked before it is written (:func:`rnr.case.check_mask_content`: at
+least 80 % of its voxels below -500 HU in T00, at least 0.5 L, at least 90 % of it in its two largest
+connected components); a mask failing that is refused with its figures, and nothing is written. The
+figures of an accepted mask are recorded next to it in ``mask_T00.json`` (:func:`mask_record_path`):
+method, figures, thresholds and, for a provided mask, how its orientation was taken.
 """
 
 from __future__ import annotations
@@ -30,8 +36,18 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from . import layout
-from .case import ConvertedCase, check_on_grid, load_case
-from .io import InputError, array_from_image, read_image, write_image
+from .case import (
+    AIR_HU,
+    MIN_AIR_FRACTION,
+    MIN_MAIN_FRACTION,
+    MIN_VOLUME_L,
+    ConvertedCase,
+    check_mask_content,
+    check_on_grid,
+    load_case,
+    oriented_mask,
+)
+from .io import InputError, array_from_image, read_image, read_json, write_image, write_json
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +227,25 @@ def resolve_method(case: ConvertedCase, method: str) -> str:
     return method
 
 
+def mask_record_path(mask_path: str | Path) -> Path:
+    """The JSON record written next to a mask: ``mask_T00.nii.gz`` -> ``mask_T00.json``."""
+    mask_path = Path(mask_path)
+    name = mask_path.name
+    for suffix in (".nii.gz", ".nii", ".mha"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return mask_path.with_name(name + ".json")
+
+
+def read_mask_record(mask_path: str | Path) -> dict | None:
+    """The record :func:`segment_case` wrote next to ``mask_path`` (None when there is none: a mask made
+    before records existed, or by hand). Keys: method, voxels, air_fraction, volume_l, n_components,
+    two_largest_fraction, z_flipped_air_fraction, air_hu, thresholds, orientation, mask, t00."""
+    path = mask_record_path(mask_path)
+    return read_json(path) if path.is_file() else None
+
+
 def segment_case(
     case_dir: str | Path,
     method: str = "auto",
@@ -222,13 +257,21 @@ def segment_case(
     """Write the T00 lung mask of a converted case; return (path written, method used).
 
     ``out`` defaults to ``<case_dir>/mask_T00.nii.gz``. The mask is uint8 0/1 with the T00 image's
-    geometry, and is checked (on the grid, not empty) before it is written atomically.
+    geometry, and is checked (on the grid, oriented as T00, lung-like content) before it is written
+    atomically, after its record (:func:`mask_record_path`). A failure leaves neither (an earlier record at
+    that place is removed first).
     """
+    out = Path(out) if out is not None else Path(case_dir) / layout.MASK_T00
+    record_path = mask_record_path(out)
+    record_path.unlink(missing_ok=True)  # whatever fails below, no record of an earlier mask stays
     case = load_case(case_dir)
     used = resolve_method(case, method)
     t00 = read_image(case.image_path("T00"))
     check_on_grid(t00, case.size_xyz, case.spacing_xyz, case.image_path("T00"))
+    hu = array_from_image(t00).astype(np.float32)
 
+    orientation = None
+    culprit: Path = case.image_path("T00")
     if used == "provided":
         if case.provided_mask_path is None:
             raise InputError(
@@ -236,21 +279,44 @@ def segment_case(
                 f"from Masks/case{case.case}_T00_mask.mhd by rnr convert); "
                 f"use --method lungmask or threshold"
             )
-        mask = case.load_mask(case.provided_mask_path)
+        culprit = case.provided_mask_path
+        mask, orientation = oriented_mask(
+            read_image(culprit), t00.GetDirection(), case.size_xyz, case.spacing_xyz, culprit
+        )
+        converted = (case.info.get("sources") or {}).get("mask_orientation")
+        if converted:  # how rnr convert took the user's Masks/ file
+            orientation = f"{converted} (at conversion, from {case.info['sources'].get('mask')})"
     elif used == "threshold":
-        mask = threshold_lung_mask(array_from_image(t00).astype(np.float32))
+        mask = threshold_lung_mask(hu)
     else:
         mask = lungmask_lung_mask(t00, weights, download=download)
 
     if not mask.any():
         raise InputError(
-            f"{case.image_path('T00')}: the {used} segmentation found no lung voxel "
-            f"(expected a lung mask; found an empty one)"
+            f"{culprit}: the {used} segmentation found no lung voxel (expected a lung mask; found an empty one)"
         )
-    out = Path(out) if out is not None else case.path / layout.MASK_T00
+    figures = check_mask_content(mask, hu, case.spacing_xyz, culprit, f"the {used} mask")
+    record = {
+        "method": used,
+        "mask": out.name,
+        "t00": str(case.image_path("T00")),
+        **figures,
+        "thresholds": {
+            "min_air_fraction": MIN_AIR_FRACTION,
+            "air_hu": AIR_HU,
+            "min_volume_l": MIN_VOLUME_L,
+            "min_two_largest_fraction": MIN_MAIN_FRACTION,
+        },
+        "orientation": orientation,
+    }
     image = sitk.GetImageFromArray(mask.astype(np.uint8))
     image.CopyInformation(t00)
-    write_image(out, image)
+    write_json(record_path, record)
+    try:
+        write_image(out, image)
+    except BaseException:
+        record_path.unlink(missing_ok=True)
+        raise
     log.info("%s: %s mask with %d voxels -> %s", case.path, used, int(mask.sum()), out)
     return out, used
 

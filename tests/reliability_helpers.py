@@ -59,13 +59,23 @@ def rnr(*args: str | Path) -> Outcome:
 
 
 def error_line(outcome: Outcome, command: str) -> str:
-    """The one-line error of a failed ``rnr COMMAND`` (asserting there is exactly that: no traceback)."""
+    """The one-line error of a failed ``rnr COMMAND``, asserting what the README promises: exit code 2, no
+    traceback, and the message is one line (exactly one ``rnr COMMAND: error:`` line, and the last line of
+    stderr: a message continued on further lines would follow it)."""
     assert outcome.code != 0, f"rnr {command} succeeded on bad input:\n{outcome.text}"
     assert "Traceback" not in outcome.err, f"rnr {command} crashed instead of a clear error:\n{outcome.err}"
-    lines = [line for line in outcome.err.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith(f"rnr {command}: error:")]
-    assert errors, f"no 'rnr {command}: error:' line in:\n{outcome.err}"
-    return errors[-1]
+    assert outcome.code == 2, f"rnr {command} failed with exit code {outcome.code}, expected 2:\n{outcome.err}"
+    return one_error_line(outcome.err, f"rnr {command}: error:")
+
+
+def one_error_line(text: str, prefix: str) -> str:
+    """The single line of ``text`` starting with ``prefix``, asserting it is the only one and the last
+    non-empty line (stderr of a command, or the log of a Snakemake job that ran it)."""
+    lines = [line for line in text.replace("\r", "\n").splitlines() if line.strip()]
+    errors = [i for i, line in enumerate(lines) if line.startswith(prefix)]
+    assert len(errors) == 1, f"expected one {prefix!r} line, found {len(errors)} in:\n{text}"
+    assert errors[0] == len(lines) - 1, f"the {prefix!r} message is not one line:\n{text}"
+    return lines[errors[0]]
 
 
 def child_env(threads: int = 1) -> dict[str, str]:
@@ -226,3 +236,33 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # stat fields 14, 15
     return total
+
+
+# -- a small file system -----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def small_file_system(folder: Path, size_kib: int = 4096):
+    """A tmpfs of ``size_kib`` KiB mounted at ``folder`` (created) for the duration; unmounted afterwards.
+
+    Needs root (CAP_SYS_ADMIN); raises ``PermissionError`` with the reason when mounting is impossible."""
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0755", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise PermissionError(f"cannot mount a tmpfs at {folder}: {done.stderr.strip() or done.returncode}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill_leaving(folder: Path, free_bytes: int) -> Path:
+    """Fill the file system of ``folder`` with one file so that about ``free_bytes`` stay free."""
+    stat = os.statvfs(folder)
+    available = stat.f_bavail * stat.f_frsize
+    filler = folder / "filler.bin"
+    with open(filler, "wb") as handle:
+        handle.write(b"\0" * max(available - free_bytes, 0))
+    return filler

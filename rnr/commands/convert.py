@@ -16,12 +16,15 @@ Output (--out CASE_DIR):
   landmarks_T00.csv, landmarks_T50.csv   300 rows: x_vox,y_vox,z_vox (0-based = DIR-Lab index - 1) and
                              x_mm,y_mm,z_mm (= 0-based index * spacing)
   sampled4d_T00.csv ..       75 rows per phase, when Sampled4D/ is present
-  mask_provided.nii.gz       your Masks/ mask, after checking its size, axis order and spacing
+  mask_provided.nii.gz       your Masks/ mask in T00's voxel order, after checking its size, axis order
+                             and spacing. Orientation: an identity direction (or T00's) means raw DIR-Lab
+                             order; another axis permutation/flip is reoriented (case.json says how); an
+                             oblique direction, or a mask that fits T00 only flipped along z, is refused
   case.json                  case, size, spacing, orientation, phases and source files (written last)
 
 Every problem (missing or duplicated phase, wrong file size, a landmark file with the wrong row count or a
-point outside the volume, a mask on another grid) stops with a message naming the file, what was
-expected and what was found.
+point outside the volume, the same landmark pair twice, a mask on another grid or upside down) stops with
+a message naming the file, what was expected and what was found.
 
 Example:
   rnr convert --dirlab-dir /data/dirlab --case 1 --out results/dirlab/data/case1

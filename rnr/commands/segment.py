@@ -15,6 +15,14 @@ Methods:
   threshold  classical: HU < -400, minus the air around the body, the two largest components (the second
              only if >= 10 % of the largest), closing, holes filled per slice (no weights needed)
 
+Every mask is checked before it is written: at least 80 % of its voxels below -500 HU in T00, at least
+0.5 L, at least 90 % of it in its two largest connected components; otherwise the step fails naming the
+figures (a mask upside down relative to T00 is named as such). The figures are written next to the mask
+(CASE_DIR/mask_T00.json, or OUT with .json for --out OUT) and printed.
+
+A provided mask keeps T00's voxel order when its direction matrix is T00's or the identity (raw DIR-Lab
+order); another axis permutation or flip is reoriented (rnr convert does this and the log says so).
+
 Example:
   rnr segment --case-dir results/dirlab/data/case1 --method lungmask --weights ~/unet_r231-d5d2fc3d.pth
 """
@@ -24,7 +32,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..segment import METHODS, segment_case
+from ..case import describe_figures
+from ..segment import METHODS, read_mask_record, segment_case
 
 HELP = "T00 lung mask of a converted case (lungmask, provided, threshold)"
 
@@ -55,5 +64,10 @@ def run(args: argparse.Namespace) -> int:
     out, used = segment_case(
         args.case_dir, args.method, weights=args.weights, out=args.out, download=not args.no_download
     )
+    record = read_mask_record(out) or {}
+    if record.get("orientation"):
+        print(f"rnr segment: provided mask orientation: {record['orientation']}")
+    if record:
+        print(f"rnr segment: {used} mask: {describe_figures(record)}")
     print(f"rnr segment: {used} mask -> {out}")
     return 0
