@@ -15,11 +15,13 @@ from typing import Any
 import numpy as np
 
 from . import coords, layout, metrics, panels
-from .case import ConvertedCase, load_case
+from .case import ConvertedCase, check_checkpoint_case, load_case
+from .convergence import convergence, describe
 from .io import InputError, read_csv, read_json, write_json
-from .layout import INITIAL
+from .layout import INITIAL, INITIAL_SEED
 from .phases import PAIRINGS
 from .runtime import resolve_device
+from .segment import read_mask_record
 from .transform import DEFAULT_CHUNK, IdentityTransform, Transform, load_transform
 from .warp import slice_points, warp_slice
 
@@ -226,6 +228,19 @@ def write_run_figures(
     return written
 
 
+def run_convergence(run_dir: Path) -> dict[str, Any] | None:
+    """The convergence figures of the run's loss log (rnr/convergence.py), or None without a log."""
+    path = run_dir / layout.LOSS_CSV
+    if not path.is_file():
+        return None
+    log = read_csv(path)
+    if "loss" not in log.columns:
+        raise InputError(f"{path}: expected a loss log with a 'loss' column, found columns {list(log.columns)}")
+    result = convergence(log)
+    values = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in result.to_dict().items()}
+    return {**values, "verdict": describe(result)}
+
+
 def evaluate_run(
     case_dir: str | Path,
     run_dir: str | Path,
@@ -250,6 +265,8 @@ def evaluate_run(
     else:
         checkpoint = run_dir / layout.CHECKPOINT
         transform, metadata = load_transform(checkpoint, dev)
+        # A checkpoint copied from another case's run folder must not be scored against this case.
+        check_checkpoint_case(metadata, transform.size_xyz, transform.spacing_xyz, case, checkpoint)
     info = run_info(run_dir, metadata, transform, identity, case)
     values = compute_metrics(case, transform, mask, info.pairing, chunk, step_folding)
     if values["intermediate"] is not None:
@@ -261,6 +278,7 @@ def evaluate_run(
         "schema": SCHEMA,
         "case": case.case,
         "configuration": info.configuration,
+        "seed": INITIAL_SEED if identity else info.settings.get("seed"),
         "method": info.method,
         "transform_kind": transform.kind,
         "pairing": info.pairing,
@@ -278,9 +296,12 @@ def evaluate_run(
                 "peak_memory_mb",
                 "device_name",
                 "settings",
+                "versions",
             )
             if k in run
         },
+        "mask": read_mask_record(mask_file),
+        "convergence": run_convergence(run_dir),
         "files": {
             "case_dir": str(case.path),
             "run_dir": str(run_dir),

@@ -214,7 +214,8 @@ def intermediate_tre(
 # -- folding --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FoldingStats:
-    """Statistics of det J over N points: count and fraction with det <= 0, min, max, mean, std (ddof = 1)."""
+    """Statistics of det J over N points: count and fraction with det <= 0, min, max, mean, std (ddof = 1),
+    and SDlogJ (:func:`sdlogj`)."""
 
     n_points: int
     count: int
@@ -223,6 +224,7 @@ class FoldingStats:
     max_det: float
     mean_det: float
     std_det: float
+    sdlogj: float
 
     def to_dict(self) -> dict[str, float | int]:
         return dict(self.__dict__)
@@ -243,6 +245,7 @@ def det_stats(dets: np.ndarray) -> FoldingStats:
         max_det=float(dets.max()),
         mean_det=mean,
         std_det=std,
+        sdlogj=sdlogj(dets),
     )
 
 

@@ -50,7 +50,12 @@ def write_run_folder(
         record: the run record (run.json).
     """
     out_dir = Path(out_dir)
-    write_csv(out_dir / layout.LOSS_CSV, log)
-    write_csv(out_dir / layout.WARPED_LANDMARKS, landmark_table(warped_landmarks_vox, transform.spacing_xyz))
-    write_json(out_dir / layout.RUN_JSON, record)
-    transform.save(out_dir / layout.CHECKPOINT, **checkpoint_metadata)
+    try:
+        write_csv(out_dir / layout.LOSS_CSV, log)
+        write_csv(out_dir / layout.WARPED_LANDMARKS, landmark_table(warped_landmarks_vox, transform.spacing_xyz))
+        write_json(out_dir / layout.RUN_JSON, record)
+        transform.save(out_dir / layout.CHECKPOINT, **checkpoint_metadata)
+    except BaseException:
+        # A failed later write (a full disk at the checkpoint, a kill) must not leave a partial run folder.
+        clear_run_folder(out_dir)
+        raise

@@ -31,8 +31,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .layout import INITIAL
+
 DDOF = 1
-INITIAL = "initial"
+
 KEYS = ("case", "configuration", "seed", "landmark")
 DEFAULT_VALUE = "tre_mm"
 PERCENTILE = 95.0

@@ -1,30 +1,40 @@
 """Render the collected results (rnr/results.py) as the thesis-style tables: Markdown, LaTeX and CSV.
 
-Outputs in ``<out_dir>`` (:data:`TABLES`, the one list of their names):
+Outputs in ``<out_dir>`` (:data:`TABLES`, the one list of their names; results/README.md explains every
+column):
 
-* ``tre.csv`` - one row per (case, configuration), ``initial`` included, with the contract columns first
-  (rnr.results.CONTRACT_COLUMNS) and further columns after them;
-* ``tre.md`` / ``tre.tex`` - the thesis-style table of continuous TRE (cases as rows plus a mean row,
-  configurations as columns, ``initial`` first, cells ``mean ± std``);
-* ``tre_snapped.md`` / ``tre_snapped.tex`` - the same for snapped TRE;
-* ``folding.csv`` / ``folding.md`` - folding fraction, min det J, runtime and device per case x configuration;
-* ``tre_landmarks.csv`` - one row per landmark x case x configuration (tidy data for the figures).
-
-results/README.md explains every column and convention.
+* ``tre.csv`` - one row per (case, configuration), seeds pooled, ``initial`` included, the contract columns
+  (rnr.results.CONTRACT_COLUMNS) first;
+* ``tre.md`` / ``tre.tex`` - the thesis table of continuous TRE: cases as rows plus a mean row (with a 95 %
+  bootstrap interval over cases), configurations as columns, cells ``mean ± std``, markers of the paired
+  tests against the reference configuration, and a footer with the conventions and the provenance;
+* ``tre_snapped.md`` / ``tre_snapped.tex`` - the same for snapped TRE (without the tests);
+* ``folding.csv`` / ``folding.md`` - folding, det J statistics, SDlogJ, convergence, runtime, device;
+* ``tre_landmarks.csv`` - one row per landmark x case x configuration x seed;
+* ``stats.csv`` - the paired Wilcoxon tests (rnr.stats.paired_tests);
+* ``configurations.csv`` - every configuration's effective settings, seeds, devices and package versions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from . import stats
 from .io import write_csv, write_text
 from .layout import INITIAL
-from .results import configuration_order, load_metrics, per_landmark_frame, summary_frame
+from .results import (
+    configuration_order,
+    configurations_frame,
+    load_metrics,
+    per_landmark_frame,
+    summary_frame,
+)
 
 #: Key -> file name of every table ``rnr tables`` writes (the workflow builds its outputs from this).
 TABLES = {
@@ -36,7 +46,62 @@ TABLES = {
     "folding_csv": "folding.csv",
     "folding_md": "folding.md",
     "tre_landmarks_csv": "tre_landmarks.csv",
+    "stats_csv": "stats.csv",
+    "configurations_csv": "configurations.csv",
 }
+ALPHA = 0.05
+BOOTSTRAP_SEED = 0
+N_BOOT = 10000
+#: Marker of a case x configuration whose run(s) had not converged (rnr/convergence.py).
+MARK_NOT_CONVERGED = "‡"
+#: Settings shown in the provenance footer, in this order (others follow alphabetically).
+PROVENANCE_KEYS = (
+    "method",
+    "iterations",
+    "batch_size",
+    "sampling",
+    "lr",
+    "intermediate",
+    "pairing",
+    "n_blocks",
+    "width",
+    "shared_weights",
+    "alpha_grad",
+    "alpha_weight",
+    "seeds",
+)
+
+
+@dataclass
+class TableData:
+    """Everything the thesis tables show: the pooled summary, the test markers, the mean row's intervals
+    and the provenance of the configurations."""
+
+    summary: pd.DataFrame
+    configurations: pd.DataFrame
+    tests: pd.DataFrame | None
+    reference: str | None
+    intervals: pd.DataFrame
+
+    def marker(self, case: int | str, config: str) -> str:
+        if self.tests is None or self.tests.empty:
+            return ""
+        return stats.markers(self.tests).get((case, config), "")
+
+
+def collect(runs_dir: str | Path, order: Sequence[str] | None = None, compare_to: str | None = None) -> tuple:
+    """Read the runs and compute every table's data: (TableData, per-landmark frame)."""
+    records = load_metrics(runs_dir, order)
+    summary = summary_frame(records, order)
+    landmarks = per_landmark_frame(records, order)
+    configurations = configurations_frame(records, order)
+    registered = [c for c in configuration_order(summary["configuration"].tolist(), order) if c != INITIAL]
+    reference = compare_to if compare_to in registered else (registered[0] if registered else None)
+    tests = None
+    if reference is not None and len(registered) > 1:
+        tests = stats.paired_tests(landmarks, reference, [c for c in registered if c != reference], alpha=ALPHA)
+    intervals = stats.mean_over_cases(summary, n_boot=N_BOOT, seed=BOOTSTRAP_SEED)
+    return TableData(summary, configurations, tests, reference, intervals), landmarks
 
 
 # -- thesis-style tables ---------------------------------------------------------------------------------
@@ -44,6 +109,12 @@ def conventions_text(summary: pd.DataFrame, snapped: bool) -> str:
     """The footer stating what every number in a TRE table means."""
     n = sorted(summary["n_landmarks"].dropna().astype(int).unique())
     n_text = f"the {n[0]} landmarks" if len(n) == 1 else "the landmarks"
+    seeds = sorted(summary.loc[summary["configuration"] != INITIAL, "n_seeds"].dropna().astype(int).unique())
+    seed_text = (
+        f", each landmark's TRE averaged over the {seeds[0]} seeds of the configuration first"
+        if seeds and max(seeds) > 1
+        else ""
+    )
     kind = (
         "snapped TRE: each mapped landmark rounded to the nearest voxel before measuring (numpy.round)"
         if snapped
@@ -51,31 +122,80 @@ def conventions_text(summary: pd.DataFrame, snapped: bool) -> str:
     )
     return (
         f"TRE in mm, {kind}. Landmarks in 0-based voxel indices, mm = index x spacing per axis (x, y, z). "
-        f"Cells: mean ± std over {n_text} of one case, std with ddof = 1. Mean row: mean over cases of the "
-        f"per-case means. `{INITIAL}`: identity map (no registration). "
-        f"Bold: lowest mean among the registered "
-        f"configurations in that row (not `{INITIAL}`; only when at least two are compared)."
+        f"Cells: mean ± std over {n_text} of one case{seed_text}, std with ddof = 1. Mean row: mean over cases "
+        f"of the per-case means, with a 95 % bootstrap interval over cases (seed {BOOTSTRAP_SEED}, {N_BOOT} "
+        f"resamples). `{INITIAL}`: identity map (no registration). Bold: lowest mean among the registered "
+        f"configurations in that row (not `{INITIAL}`; only when at least two are compared). "
+        f"{MARK_NOT_CONVERGED}: a run of that cell had not converged (its loss still fell by more than 1 % of its "
+        "total decrease over the last 10 % of iterations)."
     )
 
 
-def _cells(summary: pd.DataFrame, mean_col: str, std_col: str, configs: list[str]) -> tuple[list, list]:
-    """Row labels and cell values (mean, std or None) of the thesis table, mean row last."""
-    cases = sorted(summary["case"].unique())
+def _setting_text(value: Any) -> str:
+    """A setting as the footer shows it: '-' when the configuration has no such key, integral floats as ints
+    (a column mixing methods turns 2500 into 2500.0)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "-"
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
+        return str(int(value))
+    return str(value)
+
+
+def provenance_lines(data: TableData) -> list[str]:
+    """The settings of the compared configurations: those that differ between them, then those they share,
+    then devices and versions."""
+    frame = data.configurations.set_index("configuration")
+    frame = frame.drop(index=[c for c in frame.index if c == INITIAL])
+    if frame.empty:
+        return []
+    keys = [k for k in PROVENANCE_KEYS if k in frame.columns]
+    keys += sorted(k for k in frame.columns if k not in keys and k not in ("n_runs", "devices", "versions"))
+    differ, same = [], []
+    for key in keys:
+        values = frame[key]
+        shown = {c: _setting_text(v) for c, v in values.items()}
+        if len(set(shown.values())) > 1:
+            differ.append(f"{key}: " + ", ".join(f"{c} {v}" for c, v in shown.items()))
+        elif next(iter(shown.values())) != "-":
+            same.append(f"{key} {next(iter(shown.values()))}")
+    lines = []
+    if differ:
+        lines.append("Settings that differ: " + "; ".join(differ) + ".")
+    if same:
+        lines.append("Settings shared by every configuration: " + ", ".join(same) + ".")
+    devices = sorted({d for text in frame["devices"] for d in str(text).split(", ")})
+    versions = sorted(set(frame["versions"]))
+    lines.append(f"Devices: {', '.join(devices)}. Versions: {' | '.join(versions)}.")
+    return lines
+
+
+def _cells(data: TableData, mean_col: str, std_col: str, configs: list[str], marks: bool) -> list:
+    """Rows (label, [(mean, std or interval, marker)]) of the thesis table, mean row last."""
+    summary = data.summary
     table = summary.set_index(["case", "configuration"])
     rows = []
-    for case in cases:
-        rows.append(
-            (
-                str(case),
-                [(float(table.loc[(case, c), mean_col]), float(table.loc[(case, c), std_col])) for c in configs],
-            )
-        )
+    for case in sorted(summary["case"].unique()):
+        cells = []
+        for c in configs:
+            row = table.loc[(case, c)]
+            mark = data.marker(int(case), c) if marks else ""
+            if row.get("converged") is False:
+                mark += MARK_NOT_CONVERGED
+            cells.append((float(row[mean_col]), float(row[std_col]), mark))
+        rows.append((str(case), cells))
     means = summary.groupby("configuration")[mean_col].mean()
-    rows.append(("mean", [(float(means[c]), None) for c in configs]))
-    return cases, rows
+    ci = data.intervals.set_index("configuration")
+    mean_cells = []
+    for c in configs:
+        interval = None
+        if mean_col == "tre_mean_mm" and c in ci.index:
+            interval = (float(ci.loc[c, "tre_mean_ci_low_mm"]), float(ci.loc[c, "tre_mean_ci_high_mm"]))
+        mean_cells.append((float(means[c]), interval, data.marker("all", c) if marks else ""))
+    rows.append(("mean", mean_cells))
+    return rows
 
 
-def _bold_mask(values: list[tuple[float, float | None]], configs: list[str]) -> list[bool]:
+def _bold_mask(values: list[tuple], configs: list[str]) -> list[bool]:
     """Lowest mean (at the shown 2 decimals; ties all bold) among non-initial configurations, if >= 2."""
     candidates = [i for i, c in enumerate(configs) if c != INITIAL]
     if len(candidates) < 2:
@@ -84,17 +204,21 @@ def _bold_mask(values: list[tuple[float, float | None]], configs: list[str]) -> 
     return [i in candidates and round(values[i][0], 2) == best for i in range(len(configs))]
 
 
-def _fmt(mean: float, std: float | None, sep: str) -> str:
+def _fmt(mean: float, spread: Any, pm: str, dash: str = "–") -> str:
     if not np.isfinite(mean):
         return "n/a"
-    return f"{mean:.2f}" if std is None or not np.isfinite(std) else f"{mean:.2f}{sep}{std:.2f}"
+    if isinstance(spread, tuple):
+        low, high = spread
+        return f"{mean:.2f}" if not np.isfinite(low) else f"{mean:.2f} [{low:.2f}{dash}{high:.2f}]"
+    return f"{mean:.2f}" if spread is None or not np.isfinite(spread) else f"{mean:.2f}{pm}{spread:.2f}"
 
 
-def thesis_markdown(summary: pd.DataFrame, snapped: bool = False, order: Sequence[str] | None = None) -> str:
-    """Markdown thesis table: caption line, table (rows: cases, mean; columns: configurations), footer."""
+def thesis_markdown(data: TableData, snapped: bool = False, order: Sequence[str] | None = None) -> str:
+    """Markdown thesis table: caption line, table (rows: cases, mean; columns: configurations), legend,
+    conventions and provenance."""
     mean_col, std_col = ("tre_snapped_mean_mm", "tre_snapped_std_mm") if snapped else ("tre_mean_mm", "tre_std_mm")
-    configs = configuration_order(summary["configuration"].tolist(), order)
-    _, rows = _cells(summary, mean_col, std_col, configs)
+    configs = configuration_order(data.summary["configuration"].tolist(), order)
+    marks = not snapped and data.tests is not None
     title = "Snapped TRE" if snapped else "TRE"
     lines = [
         f"**{title} (mm) per case, mean ± std.**",
@@ -102,11 +226,18 @@ def thesis_markdown(summary: pd.DataFrame, snapped: bool = False, order: Sequenc
         "| case | " + " | ".join(configs) + " |",
         "|---:|" + "---:|" * len(configs),
     ]
-    for label, values in rows:
+    for label, values in _cells(data, mean_col, std_col, configs, marks):
         bold = _bold_mask(values, configs)
-        cells = [f"**{_fmt(m, s, ' ± ')}**" if b else _fmt(m, s, " ± ") for (m, s), b in zip(values, bold, strict=True)]
+        cells = []
+        for (m, s, mark), b in zip(values, bold, strict=True):
+            text = _fmt(m, s, " ± ")
+            cells.append((f"**{text}**" if b else text) + mark)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", conventions_text(summary, snapped), ""]
+    lines.append("")
+    if marks:
+        lines += [stats.legend_text(ALPHA, data.reference), ""]
+    lines += [conventions_text(data.summary, snapped), ""]
+    lines += [*provenance_lines(data), ""]
     return "\n".join(lines)
 
 
@@ -122,6 +253,7 @@ _TEX_SPECIAL = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
 }
+_TEX_MARKS = {**stats.LATEX_MARKS, MARK_NOT_CONVERGED: r"$^{\ddagger}$"}
 
 
 def _tex_escape(text: str) -> str:
@@ -129,14 +261,24 @@ def _tex_escape(text: str) -> str:
     return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-def thesis_latex(summary: pd.DataFrame, snapped: bool = False, order: Sequence[str] | None = None) -> str:
-    """LaTeX (booktabs) version of :func:`thesis_markdown`, caption holding the conventions."""
+def _tex_text(text: str) -> str:
+    text = _tex_escape(text.replace("`", ""))
+    for symbol, tex in (("±", r"$\pm$"), ("α", r"$\alpha$"), ("≤", r"$\le$"), ("–", "--")):
+        text = text.replace(symbol, tex)
+    for mark, tex in _TEX_MARKS.items():
+        text = text.replace(mark, tex)
+    return text.replace("index x spacing", r"index $\times$ spacing")
+
+
+def thesis_latex(data: TableData, snapped: bool = False, order: Sequence[str] | None = None) -> str:
+    """LaTeX (booktabs) version of :func:`thesis_markdown`; the conventions and provenance in the caption."""
     mean_col, std_col = ("tre_snapped_mean_mm", "tre_snapped_std_mm") if snapped else ("tre_mean_mm", "tre_std_mm")
-    configs = configuration_order(summary["configuration"].tolist(), order)
-    _, rows = _cells(summary, mean_col, std_col, configs)
+    configs = configuration_order(data.summary["configuration"].tolist(), order)
+    marks = not snapped and data.tests is not None
     title = "Snapped TRE" if snapped else "TRE"
-    caption = _tex_escape(conventions_text(summary, snapped).replace("`", ""))
-    caption = caption.replace("±", r"$\pm$").replace("index x spacing", r"index $\times$ spacing")
+    notes = ([stats.legend_text(ALPHA, data.reference)] if marks else []) + [conventions_text(data.summary, snapped)]
+    notes += provenance_lines(data)
+    caption = " ".join(_tex_text(n) for n in notes)
     lines = [
         r"\begin{table}[ht]",
         r"\centering",
@@ -147,22 +289,22 @@ def thesis_latex(summary: pd.DataFrame, snapped: bool = False, order: Sequence[s
         "Case & " + " & ".join(_tex_escape(c) for c in configs) + r" \\",
         r"\midrule",
     ]
-    for label, values in rows:
+    for label, values in _cells(data, mean_col, std_col, configs, marks):
         if label == "mean":
             lines.append(r"\midrule")
         bold = _bold_mask(values, configs)
-        pm = r" $\pm$ "
-        cells = [
-            (r"\textbf{" + _fmt(m, s, pm) + "}" if b else _fmt(m, s, pm))
-            for (m, s), b in zip(values, bold, strict=True)
-        ]
+        cells = []
+        for (m, s, mark), b in zip(values, bold, strict=True):
+            text = _fmt(m, s, r" $\pm$ ", dash="--")
+            cells.append((r"\textbf{" + text + "}" if b else text) + "".join(_TEX_MARKS.get(ch, ch) for ch in mark))
         lines.append(f"{label.capitalize()} & " + " & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
 
 
+# -- folding and runtime ----------------------------------------------------------------------------------
 def folding_frame(summary: pd.DataFrame) -> pd.DataFrame:
-    """Folding and runtime per case x configuration, in display units."""
+    """Folding, det J statistics, SDlogJ, convergence and runtime per case x configuration, display units."""
     return pd.DataFrame(
         {
             "case": summary["case"],
@@ -171,6 +313,10 @@ def folding_frame(summary: pd.DataFrame) -> pd.DataFrame:
             "folding_count": summary["folding_count"],
             "n_points": summary["folding_n_points"],
             "min_det": summary["min_det"],
+            "std_det": summary["std_det"],
+            "sdlogj": summary["sdlogj"],
+            "converged": summary["converged"],
+            "loss_relative_drop": summary["loss_relative_drop"],
             "runtime_s": summary["runtime_s"],
             "device": summary["device"],
         }
@@ -181,50 +327,69 @@ def _num(value: Any, fmt: str) -> str:
     """Format a number; missing values (e.g. no run record, so no runtime) read 'n/a'."""
     if value is None or pd.isna(value):
         return "n/a"
-    return format(int(value) if fmt == "d" else float(value), fmt)
+    return format(int(round(float(value))) if fmt == "d" else float(value), fmt)
+
+
+def _yes_no(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    return "yes" if bool(value) else f"no {MARK_NOT_CONVERGED}"
 
 
 def folding_markdown(folding: pd.DataFrame) -> str:
     """Markdown table of :func:`folding_frame` with a footer stating what the numbers are."""
     lines = [
-        "**Folding and runtime per case and configuration.**",
+        "**Folding, smoothness, convergence and runtime per case and configuration.**",
         "",
-        "| case | configuration | folding (%) | folded / points | min det J | runtime (s) | device |",
-        "|---:|---|---:|---:|---:|---:|---|",
+        "| case | configuration | folding (%) | folded / points | min det J | std det J | SDlogJ | converged "
+        "| runtime (s) | device |",
+        "|---:|---|---:|---:|---:|---:|---:|---|---:|---|",
     ]
     for r in folding.itertuples(index=False):
         lines.append(
             f"| {r.case} | {r.configuration} | {_num(r.folding_percent, '.4f')} | "
             f"{_num(r.folding_count, 'd')} / {_num(r.n_points, 'd')} | {_num(r.min_det, '.3f')} | "
+            f"{_num(r.std_det, '.3f')} | {_num(r.sdlogj, '.3f')} | {_yes_no(r.converged)} | "
             f"{_num(r.runtime_s, '.1f')} | {r.device} |"
         )
     lines += [
         "",
-        "Folding: percentage of T00-mask voxels (every voxel of the mask, none sampled) where the "
-        "determinant of the Jacobian of the full map is <= 0; min det J over the same voxels. Runtime: wall "
-        f"time of the registration from its run record (0 for `{INITIAL}`, n/a without a run record); "
-        "device: where it ran.",
+        "Folding: percentage of T00-mask voxels (every voxel of the mask, none sampled) where the determinant of "
+        "the Jacobian of the full map is <= 0; min and std (ddof = 1) of det J over the same voxels. SDlogJ: std "
+        "(ddof = 1) of log det J over the mask voxels, det J <= 0 clipped to 1e-9 before the log (so folds raise "
+        "it). Converged: the loss fell by at most 1 % of its total decrease over the last 10 % of iterations, or "
+        "the fall is within the batch noise (rnr/convergence.py). With several seeds every number is the mean "
+        f"over seeds, 'converged' only when every seed's run converged. Runtime: registration wall time (0 for "
+        f"`{INITIAL}`, n/a without a run record); device: where it ran.",
         "",
     ]
     return "\n".join(lines)
 
 
-def write_tables(runs_dir: str | Path, out_dir: str | Path, order: Sequence[str] | None = None) -> list[Path]:
-    """Read all metrics under ``runs_dir`` and write every table into ``out_dir``; return the paths."""
-    records = load_metrics(runs_dir, order)
-    summary = summary_frame(records, order)
+def write_tables(
+    runs_dir: str | Path, out_dir: str | Path, order: Sequence[str] | None = None, compare_to: str | None = None
+) -> list[Path]:
+    """Read all metrics under ``runs_dir`` and write every table of :data:`TABLES` into ``out_dir``.
+
+    ``compare_to``: the reference configuration of the paired tests (default: the first registered one in
+    ``order``). Returns the paths written.
+    """
+    data, landmarks = collect(runs_dir, order, compare_to)
     out = Path(out_dir)
+    tests = data.tests if data.tests is not None else pd.DataFrame(columns=["configuration", "reference"])
     frames = {
-        "tre_csv": summary,
-        "folding_csv": folding_frame(summary),
-        "tre_landmarks_csv": per_landmark_frame(records, order),
+        "tre_csv": data.summary,
+        "folding_csv": folding_frame(data.summary),
+        "tre_landmarks_csv": landmarks,
+        "stats_csv": tests,
+        "configurations_csv": data.configurations,
     }
     texts = {
-        "tre_md": thesis_markdown(summary, False, order),
-        "tre_tex": thesis_latex(summary, False, order),
-        "tre_snapped_md": thesis_markdown(summary, True, order),
-        "tre_snapped_tex": thesis_latex(summary, True, order),
-        "folding_md": folding_markdown(folding_frame(summary)),
+        "tre_md": thesis_markdown(data, False, order),
+        "tre_tex": thesis_latex(data, False, order),
+        "tre_snapped_md": thesis_markdown(data, True, order),
+        "tre_snapped_tex": thesis_latex(data, True, order),
+        "folding_md": folding_markdown(folding_frame(data.summary)),
     }
     if set(frames) | set(texts) != set(TABLES):
         raise AssertionError("every table in TABLES is written exactly once")

@@ -97,9 +97,15 @@ def make_case(
 AFFINE_CONFIGS = {"affine_small": (0.97, -0.05, 3.0), "affine_large": (0.9, -0.2, 7.0)}
 
 
-def make_runs(root: Path, cases=(1, 2), figures: bool = False) -> Path:
-    """A results tree ``root/runs/<configuration>/case<N>/metrics.json`` from real ``rnr evaluate`` runs:
-    ``initial`` (--identity) and two affine maps saved as checkpoints with a run record. Returns runs/."""
+def make_runs(root: Path, cases=(1, 2), figures: bool = False, seeds=None, settings=None) -> Path:
+    """A results tree from real ``rnr evaluate`` runs: ``initial`` (--identity) and two affine maps saved as
+    checkpoints with a run record. Returns runs/.
+
+    Without ``seeds`` the run folders are ``runs/<configuration>/case<N>/``; with ``seeds`` (a list) every
+    affine configuration gets ``runs/<configuration>/case<N>/seed<S>/`` per seed (its z offset moved by
+    0.01 * seed, so seeds differ) and ``initial`` ``runs/initial/case<N>/seed0/``. ``settings``: configuration ->
+    settings recorded in the run records (default ``{"method": "affine", "iterations": 1}``).
+    """
     from rnr import cli
     from rnr.case import load_case
     from rnr.transform import AffineTransform
@@ -108,24 +114,33 @@ def make_runs(root: Path, cases=(1, 2), figures: bool = False) -> Path:
     for n in cases:
         case_dir = make_case(root / "data" / f"case{n}", case=n, seed=n)
         case = load_case(case_dir)
-        jobs = [(root / "runs" / "initial" / f"case{n}", ["--identity"])]
+        initial = root / "runs" / "initial" / f"case{n}"
+        jobs = [(initial / "seed0" if seeds else initial, ["--identity"])]
         for name, (scale, offset, wall) in AFFINE_CONFIGS.items():
-            run_dir = root / "runs" / name / f"case{n}"
-            AffineTransform(
-                case.size_xyz, case.spacing_xyz, np.diag([1.0, 1.0, scale]), np.array([0.0, 0.0, offset])
-            ).save(run_dir / layout.CHECKPOINT, configuration=name)
-            write_json(
-                run_dir / layout.RUN_JSON,
-                {
-                    "case": n,
-                    "configuration": name,
-                    "method": "affine",
-                    "device": "cpu",
-                    "wall_s": wall + n,
-                    "iterations": 1,
-                },
-            )
-            jobs.append((run_dir, []))
+            for seed in seeds or [None]:
+                run_dir = root / "runs" / name / f"case{n}"
+                run_dir = run_dir / f"seed{seed}" if seed is not None else run_dir
+                z = offset + 0.01 * (seed or 0)
+                AffineTransform(
+                    case.size_xyz, case.spacing_xyz, np.diag([1.0, 1.0, scale]), np.array([0.0, 0.0, z])
+                ).save(run_dir / layout.CHECKPOINT, configuration=name)
+                own = dict((settings or {}).get(name, {"method": "affine", "iterations": 1}))
+                if seed is not None:
+                    own["seed"] = seed
+                write_json(
+                    run_dir / layout.RUN_JSON,
+                    {
+                        "case": n,
+                        "configuration": name,
+                        "method": "affine",
+                        "device": "cpu",
+                        "wall_s": wall + n,
+                        "iterations": 1,
+                        "settings": own,
+                        "versions": {"torch": "test"},
+                    },
+                )
+                jobs.append((run_dir, []))
         for run_dir, extra in jobs:
             argv = ["evaluate", "--case-dir", str(case_dir), "--run-dir", str(run_dir), *extra]
             if cli.main(argv + ([] if figures else ["--no-figures"])) != 0:

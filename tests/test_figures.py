@@ -14,7 +14,14 @@ from evaluation_case import AFFINE_CONFIGS, make_runs
 from rnr import cli, layout, panels, plots
 from rnr.io import write_csv
 
-FIGURES = ("tre_distribution", "tre_mean_per_configuration", "tre_before_after", "folding_runtime", "loss_curves")
+FIGURES = (
+    "tre_distribution",
+    "tre_mean_per_configuration",
+    "tre_before_after",
+    "folding_runtime",
+    "loss_curves",
+    "paired_differences",
+)
 # Long, realistic names: the widest labels the figures must place.
 NAMES = (
     "rnr_default",

@@ -510,7 +510,7 @@ WORKFLOW_CONFIG = {
 
 
 def _run_files(configuration: str, case: int = 1, dataset: str = "phantom") -> dict[str, str]:
-    base = f"results/{dataset}/runs/{configuration}/case{case}"
+    base = f"results/{dataset}/runs/{configuration}/case{case}/seed3"
     return {name: f"{base}/{name}" for name in RUN_OUTPUTS}
 
 
@@ -676,10 +676,10 @@ def test_use_gpu_without_cuda_fails_the_registration(prepared, tmp_path):
     gpu = _write_config(tmp_path / "gpu.yaml", {"use_gpu": True})
     result = snakemake(workdir, "--configfile", config, gpu, "--cores", "1", "--", files[layout.RUN_JSON])
     assert result.code != 0 and "Error in rule register" in result.text, result.text
-    log = (workdir / "results/phantom/logs/register/fast/case1.log").read_text()
+    log = (workdir / "results/phantom/logs/register/fast/case1/seed3.log").read_text()
     assert "use_gpu=True -> device cuda" in log
     assert "rnr register: error:" in log and "CUDA is not available" in log, log
-    assert files_in(workdir / "results/phantom/runs/fast/case1") == []
+    assert files_in(workdir / "results/phantom/runs/fast/case1/seed3") == []
 
 
 @pytest.mark.workflow
@@ -688,11 +688,11 @@ def test_non_finite_loss_in_the_workflow(prepared, tmp_path):
     files = _run_files("absurd")
     result = snakemake(workdir, "--configfile", config, "--cores", "1", "--", files[layout.RUN_JSON])
     assert result.code != 0 and "Error in rule register" in result.text, result.text
-    log = (workdir / "results/phantom/logs/register/absurd/case1.log").read_text()
+    log = (workdir / "results/phantom/logs/register/absurd/case1/seed3.log").read_text()
     line = next((x for x in log.splitlines() if "rnr register: error:" in x), None)
     assert line is not None and "Traceback" not in log, log
     _assert_stopped_on_non_finite_loss(line, "absurd", 2, 10)
-    assert files_in(workdir / "results/phantom/runs/absurd/case1") == []
+    assert files_in(workdir / "results/phantom/runs/absurd/case1/seed3") == []
 
 
 def _children_cpu_seconds() -> float:
@@ -722,7 +722,7 @@ def test_workflow_killed_mid_registration_redoes_exactly_that_job(prepared, tmp_
     # 2. The slow registration is killed, with Snakemake, once it is inside its loop. The workflow runs
     #    `rnr register --no-progress`, so nothing is printed while it fits: "inside the loop" is told by the
     #    CPU time the job has used, more than a whole earlier run's.
-    run_dir = workdir / "results/phantom/runs/slow/case1"
+    run_dir = workdir / "results/phantom/runs/slow/case1/seed3"
     with open(tmp_path / "killed_run.log", "w") as out:
         proc = subprocess.Popen(
             snakemake_command(workdir, "--configfile", config, "--cores", "1", "--", *targets),
@@ -737,7 +737,7 @@ def test_workflow_killed_mid_registration_redoes_exactly_that_job(prepared, tmp_
             while used < pre_loop_bound + 1.0:
                 assert proc.poll() is None, (tmp_path / "killed_run.log").read_text()
                 assert time.monotonic() < deadline, f"the slow registration used only {used:.1f} s CPU"
-                used = cpu_seconds(find_processes("register", "runs/slow/case1", cwd=workdir))
+                used = cpu_seconds(find_processes("register", "runs/slow/case1/seed3", cwd=workdir))
                 time.sleep(0.1)
             assert files_in(run_dir) == [], "the slow registration ended before it could be killed"
         finally:
@@ -747,7 +747,7 @@ def test_workflow_killed_mid_registration_redoes_exactly_that_job(prepared, tmp_
         time.sleep(0.2)
     assert find_processes(cwd=workdir) == [], "a process of the killed run is still running"
     assert files_in(run_dir) == [], f"the killed registration left {files_in(run_dir)}"
-    assert not (workdir / "results/phantom/benchmarks/register/slow/case1.tsv").exists()
+    assert not (workdir / "results/phantom/benchmarks/register/slow/case1/seed3.tsv").exists()
 
     # 3. The plan of the re-run: that registration and nothing else.
     assert snakemake(workdir, "--configfile", config, "--unlock").code == 0
@@ -827,11 +827,6 @@ def test_full_disk_while_writing_the_checkpoint(quick, tmp_path, small_fs):
     assert set(RUN_OUTPUTS) <= set(files_in(run_dir))
 
 
-@pytest.mark.xfail(
-    reason="needs wiring in rnr/fit.py: register() must remove loss.csv, landmarks_T00_warped.csv and run.json "
-    "when a later write (the checkpoint) fails",
-    strict=True,
-)
 def test_full_disk_leaves_no_partial_run_folder(quick, tmp_path, small_fs):
     run_dir, _ = _fill_before_checkpoint(quick, tmp_path, small_fs)
     error_line(_register(run_dir, quick, "--set", "iterations=2"), "register")
@@ -896,11 +891,11 @@ def test_converted_case_edited_after_conversion(prepared, tmp_path):
     assert "as recorded in case.json" in line
     assert f"found size {(nx, ny, nz - 1)}" in line and "run rnr convert again" in line
     assert not (case_dir / layout.MASK_T00).exists() and not (case_dir / "mask_T00.json").exists()
-    assert files_in(workdir / "results/phantom/runs/fast/case1") == []
+    assert files_in(workdir / "results/phantom/runs/fast/case1/seed3") == []
     t00.write_bytes(original.read_bytes())
     resumed = snakemake(workdir, "--configfile", config, "--cores", "1", "--", files[layout.RUN_JSON])
     assert resumed.code == 0, resumed.text
-    assert set(RUN_OUTPUTS) <= set(files_in(workdir / "results/phantom/runs/fast/case1"))
+    assert set(RUN_OUTPUTS) <= set(files_in(workdir / "results/phantom/runs/fast/case1/seed3"))
 
 
 def test_t00_and_t50_of_different_sizes(converted_case, quick, tmp_path):
@@ -982,11 +977,6 @@ def test_checkpoint_case_check(case2_checkpoint, converted_case):
     check_checkpoint_case(metadata, transform.size_xyz, transform.spacing_xyz, case2, case2_checkpoint)  # passes
 
 
-@pytest.mark.xfail(
-    reason="needs wiring in rnr/evaluate.py: evaluate_run must call rnr.case.check_checkpoint_case(metadata, "
-    "transform.size_xyz, transform.spacing_xyz, case, checkpoint) after load_transform",
-    strict=True,
-)
 @pytest.mark.parametrize("grid", ["another grid", "the same grid"])
 def test_checkpoint_from_another_case_is_refused(grid, request, converted_case, tmp_path):
     """A checkpoint of case 2 copied into a run folder of case 1: `rnr evaluate` names the checkpoint and
@@ -1014,11 +1004,6 @@ def test_checkpoint_from_another_case_is_refused(grid, request, converted_case, 
 
 
 # -- mask figures in the tables' provenance -------------------------------------------------------------------
-@pytest.mark.xfail(
-    reason="needs wiring in rnr/evaluate.py (metrics.json 'mask': rnr.segment.read_mask_record(mask file)) and "
-    "rnr/tables.py (tre.csv columns mask_method, mask_air_fraction, mask_volume_l, mask_n_components)",
-    strict=True,
-)
 def test_mask_figures_reach_the_tables(converted_case, quick, tmp_path):
     case_dir = copy_tree(converted_case, tmp_path / "case1")
     assert rnr("segment", "--case-dir", case_dir, "--method", "provided").code == 0

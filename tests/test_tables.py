@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def test_tre_md_is_the_thesis_table(tables):
     for case in (1, 2):
         for config, cell in zip(CONFIGS, rows[str(case)], strict=True):
             r = frame[(frame["case"] == case) & (frame["configuration"] == config)].iloc[0]
-            assert cell.strip("*") == f"{r['tre_mean_mm']:.2f} ± {r['tre_std_mm']:.2f}"
+            assert cell.strip("*†‡") == f"{r['tre_mean_mm']:.2f} ± {r['tre_std_mm']:.2f}"
         # Bold: the lowest mean among the registered configurations (never initial).
         registered = {
             c: frame[(frame["case"] == case) & (frame["configuration"] == c)]["tre_mean_mm"].iloc[0]
@@ -80,7 +81,9 @@ def test_tre_md_is_the_thesis_table(tables):
         best = min(registered, key=registered.get)
         assert [c.startswith("**") for c in rows[str(case)]] == [c == best for c in CONFIGS]
     means = frame.groupby("configuration")["tre_mean_mm"].mean()
-    assert [c.strip("*") for c in rows["mean"]] == [f"{means[c]:.2f}" for c in CONFIGS]
+    # Mean row: mean of the case means, then the 95 % bootstrap interval over cases.
+    assert [c.strip("*†‡").split(" [")[0] for c in rows["mean"]] == [f"{means[c]:.2f}" for c in CONFIGS]
+    assert all(re.fullmatch(r"\d+\.\d\d \[\d+\.\d\d–\d+\.\d\d\]", c.strip("*†‡")) for c in rows["mean"])
     for phrase in (
         "continuous TRE",
         "0-based",
@@ -94,7 +97,7 @@ def test_tre_md_is_the_thesis_table(tables):
 def test_tex_snapped_folding_and_landmark_tables(tables):
     tex = (tables / "tre.tex").read_text()
     assert r"\toprule" in tex and r"$\pm$" in tex and r"affine\_large" in tex and r"\textbf{" in tex
-    assert tex.count(r"\\") == 1 + 2 + 1  # header, two cases, mean
+    assert tex.count(r" \\") == 1 + 2 + 1  # header, two cases, mean
     snapped = (tables / "tre_snapped.md").read_text()
     assert "snapped TRE" in snapped and "nearest voxel" in snapped
     frame = pd.read_csv(tables / "tre.csv")
@@ -158,3 +161,76 @@ def test_a_run_without_runtime_reads_n_a(runs_dir, tmp_path):
 
 def test_tables_writes_exactly_the_listed_files(tables):
     assert sorted(p.name for p in tables.iterdir()) == sorted(TABLES.values())
+
+
+# -- seeds, paired tests and provenance --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory) -> Path:
+    """Two affine configurations x three seeds x three cases, with settings that differ in lr."""
+    settings = {
+        "affine_small": {"method": "affine", "iterations": 10, "lr": 1e-4},
+        "affine_large": {"method": "affine", "iterations": 10, "lr": 1e-3},
+    }
+    runs = make_runs(tmp_path_factory.mktemp("seeded"), cases=(1, 2, 3), seeds=[3, 4, 5], settings=settings)
+    out = runs.parent / "tables"
+    argv = ["tables", "--runs-dir", str(runs), "--out", str(out), "--compare-to", "affine_small"]
+    assert cli.main([*argv, "--configurations", *CONFIGS]) == 0
+    return out
+
+
+def test_stats_csv_p_values_equal_scipy_on_the_landmark_table(seeded):
+    """The paired tests recomputed independently from tre_landmarks.csv with scipy: per case on the seed-averaged
+    landmark TREs, across cases on the case means; Holm over the compared configurations (one here)."""
+    from scipy.stats import wilcoxon
+
+    landmarks = pd.read_csv(seeded / "tre_landmarks.csv")
+    tests = pd.read_csv(seeded / "stats.csv")
+    assert set(landmarks["seed"][landmarks["configuration"] != "initial"]) == {3, 4, 5}
+    averaged = landmarks.groupby(["configuration", "case", "landmark"])["tre_mm"].mean()
+    diffs = {case: averaged["affine_large"][case] - averaged["affine_small"][case] for case in (1, 2, 3)}
+    for case, diff in diffs.items():
+        row = tests[(tests["scope"] == "case") & (tests["case"] == case)].iloc[0]
+        expected = wilcoxon(diff.to_numpy(), zero_method="wilcox", alternative="two-sided")
+        assert row["configuration"] == "affine_large" and row["reference"] == "affine_small"
+        assert row["p_value"] == pytest.approx(expected.pvalue, rel=1e-9)
+        assert row["p_holm"] == pytest.approx(expected.pvalue, rel=1e-9)  # one comparison: Holm changes nothing
+        assert row["median_diff_mm"] == pytest.approx(float(np.median(diff)), rel=1e-9)
+    case_means = pd.Series({case: float(d.mean()) for case, d in diffs.items()})
+    across = tests[tests["scope"] == "all"].iloc[0]
+    assert across["p_value"] == pytest.approx(wilcoxon(case_means.to_numpy()).pvalue, rel=1e-9)
+
+
+def test_tre_md_marks_the_tests_and_names_what_differs(seeded):
+    text = (seeded / "tre.md").read_text()
+    tests = pd.read_csv(seeded / "stats.csv")
+    significant = tests[(tests["scope"] == "case") & tests["significant"]]
+    rows = _md_rows(text)
+    for r in significant.itertuples():
+        marker = "*" if r.median_diff_mm < 0 else "†"
+        assert rows[str(int(r.case))][CONFIGS.index("affine_large")].endswith(marker)
+    assert "Wilcoxon signed-rank" in text and "Holm" in text and "α = 0.05" in text
+    assert "averaged over the 3 seeds" in text
+    assert "Settings that differ: lr: affine_large 0.001, affine_small 0.0001." in text
+    assert "iterations 10" in text and "seeds 3 4 5" in text and "torch test" in text
+    tex = (seeded / "tre.tex").read_text()
+    assert "Settings that differ: lr" in tex and r"$\alpha$" in tex
+    summary = pd.read_csv(seeded / "tre.csv")
+    registered = summary[summary["configuration"] != "initial"]
+    assert (registered["n_seeds"] == 3).all() and (registered["tre_seed_std_mm"] > 0).all()
+    assert {"tre_median_mm", "tre_p95_mm", "tre_max_mm", "sdlogj"} <= set(summary.columns)
+    configurations = pd.read_csv(seeded / "configurations.csv")
+    assert list(configurations["configuration"]) == CONFIGS
+    assert configurations.set_index("configuration").loc["affine_large", "seeds"] == "3 4 5"
+
+
+def test_runs_of_one_configuration_with_different_settings_are_an_error(seeded, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    shutil.copytree(seeded.parent / "runs", runs)
+    path = runs / "affine_small" / "case2" / "seed4" / layout.METRICS_JSON
+    record = json.loads(path.read_text())
+    record["run"]["settings"]["iterations"] = 99  # a stale run of an edited configuration
+    path.write_text(json.dumps(record))
+    assert cli.main(["tables", "--runs-dir", str(runs), "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert "configuration 'affine_small': its runs were made with different settings" in err
+    assert str(path) in err and not (tmp_path / "t").exists()

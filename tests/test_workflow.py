@@ -116,7 +116,7 @@ def test_dry_run_dirlab_config(tmp_path):
         "idir",
         "demons",
     ):
-        assert f"results/dirlab/runs/{name}/case2/checkpoint.pt" in result.stdout
+        assert f"results/dirlab/runs/{name}/case2/seed3/checkpoint.pt" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -168,7 +168,7 @@ def test_a_minimal_config_file_gets_every_default(tmp_path):
     path.write_text(yaml.safe_dump(minimal))
     result = snakemake(tmp_path, "--dry-run", "--configfile", str(path), "all")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "results/dirlab/runs/mine/case10/checkpoint.pt" in result.stdout
+    assert "results/dirlab/runs/mine/case10/seed3/checkpoint.pt" in result.stdout
 
 
 # -- a real tiny run ---------------------------------------------------------------------------------------
@@ -176,8 +176,8 @@ def _finished_registrations(workdir: Path) -> dict[Path, float]:
     """Registrations Snakemake has finished: their benchmark record exists (written when the job ends)."""
     done = {}
     results = workdir / "results" / "phantom"
-    for bench in (results / "benchmarks" / "register").glob("*/case*.tsv"):
-        checkpoint = results / "runs" / bench.parent.name / bench.stem / "checkpoint.pt"
+    for bench in (results / "benchmarks" / "register").glob("*/case*/seed*.tsv"):
+        checkpoint = results / "runs" / bench.parent.parent.name / bench.parent.name / bench.stem / "checkpoint.pt"
         if checkpoint.is_file():
             done[checkpoint] = checkpoint.stat().st_mtime_ns
     return done
@@ -254,7 +254,7 @@ def test_tiny_run_tables(tiny_run):
     assert sorted(p.name for p in (results / "figures").glob("*.png"))
     for case in config["cases"]:
         for name in configurations:
-            assert sorted((results / "runs" / name / f"case{case}" / "figures").glob("*.png")), (name, case)
+            assert sorted((results / "runs" / name / f"case{case}" / ("seed0" if name == "initial" else "seed3") / "figures").glob("*.png")), (name, case)
     settings = yaml.safe_load((results / "settings" / "rnr.yaml").read_text())
     assert settings == {**config["configurations"]["rnr"], "device": "cpu"}
 
@@ -285,11 +285,11 @@ def test_use_gpu_without_cuda_fails_naming_the_key(tiny_run, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     workdir = shutil.copytree(tiny_run["workdir"], tmp_path / "copy", symlinks=True)
-    target = "results/phantom/runs/rnr/case1/checkpoint.pt"
+    target = "results/phantom/runs/rnr/case1/seed3/checkpoint.pt"
     # The edited setting (device cuda) reruns the settings file and so the registration.
     result = snakemake(workdir, "--configfile", str(TINY), "--cores", "1", target, "--config", "use_gpu=true")
     assert result.returncode != 0
-    log = (workdir / "results" / "phantom" / "logs" / "register" / "rnr" / "case1.log").read_text()
+    log = (workdir / "results" / "phantom" / "logs" / "register" / "rnr" / "case1" / "seed3.log").read_text()
     assert "use_gpu=True -> device cuda" in log and "needs CUDA" in log
     assert "CUDA is not available" in log
     assert not (workdir / target).exists()  # no half-finished run that looks complete
@@ -306,7 +306,7 @@ def test_dirlab_dataset_reads_a_dirlab_folder(phantom_dataset, tmp_path):
     from rnr.case import load_case
     from rnr.phantom import load_truth
 
-    target = "results/dirlab/runs/initial/case1/metrics.json"
+    target = "results/dirlab/runs/initial/case1/seed0/metrics.json"
     result = snakemake(
         tmp_path,
         "--configfile",

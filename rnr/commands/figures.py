@@ -8,6 +8,9 @@ Output: --out results/<dataset>/figures (rnr.plots.QUESTIONS states the question
   folding_runtime.png/.pdf            folding percentage (left out when nothing folds) and runtime per configuration
   loss_curves.png/.pdf                loss per iteration, one facet per configuration, cases as lines, not-converged
                                       runs dashed (only when at least one run has a loss.csv)
+  paired_differences.png/.pdf         per-landmark TRE differences against --compare-to, per case, median marked
+                                      (with two or more registered configurations)
+  tre_seed_spread.png/.pdf            mean TRE per configuration with the spread over seeds (with several seeds)
 
 Example:
   rnr figures --runs-dir results/phantom/runs --out results/phantom/figures [--page landscape]
@@ -38,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="text",
         help="fit the figures to the text width of a page (6.3 in, default) or to a landscape A4 page (9.7 in)",
     )
+    parser.add_argument(
+        "--compare-to",
+        default=None,
+        metavar="NAME",
+        help="reference configuration of the paired-difference figure (default: the first registered one)",
+    )
 
 
 def load_losses(records: list[dict[str, Any]]) -> dict[tuple[str, int], Any]:
@@ -48,23 +57,32 @@ def load_losses(records: list[dict[str, Any]]) -> dict[tuple[str, int], Any]:
     losses = {}
     for r in records:
         path = Path(r["_path"]).parent / LOSS_CSV
-        if path.is_file():
-            losses[(str(r["configuration"]), int(r["case"]))] = read_csv(path, ["loss"])
+        key = (str(r["configuration"]), int(r["case"]))
+        if path.is_file() and key not in losses:  # records come sorted by seed: the first seed's log
+            losses[key] = read_csv(path, ["loss"])
     return losses
 
 
 def run(args: argparse.Namespace) -> int:
     from ..plots import write_figures
     from ..results import load_metrics, per_landmark_frame, summary_frame
+    from ..stat_plots import paired_differences, tre_seed_spread
+    from ..tables import collect
 
     records = load_metrics(args.runs_dir, args.configurations)
+    landmarks = per_landmark_frame(records, args.configurations)
     paths = write_figures(
         summary_frame(records, args.configurations),
-        per_landmark_frame(records, args.configurations),
+        landmarks,
         args.out,
         args.configurations,
         losses=load_losses(records),
         page=args.page,
     )
+    data, _ = collect(args.runs_dir, args.configurations, args.compare_to)
+    if data.tests is not None:
+        paths += paired_differences(landmarks, data.reference, Path(args.out), args.configurations, data.tests)
+    if landmarks.loc[landmarks["configuration"] != "initial", "seed"].nunique() > 1:
+        paths += tre_seed_spread(landmarks, Path(args.out), args.configurations)
     print(f"wrote {len(paths)} figure files to {args.out}")
     return 0

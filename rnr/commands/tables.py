@@ -1,20 +1,24 @@
-"""Collect every run's metrics.json into the result tables of a dataset.
+"""Collect every run's metrics.json into the result tables of a dataset (results/README.md explains them).
 
-Input:  --runs-dir results/<dataset>/runs, holding <configuration>/case<N>/metrics.json (rnr evaluate); every
-        configuration must have every case (missing files are listed in the error).
+Input:  --runs-dir results/<dataset>/runs, holding <configuration>/case<N>/seed<S>/metrics.json (rnr evaluate);
+        every configuration must have every case, and all runs of a configuration the same settings.
 Output: --out results/<dataset>/tables:
-  tre.csv            one row per case x configuration (initial included): case, configuration, tre_mean_mm,
-                     tre_std_mm, tre_x_mm, tre_y_mm, tre_z_mm, tre_snapped_mean_mm, folding_fraction,
-                     runtime_s, device, then further columns (per-axis std, snapped std, legacy TRE, det J)
-  tre.md, tre.tex    thesis-style continuous TRE table: cases as rows plus a mean row (mean of case means),
-                     configurations as columns (initial first), cells mean ± std (ddof = 1) over the
-                     landmarks; bold = best registered configuration per row
+  tre.csv              one row per case x configuration (initial included), seeds pooled: case, configuration,
+                       tre_mean_mm, tre_std_mm, tre_x_mm, tre_y_mm, tre_z_mm, tre_snapped_mean_mm,
+                       folding_fraction, runtime_s, device, then the spread over seeds, median, p95, max,
+                       SDlogJ, convergence and mask figures
+  tre.md, tre.tex      thesis table: cases as rows plus a mean row (95 % bootstrap interval over cases),
+                       configurations as columns (initial first), cells mean ± std (ddof = 1) over the
+                       landmarks; markers of the paired Wilcoxon tests against --compare-to (Holm); footer with
+                       the conventions and every setting that differs between the configurations
   tre_snapped.md/.tex  the same for snapped TRE (prediction rounded to the nearest voxel)
-  folding.csv/.md    folding percentage, min det J, runtime and device per case x configuration
-  tre_landmarks.csv  tidy per-landmark TRE (one row per landmark x case x configuration)
+  folding.csv/.md      folding, det J statistics, SDlogJ, convergence, runtime and device
+  tre_landmarks.csv    tidy per-landmark TRE (one row per landmark x case x configuration x seed)
+  stats.csv            the paired tests: per case and across cases, p-values, Holm-adjusted p-values, effects
+  configurations.csv   effective settings, seeds, devices and package versions of every configuration
 
 Example:
-  rnr tables --runs-dir results/phantom/runs --out results/phantom/tables
+  rnr tables --runs-dir results/phantom/runs --out results/phantom/tables --compare-to rnr
 """
 
 from __future__ import annotations
@@ -34,11 +38,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="only these configurations, in this column order (initial always first)",
     )
+    parser.add_argument(
+        "--compare-to",
+        default=None,
+        metavar="NAME",
+        help="reference configuration of the paired tests (default: the first registered configuration)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from ..tables import write_tables
 
-    paths = write_tables(args.runs_dir, args.out, args.configurations)
+    paths = write_tables(args.runs_dir, args.out, args.configurations, args.compare_to)
     print(f"wrote {len(paths)} tables to {args.out}: {', '.join(p.name for p in paths)}")
     return 0

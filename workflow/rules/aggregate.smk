@@ -10,6 +10,8 @@ TABLE_CAPTIONS = {
     "folding_csv": "folding_table.rst",
     "folding_md": "folding_table.rst",
     "tre_landmarks_csv": "tre_landmarks.rst",
+    "stats_csv": "stats.rst",
+    "configurations_csv": "configurations.rst",
 }
 
 

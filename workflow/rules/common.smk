@@ -116,6 +116,15 @@ def write_settings(path, settings, log):
     write_text(log, f"settings {dict(settings)} -> {path}\n")
 
 
+def evaluate_inputs(wildcards):
+    """The converted case and mask, plus the run's checkpoint and record unless it is `initial`."""
+    inputs = {"case_json": case_file(layout.CASE_JSON), "mask": case_file(layout.MASK_T00)}
+    if wildcards.configuration != INITIAL:
+        inputs["checkpoint"] = run_file(layout.CHECKPOINT)
+        inputs["run_json"] = run_file(layout.RUN_JSON)
+    return {key: path.format(**wildcards) for key, path in inputs.items()}
+
+
 def dirlab_source(wildcards, input):
     """The folder holding Case{N}Pack/: generated for the phantom, the user's `dirlab_dir` otherwise."""
     return input[0] if DATASET == "phantom" else config["dirlab_dir"]

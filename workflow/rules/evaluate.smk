@@ -1,15 +1,6 @@
 # Evaluation: TRE, folding and slice panels per case x configuration; `initial` is the identity map.
 
 
-def evaluate_inputs(wildcards):
-    """The converted case and mask, plus the run's checkpoint and record unless it is `initial`."""
-    inputs = {"case_json": case_file(layout.CASE_JSON), "mask": case_file(layout.MASK_T00)}
-    if wildcards.configuration != INITIAL:
-        inputs["checkpoint"] = run_file(layout.CHECKPOINT)
-        inputs["run_json"] = run_file(layout.RUN_JSON)
-    return {key: path.format(**wildcards) for key, path in inputs.items()}
-
-
 rule evaluate:
     input:
         unpack(evaluate_inputs),
