@@ -254,7 +254,9 @@ def test_tiny_run_tables(tiny_run):
     assert sorted(p.name for p in (results / "figures").glob("*.png"))
     for case in config["cases"]:
         for name in configurations:
-            assert sorted((results / "runs" / name / f"case{case}" / ("seed0" if name == "initial" else "seed3") / "figures").glob("*.png")), (name, case)
+            seed = "seed0" if name == "initial" else "seed3"
+            figures = results / "runs" / name / f"case{case}" / seed / "figures"
+            assert sorted(figures.glob("*.png")), (name, case)
     settings = yaml.safe_load((results / "settings" / "rnr.yaml").read_text())
     assert settings == {**config["configurations"]["rnr"], "device": "cpu"}
 
