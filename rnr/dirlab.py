@@ -41,7 +41,7 @@ import SimpleITK as sitk
 
 from . import coords, layout
 from .case import check_mask_orientation, oriented_mask
-from .io import InputError, read_image, read_json, write_csv, write_image, write_json
+from .io import InputError, read_image, read_json, write_bytes, write_csv, write_image, write_json
 
 #: Raw DIR-Lab values are HU + 1024.
 HU_OFFSET = 1024
@@ -453,6 +453,9 @@ def convert_case(dirlab_dir: str | Path, case: int, out_dir: str | Path) -> Path
             )
         if mask is not None:
             write_image(out / layout.MASK_PROVIDED, volume_image(mask, spacing))
+        truth = Path(dirlab_dir) / layout.TRUTH_SOURCE.format(case=case)
+        if truth.is_file():  # a dataset that knows its exact motion (the phantom): evaluation scores against it
+            write_bytes(out / layout.TRUTH, truth.read_bytes())
     except BaseException:
         _remove_outputs(out)  # a failed conversion leaves none of its files behind
         raise
@@ -466,6 +469,7 @@ def convert_case(dirlab_dir: str | Path, case: int, out_dir: str | Path) -> Path
         "sampled4d": {p: str(v.relative_to(files.case_dir)) for p, v in sorted(files.sampled4d.items())},
         "mask": str(files.mask.relative_to(files.case_dir)) if files.mask is not None else None,
         "mask_orientation": mask_note,
+        "truth": layout.TRUTH_SOURCE.format(case=case) if (out / layout.TRUTH).is_file() else None,
     }
     write_json(
         out / layout.CASE_JSON,
@@ -494,7 +498,7 @@ def convert_case(dirlab_dir: str | Path, case: int, out_dir: str | Path) -> Path
 
 def _remove_outputs(out: Path) -> None:
     """Delete every file :func:`convert_case` writes in ``out`` (case.json first); other files stay."""
-    names = [layout.CASE_JSON, layout.MASK_PROVIDED, *(layout.landmarks_name(p) for p in ("T00", "T50"))]
+    names = [layout.CASE_JSON, layout.MASK_PROVIDED, layout.TRUTH, *(layout.landmarks_name(p) for p in ("T00", "T50"))]
     names += [layout.image_name(p) for p in layout.PHASES] + [layout.sampled4d_name(p) for p in layout.PHASES]
     for name in names:
         (out / name).unlink(missing_ok=True)

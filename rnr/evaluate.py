@@ -23,6 +23,7 @@ from .phases import PAIRINGS
 from .runtime import resolve_device
 from .segment import read_mask_record
 from .transform import DEFAULT_CHUNK, IdentityTransform, Transform, load_transform
+from .truth import exact_metrics, load_case_truth
 from .warp import slice_points, warp_slice
 
 SCHEMA = "rnr-metrics/1"
@@ -113,7 +114,8 @@ def compute_metrics(
         pairing: ``seed`` or ``trajectory`` (rnr/phases.py) for the intermediate TRE.
         step_folding: also evaluate the folding of every phi_n (about twice the cost of phi_N alone again).
     Returns:
-        ``{"tre": {...}, "intermediate": {...} | None, "folding": {...}}`` as written into metrics.json.
+        ``{"tre": {...}, "intermediate": {...} | None, "folding": {...}, "exact": {...} | None}`` as written
+        into metrics.json; ``exact`` (rnr/truth.py) where the case carries its exact motion.
     """
     if tuple(transform.size_xyz) != tuple(case.size_xyz) or not np.allclose(
         transform.spacing_xyz, case.spacing_xyz, atol=1e-3
@@ -161,7 +163,9 @@ def compute_metrics(
         "ddof": metrics.DDOF,
         "per_step": metrics.folding_per_step(transform, points, chunk=chunk, full=full) if step_folding else [],
     }
-    return {"tre": tre, "intermediate": intermediate, "folding": folding}
+    truth = load_case_truth(case)
+    exact = exact_metrics(transform, truth, mask_zyx, pairing) if truth is not None else None
+    return {"tre": tre, "intermediate": intermediate, "folding": folding, "exact": exact}
 
 
 def panel_pairs(case: ConvertedCase, transform: Transform, pairing: str) -> list[tuple[int, str, str, int | None]]:

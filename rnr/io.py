@@ -87,6 +87,11 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def write_json(path: str | Path, data: Any) -> None:
     """Write ``data`` as indented JSON (numpy scalars and arrays converted) atomically."""
     write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")

@@ -9,6 +9,7 @@ Converted case (``rnr convert``), ``results/<dataset>/data/case<N>/``::
     sampled4d_TPP.csv          75 rows per phase TPP in T00..T50 when DIR-Lab's Sampled4D is present
     mask_provided.nii.gz       user-provided T00 lung mask (from Masks/), checked to lie on the T00 grid
     mask_T00.nii.gz            the lung mask used for registration (``rnr segment``)
+    truth.npz                  the exact motion, when the dataset carries it (the phantom; rnr/truth.py)
 
 Run folder (``rnr register`` / ``rnr evaluate``), ``results/<dataset>/runs/<configuration>/case<N>/seed<S>/``
 (``initial``, the identity map, has the one folder ``seed0``)::
@@ -41,6 +42,10 @@ LANDMARK_COLUMNS = ("x_vox", "y_vox", "z_vox", "x_mm", "y_mm", "z_mm")
 CASE_JSON = "case.json"
 MASK_PROVIDED = "mask_provided.nii.gz"
 MASK_T00 = "mask_T00.nii.gz"
+#: The exact motion of a case whose dataset carries it (the phantom's truth/case<N>.npz, copied by convert).
+TRUTH = "truth.npz"
+#: Where a DIR-Lab-layout dataset keeps such truth files, relative to its folder.
+TRUTH_SOURCE = "truth/case{case}.npz"
 
 CHECKPOINT = "checkpoint.pt"
 LOSS_CSV = "loss.csv"

@@ -62,6 +62,11 @@ RUN_COLUMNS = (
     "mask_air_fraction",
     "mask_volume_l",
     "mask_n_components",
+    "tre_exact_mean_mm",
+    "tre_exact_std_mm",
+    "dense_error_rms_mm",
+    "dense_error_p95_mm",
+    "dense_error_max_mm",
 )
 EXTRA_COLUMNS = ("method", "n_landmarks", *TRE_SPREAD_COLUMNS, *RUN_COLUMNS, "converged", "mask_method")
 TRE_LANDMARK_COLUMNS = (
@@ -198,6 +203,8 @@ def run_frame(records: Sequence[dict[str, Any]], order: Sequence[str] | None = N
         p = r["_path"]
         t, f = _get(r, "tre", p), _get(r, "folding", p)
         conv, mask, run = r.get("convergence") or {}, r.get("mask") or {}, r.get("run") or {}
+        exact = r.get("exact") or {}
+        exact_tre, dense = exact.get("tre") or {}, exact.get("dense") or {}
         rows.append(
             {
                 "case": int(r["case"]),
@@ -232,6 +239,11 @@ def run_frame(records: Sequence[dict[str, Any]], order: Sequence[str] | None = N
                 "mask_air_fraction": mask.get("air_fraction"),
                 "mask_volume_l": mask.get("volume_l"),
                 "mask_n_components": mask.get("n_components"),
+                "tre_exact_mean_mm": exact_tre.get("mean_mm"),
+                "tre_exact_std_mm": exact_tre.get("std_mm"),
+                "dense_error_rms_mm": dense.get("rms_mm"),
+                "dense_error_p95_mm": dense.get("p95_mm"),
+                "dense_error_max_mm": dense.get("max_mm"),
             }
         )
     return _sorted(pd.DataFrame(rows), order, ["case", "seed"])

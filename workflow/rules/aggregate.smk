@@ -12,6 +12,8 @@ TABLE_CAPTIONS = {
     "tre_landmarks_csv": "tre_landmarks.rst",
     "stats_csv": "stats.rst",
     "configurations_csv": "configurations.rst",
+    "tre_exact_md": "tre_exact.rst",
+    "tre_exact_tex": "tre_exact.rst",
 }
 
 

@@ -1,0 +1,63 @@
+"""Evaluation against the exact motion (rnr/truth.py): the true motion, wrapped as a Transform and scored by
+the same code as every map, scores 0; the identity scores the true displacement."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from rnr import layout
+from rnr.case import load_case
+from rnr.evaluate import compute_metrics
+from rnr.transform import IdentityTransform
+from rnr.truth import TruthTransform, exact_metrics, load_case_truth
+
+
+@pytest.fixture(scope="module")
+def case(converted_case):
+    return load_case(converted_case)
+
+
+def test_convert_copies_the_truth_of_the_phantom(case, phantom_dataset):
+    assert (case.path / layout.TRUTH).read_bytes() == (phantom_dataset / "truth" / "case1.npz").read_bytes()
+
+
+def test_the_true_motion_scores_zero(case):
+    truth = load_case_truth(case)
+    mask = case.load_mask(case.provided_mask_path)
+    transform = TruthTransform(case.size_xyz, case.spacing_xyz, truth)
+    exact = exact_metrics(transform, truth, mask, "trajectory")
+    assert exact["tre"]["mean_mm"] == pytest.approx(0.0, abs=1e-4)
+    assert exact["dense"]["max_mm"] == pytest.approx(0.0, abs=1e-4)
+    assert exact["dense"]["n_points"] == int(mask.sum())
+    assert [s["target_phase"] for s in exact["steps"]] == ["T10", "T20", "T30", "T40", "T50"]
+    assert max(s["mean_mm"] for s in exact["steps"]) == pytest.approx(0.0, abs=1e-4)
+    # Through the whole evaluation: the file-landmark TRE of the truth is not 0 (whole voxels), the exact one is.
+    record = compute_metrics(case, transform, mask, "trajectory", step_folding=False)
+    assert record["exact"]["tre"]["mean_mm"] == pytest.approx(0.0, abs=1e-4)
+    assert record["tre"]["mean_mm"] > 0.5
+
+
+def test_the_identity_scores_the_true_displacement(case):
+    truth = load_case_truth(case)
+    mask = case.load_mask(case.provided_mask_path)
+    exact = exact_metrics(IdentityTransform(case.size_xyz, case.spacing_xyz), truth, mask, "seed")
+    displacement = np.linalg.norm((truth.landmarks["T50"] - truth.landmarks["T00"]) * case.spacing_xyz, axis=1)
+    assert exact["tre"]["mean_mm"] == pytest.approx(displacement.mean(), rel=1e-5)
+    points = np.argwhere(mask)[:, ::-1].astype(float)
+    dense = np.linalg.norm(truth.displacement_mm(points, "T50", lung=True), axis=1)
+    assert exact["dense"]["rms_mm"] == pytest.approx(np.sqrt(np.mean(dense**2)), rel=1e-5)
+
+
+def test_a_case_without_truth_has_no_exact_record(case, tmp_path):
+    copy = shutil.copytree(case.path, tmp_path / "case")
+    (copy / layout.TRUTH).unlink()
+    record = compute_metrics(
+        load_case(copy),
+        IdentityTransform(case.size_xyz, case.spacing_xyz),
+        case.load_mask(case.provided_mask_path),
+        step_folding=False,
+    )
+    assert record["exact"] is None
