@@ -82,10 +82,13 @@ class Frame:
         )
 
     def describe(self) -> str:
-        d = ", ".join(f"{v:g}" for v in self.direction.ravel())
+        def fmt(values) -> str:
+            # 6 significant digits (headers are float32) and no "-0".
+            return "(" + ", ".join(f"{float(v) + 0.0:.6g}" for v in values) + ")"
+
         return (
-            f"size (x, y, z) {self.size_xyz}, spacing {self.spacing_xyz} mm, origin {self.origin_xyz} mm, "
-            f"direction ({d})"
+            f"size (x, y, z) {self.size_xyz}, spacing {fmt(self.spacing_xyz)} mm, origin {fmt(self.origin_xyz)} mm, "
+            f"direction {fmt(self.direction.ravel())}"
         )
 
     def extent_mm(self) -> float:
@@ -159,14 +162,15 @@ def read_field(path: str | Path, case: ConvertedCase) -> np.ndarray:
     if bad:
         raise InputError(f"{path}: expected finite displacements (mm), found {bad} NaN or infinite value(s)")
     vec = np.asarray(vec, dtype=np.float32)
-    length = np.linalg.norm(vec, axis=-1)
+    # Positions first: a position field is also "too long" near the far corner, and this says what it is.
+    _check_not_positions(vec, found, path)
+    length = float(np.sqrt(np.square(vec, dtype=np.float64).sum(axis=-1).max()))
     extent = found.extent_mm()
-    if float(length.max()) > extent:
+    if length > extent:
         raise InputError(
             f"{path}: expected displacements in mm (ITK physical units); found vectors up to "
-            f"{float(length.max()):.4g} long, more than the {extent:.1f} mm diagonal of the T00 image"
+            f"{length:.4g} long, more than the {extent:.1f} mm diagonal of the T00 image"
         )
-    _check_not_positions(vec, found, path)
     return world_to_voxel_vectors(vec, found.direction, found.spacing_xyz)
 
 
