@@ -23,6 +23,8 @@
 #   figures/                          figures over all cases and configurations (rnr figures)
 #   logs/<rule>/...                   one log per job
 #   benchmarks/register/<configuration>/case<N>.tsv   Snakemake's time / memory record per registration
+#   export/<configuration>/case<N>/   opt-in target `export` (rnr export): field.nii.gz (ITK displacement
+#                                     field), field_step<n>.nii.gz, warped_*.nii.gz, detj.nii.gz, export.json
 
 from pathlib import Path
 
@@ -43,6 +45,7 @@ include: "workflow/rules/segment.smk"
 include: "workflow/rules/register.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/export.smk"
 
 
 localrules:
@@ -50,6 +53,7 @@ localrules:
     settings,
     tables,
     figures,
+    export,
 
 
 rule all:

@@ -41,7 +41,6 @@ import SimpleITK as sitk
 
 from . import layout
 from .case import ConvertedCase, load_case
-from .evaluate import panel_pairs, run_info
 from .io import InputError, write_image, write_json
 from .methods.field import Frame, read_header, voxel_to_world_vectors
 from .runtime import resolve_device
@@ -139,6 +138,8 @@ def export_run(
     Raises:
         InputError: missing or unreadable checkpoint, a run of another case or grid.
     """
+    from .evaluate import panel_pairs, run_info  # plotting modules: imported only when exporting
+
     start = time.perf_counter()
     case: ConvertedCase = load_case(case_dir)
     run_dir, out_dir = Path(run_dir), Path(out_dir)
