@@ -8,21 +8,24 @@
 # Configuration: config/config.yaml, validated by workflow/schemas/config.schema.yaml; files given with
 # --configfile (and --config key=value) merge over it.
 #
-# Results layout (<dataset> = config `dataset`: phantom or dirlab):
+# Results layout (<dataset> = config `dataset`: phantom or dirlab; results/README.md has every file and column):
 #
 # results/<dataset>/
 #   source/                           phantom only: the generated dataset in DIR-Lab layout (rnr phantom)
 #   data/case<N>/                     converted case (rnr convert): T00..T50.nii.gz (HU), landmarks_*.csv,
-#                                     case.json, mask_provided.nii.gz (when DIR-Lab Masks/ exists)
-#     mask_T00.nii.gz                 the T00 lung mask used by registration and evaluation (rnr segment)
+#                                     case.json, mask_provided.nii.gz, truth.npz (phantom: the exact motion)
+#     mask_T00.nii.gz, mask_T00.json  the T00 lung mask used by registration and evaluation, its figures
 #   settings/<configuration>.yaml     registration settings of one configuration (written from the config)
-#   runs/<configuration>/case<N>/     one registration (rnr register) and its evaluation (rnr evaluate):
+#   runs/<configuration>/case<N>/seed<S>/   one registration (rnr register) and its evaluation (rnr evaluate):
 #     checkpoint.pt, loss.csv, landmarks_T00_warped.csv, run.json, metrics.json, figures/*.png
-#   runs/initial/case<N>/             the identity map ("before registration"): metrics.json, figures/
-#   tables/                           tre.csv, tre.md, tre.tex and the folding / runtime table (rnr tables)
+#   runs/initial/case<N>/seed0/       the identity map ("before registration"): metrics.json, figures/
+#   tables/                           tre.csv/.md/.tex, tre_exact, tre_snapped, folding, stats.csv,
+#                                     configurations.csv, tre_landmarks.csv (rnr tables)
 #   figures/                          figures over all cases and configurations (rnr figures)
 #   logs/<rule>/...                   one log per job
-#   benchmarks/register/<configuration>/case<N>.tsv   Snakemake's time / memory record per registration
+#   benchmarks/register/<configuration>/case<N>/seed<S>.tsv   Snakemake's time / memory record per registration
+#   export/<configuration>/case<N>/seed<S>/   opt-in target `export` (rnr export): field.nii.gz (ITK
+#                                     displacement field), field_step<n>.nii.gz, warped_*.nii.gz, detj.nii.gz
 
 from pathlib import Path
 
@@ -43,6 +46,7 @@ include: "workflow/rules/segment.smk"
 include: "workflow/rules/register.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/export.smk"
 
 
 localrules:
@@ -50,6 +54,7 @@ localrules:
     settings,
     tables,
     figures,
+    export,
 
 
 rule all:

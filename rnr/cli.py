@@ -13,7 +13,7 @@ from .config import SettingsError
 from .io import InputError
 
 # Order = pipeline order, as shown by `rnr --help`.
-SUBCOMMANDS = ("phantom", "convert", "segment", "register", "evaluate", "tables", "figures", "bench")
+SUBCOMMANDS = ("phantom", "convert", "segment", "register", "evaluate", "export", "tables", "figures", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -47,7 +47,7 @@ class SharedSettings:
 
     Attributes:
         method: the registration method, a name in :data:`rnr.methods.METHODS` (``rnr``, ``idir``,
-            ``demons``, ``identity``).
+            ``demons``, ``identity``, ``field``).
         seed: random seed of initialisation and point sampling (recorded, unused, by deterministic methods).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda`` (an error where CUDA is missing).
     """

@@ -224,9 +224,11 @@ def write_run_figures(
         f"{label}: det J of the full map $\\varphi$ (green: lung mask outline; black: det J <= 0)",
     )
     loss_path = run_dir / layout.LOSS_CSV
-    if loss_path.is_file():
+    log = read_csv(loss_path) if loss_path.is_file() else None
+    # Methods that fit nothing (identity, field) write a log without rows: there is no curve to draw.
+    if log is not None and len(log):
         try:
-            written += panels.loss_curve(out / "loss.png", read_csv(loss_path), f"{label}: optimisation log")
+            written += panels.loss_curve(out / "loss.png", log, f"{label}: optimisation log")
         except ValueError as exc:
             raise InputError(f"{loss_path}: expected a loss log with numeric columns ({exc})") from None
     return written

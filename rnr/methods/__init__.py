@@ -8,7 +8,7 @@ registers itself on import: this table is the whole list.
 from __future__ import annotations
 
 from ..transform import AffineTransform, Transform
-from . import demons, identity, idir, rnr
+from . import demons, field, identity, idir, rnr
 from .base import FitContext, Method, MethodOutcome
 
 METHODS: dict[str, Method] = {
@@ -18,6 +18,7 @@ METHODS: dict[str, Method] = {
         idir.METHOD,
         demons.METHOD,
         identity.METHOD,
+        field.METHOD,
     )
 }
 

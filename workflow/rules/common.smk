@@ -10,6 +10,7 @@ from snakemake.utils import validate
 
 from rnr import layout
 from rnr.config import Settings, SettingsError
+from rnr.export import DETJ, FIELD, MANIFEST, export_dir
 from rnr.io import write_text
 from rnr.tables import TABLES
 
@@ -104,6 +105,11 @@ def run_file(name):
     return str(layout.run_dir(RESULTS_ROOT, DATASET, "{configuration}", "{case}", "{seed}") / name)
 
 
+def export_file(name):
+    """A file of one run's export folder (wildcards {configuration}, {case} and {seed} left in)."""
+    return str(export_dir(RESULTS_ROOT, DATASET, "{configuration}", "{case}", "{seed}") / name)
+
+
 def table_file(key):
     """One table of `rnr tables` (rnr.tables.TABLES)."""
     return str(layout.tables_dir(RESULTS_ROOT, DATASET) / TABLES[key])
@@ -141,3 +147,13 @@ def all_metrics():
 def runs_dir(metrics_paths):
     """results/<dataset>/runs from the metrics.json paths (runs/<configuration>/case<N>/seed<S>/metrics.json)."""
     return Path(metrics_paths[0]).parents[3]
+
+
+def field_input(wildcards):
+    """A `field` configuration's displacement field file (rnr/methods/field.py) as an input: Snakemake checks
+    that it exists before any job runs, reruns the registration when it changes, and runs `rnr export` first
+    when the pattern names an export of another configuration."""
+    overrides = config["configurations"].get(wildcards.configuration) or {}
+    if overrides.get("method") != "field":
+        return {}
+    return {"field": str(Settings.from_mapping(overrides).params.path(int(wildcards.case)))}

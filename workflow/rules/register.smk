@@ -15,6 +15,7 @@ rule settings:
 
 rule register:
     input:
+        unpack(field_input),
         case_json=rules.convert.output.case_json,
         mask=rules.segment.output[0],
         settings=rules.settings.output[0],

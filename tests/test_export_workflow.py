@@ -1,0 +1,53 @@
+"""The opt-in `export` target and a `method: field` configuration in the workflow, by dry runs: the field
+file is an input of its registration, so an export of another configuration is scheduled first."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from test_workflow import job_counts, snakemake
+
+pytestmark = pytest.mark.workflow
+
+CONFIG = {
+    "cases": [1, 2],
+    "configurations": {
+        "rnr": {"iterations": 5},
+        "rnr_field": {"method": "field", "fields": "results/phantom/export/rnr/case{case}/seed3/field.nii.gz"},
+    },
+}
+
+
+def _config(tmp_path, overrides=None):
+    path = tmp_path / "field.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, **(overrides or {})}))
+    return str(path)
+
+
+def test_all_with_a_field_configuration_exports_its_source_first(tmp_path):
+    result = snakemake(tmp_path, "all", "--dry-run", "--cores", "1", "--configfile", _config(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout)
+    # config/config.yaml's rnr_no_intermediate merges in: three configurations x two cases.
+    assert counts["register"] == 6 and counts["export_run"] == 2 and counts["evaluate"] == 8
+    assert "results/phantom/export/rnr/case2/seed3/field.nii.gz" in result.stdout
+
+
+def test_export_target_is_opt_in_and_covers_every_run(tmp_path):
+    config = _config(tmp_path, {"configurations": {"rnr": {"iterations": 5}, "d": {"method": "demons"}}})
+    result = snakemake(tmp_path, "all", "--dry-run", "--cores", "1", "--configfile", config)
+    assert result.returncode == 0 and "export_run" not in job_counts(result.stdout)
+    result = snakemake(tmp_path, "export", "--dry-run", "--cores", "1", "--configfile", config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout)
+    assert counts["export_run"] == 6 and "tables" not in counts  # rnr, rnr_no_intermediate, d
+    assert "results/phantom/export/d/case1/seed3/export.json" in result.stdout
+
+
+def test_a_field_pattern_without_case_stops_the_workflow(tmp_path):
+    config = _config(tmp_path, {"configurations": {"f": {"method": "field", "fields": "one.nii.gz"}}})
+    result = snakemake(tmp_path, "--dry-run", "--configfile", config)
+    assert result.returncode != 0
+    assert "config configurations.f: setting 'fields' must be a path pattern containing {case}" in (
+        result.stdout + result.stderr
+    )
