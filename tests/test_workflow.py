@@ -166,7 +166,7 @@ def test_a_minimal_config_file_gets_every_default(tmp_path):
     assert config["phantom"] == {"scale": 1.0, "seed": 0}
     path = tmp_path / "minimal.yaml"
     path.write_text(yaml.safe_dump(minimal))
-    result = snakemake(tmp_path, "--dry-run", "--configfile", str(path), "all")
+    result = snakemake(tmp_path, "all", "--dry-run", "--configfile", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "results/dirlab/runs/mine/case10/seed3/checkpoint.pt" in result.stdout
 
