@@ -488,14 +488,70 @@ def jet_steps(
                         torch.sum(cross, dim=1, out=det[i, a:b])
                         cur = nxt
 
-        all_buffers = [_StepBuffers(cmax, q, opts) for _ in range(workers)]
-        if workers == 1:
-            task(all_buffers[0])
-        else:
-            pool = _pool(workers)
-            for future in [pool.submit(task, buf) for buf in all_buffers]:
-                future.result()
+        _run_workers(task, [_StepBuffers(cmax, q, opts) for _ in range(workers)])
     return phis, det
+
+
+def _run_workers(task: Callable[[_StepBuffers], None], all_buffers: list[_StepBuffers]) -> None:
+    """task(buffers) in each worker thread (in this thread when there is one); re-raise the first error."""
+    if len(all_buffers) == 1:
+        task(all_buffers[0])
+        return
+    pool = _pool(len(all_buffers))
+    for future in [pool.submit(task, buf) for buf in all_buffers]:
+        future.result()
+
+
+def step_pass_flop(width: int, n_steps: int) -> int:
+    """Floating-point operations of the matrix products of :func:`jet_steps` per point: per block the 4
+    stacked rows (value, 3 tangents) times W1^T (3 x q), W2^T (q x q) and W3^T (q x 3), 2 FLOP per
+    multiply-add: 8 q (q + 6) per block (84,800 at width 100; 424,000 for five blocks)."""
+    return 8 * width * (width + 6) * n_steps
+
+
+def products_only_pass(
+    x: torch.Tensor,
+    blocks: Sequence[BlockParams],
+    n_steps: int | None = None,
+    *,
+    chunk: int | None = None,
+    workers: int | None = None,
+) -> None:
+    """The matrix products of :func:`jet_steps` alone, on the same shapes, chunks, buffers and threads, and
+    nothing else (no sin/cos, no elementwise work, no determinants; the results are meaningless): the
+    matrix-rate limit of the evaluation pass on this machine, for the benchmark (rnr/bench.py)."""
+    n = len(blocks) if n_steps is None else int(n_steps)
+    _check_inputs(x, blocks)
+    device, m = x.device, x.shape[0]
+    cpu = _is_cpu(device)
+    chunk = (CPU_CHUNK if cpu else DEVICE_CHUNK) if chunk is None else chunk
+    workers = (torch.get_num_threads() if cpu else 1) if workers is None else workers
+    bounds = chunk_bounds(m, chunk)
+    workers = max(1, min(int(workers), len(bounds)))
+    with torch.no_grad():
+        prepared = [_prepare(p) for p in blocks[:n]]
+        q = prepared[0][0].shape[0]
+        cmax = max(b - a for a, b in bounds)
+        next_chunk = itertools.count()
+
+        def task(buf: _StepBuffers) -> None:
+            with torch.no_grad():
+                while (k := next(next_chunk)) < len(bounds):
+                    a, b = bounds[k]
+                    c = b - a
+                    buf.x[0][:c].copy_(x[a:b])
+                    for _, w1t, _, _, w2t, b2, w3, b3 in prepared:
+                        torch.mm(buf.x[0][: 4 * c], w1t, out=buf.a1[: 4 * c])
+                        torch.addmm(b2, buf.s1[:c], w2t, out=buf.a2[:c])
+                        torch.mm(buf.u[: 3 * c], w2t, out=buf.a2[c : 4 * c])
+                        torch.addmm(b3, buf.s2[:c], w3.t(), out=buf.y[:c])
+                        torch.mm(buf.u[: 3 * c], w3.t(), out=buf.y[c : 4 * c])
+
+        bufs = [_StepBuffers(cmax, q, {"dtype": x.dtype, "device": device}) for _ in range(workers)]
+        for buf in bufs:  # finite inputs (empty memory could hold NaN/denormals that slow the products down)
+            for t in (buf.x[0], buf.s1, buf.s2, buf.u):
+                t.fill_(0.5)
+        _run_workers(task, bufs)
 
 
 class _JetFunction(torch.autograd.Function):
