@@ -10,8 +10,8 @@ create_graph=True. Before timing, the loss and all parameter gradients of the fi
 memory of each loop (CPU: peak resident set; CUDA: peak allocated), the device, and the equality check.
 Exit status 1 when the check fails.
 
-Defaults are sized to finish in about three minutes on a laptop CPU: 200 iterations of the project's loop
-and 20 of the reference loop (about 6x slower per iteration), each with the method's 10,000 points per
+Defaults are sized to finish in about three minutes on a laptop CPU: 100 iterations of the project's loop
+and 10 of the reference loop (about 6x slower per iteration), each with the method's 10,000 points per
 iteration; per-iteration figures do not depend on the number of iterations beyond the first few.
 --method-defaults runs both loops at the method's 2500 iterations (the reference loop alone takes about 40
 minutes on a 2-core CPU). --iterations N sets both loops, --reference-iterations the reference alone.
@@ -47,8 +47,8 @@ from .register import load_settings
 HELP = "time the fitting loop against the straightforward reference, or (--evaluate) the evaluation pass"
 
 #: Short defaults (about three minutes on a laptop CPU): iterations of the project's and the reference loop.
-BENCH_ITERATIONS = 200
-BENCH_REFERENCE_ITERATIONS = 20
+BENCH_ITERATIONS = 100
+BENCH_REFERENCE_ITERATIONS = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
