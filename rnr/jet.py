@@ -26,6 +26,10 @@ iteration single-threaded against ~1.4 s for the straightforward formulation. Re
 number of threads except for the order in which the per-thread weight gradients are summed (float
 rounding). ``tests/test_network.py`` checks it against
 ``torch.autograd.gradcheck`` in float64 and against the straightforward formulation (rnr/reference.py).
+
+Evaluation (:func:`jet_steps`): the same forward without anything kept for a backward gives phi_1..phi_N
+and det J of every phi_n in one pass (folding of every step); its matrix products alone
+(:func:`products_only_pass`) are the limit `rnr bench --evaluate` compares it with.
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ Three ways through the same parameters:
 * :meth:`ResNetMap.forward` / :meth:`ResNetMap.trajectory`: plain autograd passes (evaluation, tests).
 * :meth:`ResNetMap.jet`: the fitting fast path, one pass giving every phi_n and the squared Frobenius norms
   of the residual Jacobians w.r.t. the original input, with a hand-written backward (rnr/jet.py).
-* :meth:`ResNetMap.jacobian`: the closed-form Jacobian of phi_n (folding checks).
+* :meth:`ResNetMap.steps_and_detj`: evaluation, every phi_n and det J of every phi_n in one pass
+  (:meth:`ResNetTransform.map_steps_and_detj`, the folding of every step);
+  :meth:`ResNetMap.jacobian`: the closed-form Jacobian of phi_n.
 
 :class:`ResNetTransform` wraps a fitted map as a :class:`rnr.transform.Transform` (kind ``"rnr"``).
 """
