@@ -112,7 +112,7 @@ def compute_metrics(
         transform: phi on the case's T00 grid.
         mask_zyx: bool T00 lung mask (nz, ny, nx); folding is evaluated on every voxel of it.
         pairing: ``seed`` or ``trajectory`` (rnr/phases.py) for the intermediate TRE.
-        step_folding: also evaluate the folding of every phi_n (about twice the cost of phi_N alone again).
+        step_folding: also record the folding of every phi_n (for RNR the one pass computes them anyway).
     Returns:
         ``{"tre": {...}, "intermediate": {...} | None, "folding": {...}, "exact": {...} | None}`` as written
         into metrics.json; ``exact`` (rnr/truth.py) where the case carries its exact motion.
@@ -157,14 +157,17 @@ def compute_metrics(
         intermediate = {"pairing": pairing, "steps": steps}
 
     points = coords.mask_points(mask_zyx)
-    full = metrics.folding(transform, points, chunk=chunk)
-    folding = {
-        **full.to_dict(),
-        "ddof": metrics.DDOF,
-        "per_step": metrics.folding_per_step(transform, points, chunk=chunk, full=full) if step_folding else [],
-    }
+    if step_folding:
+        # One pass gives every phi_n and its det J at every mask voxel (rnr/jet.py for RNR).
+        mapped, detj = transform.map_steps_and_detj(points, chunk=chunk)
+        stats = [metrics.det_stats(d) for d in detj]
+        mapped_full = mapped[-1]
+    else:
+        stats = [metrics.folding(transform, points, chunk=chunk)]
+        mapped_full = None
+    folding = {**stats[-1].to_dict(), "ddof": metrics.DDOF, "per_step": metrics.step_records(stats)}
     truth = load_case_truth(case)
-    exact = exact_metrics(transform, truth, mask_zyx, pairing) if truth is not None else None
+    exact = exact_metrics(transform, truth, mask_zyx, pairing, mapped_full) if truth is not None else None
     return {"tre": tre, "intermediate": intermediate, "folding": folding, "exact": exact}
 
 

@@ -26,10 +26,15 @@ iteration single-threaded against ~1.4 s for the straightforward formulation. Re
 number of threads except for the order in which the per-thread weight gradients are summed (float
 rounding). ``tests/test_network.py`` checks it against
 ``torch.autograd.gradcheck`` in float64 and against the straightforward formulation (rnr/reference.py).
+
+Evaluation (:func:`jet_steps`): the same forward without anything kept for a backward gives phi_1..phi_N
+and det J of every phi_n in one pass (folding of every step); its matrix products alone
+(:func:`products_only_pass`) are the limit `rnr bench --evaluate` compares it with.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -72,9 +77,9 @@ class Workspace:
     ):
         device = torch.device(device)
         if chunk is None:
-            chunk = CPU_CHUNK if device.type == "cpu" else m
+            chunk = CPU_CHUNK if _is_cpu(device) else m
         if workers is None:
-            workers = torch.get_num_threads() if device.type == "cpu" and save else 1
+            workers = torch.get_num_threads() if _is_cpu(device) and save else 1
         # Evaluation passes (save=False) share one set of block buffers, so they run on one thread.
         workers = max(1, workers) if save else 1
         n_chunks = max(1, -(-m // chunk))
@@ -142,7 +147,7 @@ class Workspace:
         ``workers`` defaults to ``torch.get_num_threads()`` on the CPU."""
         device = torch.device(device)
         if workers is None:
-            workers = torch.get_num_threads() if device.type == "cpu" else 1
+            workers = torch.get_num_threads() if _is_cpu(device) else 1
         if cached is not None and cached.key[:6] == (m, width, n_blocks, dtype, device, True):
             if cached.workers == max(1, min(workers, len(cached.bounds))):
                 return cached
@@ -181,11 +186,17 @@ def _single_threaded() -> None:
     torch.set_num_threads(1)
 
 
+def _is_cpu(device: torch.device) -> bool:
+    """Whether ``device`` takes the CPU branches (NumPy sin/cos, small chunks, worker threads). Every device
+    branch of this module goes through here, so a test can force the other (GPU) branch on CPU tensors."""
+    return device.type == "cpu"
+
+
 def _sin_cos(a: torch.Tensor, s: torch.Tensor, c: torch.Tensor) -> None:
     """s = sin(a), c = cos(a) in place. On the CPU in float32 through NumPy's SIMD loops (same memory, GIL
     released): 2.4x faster than torch's on this machine class (55 vs 130 us per 100k values), within an
     ulp. Elsewhere torch's kernels."""
-    if a.device.type == "cpu" and a.dtype == torch.float32:
+    if _is_cpu(a.device) and a.dtype == torch.float32:
         values = a.numpy()
         np.cos(values, out=c.numpy())
         np.sin(values, out=s.numpy())
@@ -200,14 +211,24 @@ def _prepare(p: BlockParams) -> tuple[torch.Tensor, ...]:
     return w1, w1.t().contiguous(), b1, w2, w2.t().contiguous(), b2, w3, b3
 
 
-def _forward_block(ws: Workspace, tmp: _Temps, n: int, k: int, p: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """Block n (0-based) on chunk k: fills the saved buffers and x0[n+1]; returns sum ||G||^2 (0-dim)."""
+def _block_values_and_tangents(
+    x0: torch.Tensor,
+    x1: torch.Tensor,
+    s1: torch.Tensor,
+    c1: torch.Tensor,
+    a2: torch.Tensor,
+    s2: torch.Tensor,
+    c2: torch.Tensor,
+    y: torch.Tensor,
+    a1: torch.Tensor,
+    u: torch.Tensor,
+    c: int,
+    p: tuple[torch.Tensor, ...],
+) -> None:
+    """One block on a chunk of c points: x1 = x0 + [F; G] for the stacked (4c, 3) jet x0 (values, then the
+    tangents d/dx_j). Shapes: s1, c1, s2, c2 (c, q); a2, a1 (4c, q); u (3c, q); y (4c, 3). Fills s1, c1,
+    a2 = [a2 - ; h2], s2, c2, y = [F; G] (kept by the training pass for its backward); a1 and u are scratch."""
     _, w1t, b1, _, w2t, b2, w3, b3 = p
-    a, b = ws.bounds[k]
-    c = b - a
-    x0, s1, c1, a2, s2, c2, y = (ws.buf(name, n, k) for name in ("x0", "s1", "c1", "a2", "s2", "c2", "y"))
-    a1 = tmp.a1[: 4 * c]
-    u = tmp.u[: 3 * c]
     torch.mm(x0, w1t, out=a1)  # [a1 - b1; h1]
     a1[:c] += b1
     _sin_cos(a1[:c], s1, c1)
@@ -218,7 +239,15 @@ def _forward_block(ws: Workspace, tmp: _Temps, n: int, k: int, p: tuple[torch.Te
     torch.mul(a2[c:].view(3, c, -1), c2, out=u.view(3, c, -1))  # u2 = cos(a2) h2
     torch.addmm(b3, s2, w3.t(), out=y[:c])  # F
     torch.mm(u, w3.t(), out=y[c:])  # G (tangents of F w.r.t. x)
-    torch.add(x0, y, out=ws.buf("x0", n + 1, k))  # phi_{n+1} and its tangents
+    torch.add(x0, y, out=x1)  # phi_{n+1} and its tangents
+
+
+def _forward_block(ws: Workspace, tmp: _Temps, n: int, k: int, p: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Block n (0-based) on chunk k: fills the saved buffers and x0[n+1]; returns sum ||G||^2 (0-dim)."""
+    a, b = ws.bounds[k]
+    c = b - a
+    x0, s1, c1, a2, s2, c2, y = (ws.buf(name, n, k) for name in ("x0", "s1", "c1", "a2", "s2", "c2", "y"))
+    _block_values_and_tangents(x0, ws.buf("x0", n + 1, k), s1, c1, a2, s2, c2, y, tmp.a1[: 4 * c], tmp.u[: 3 * c], c, p)
     g = y[c:].reshape(-1)
     return torch.dot(g, g)
 
@@ -342,6 +371,191 @@ def jet_forward(
         t = torch.empty((3, x.shape[0], 3), dtype=x.dtype, device=x.device)
         phis, sq = _forward(ws, x, prepared, list(range(n)), n, tangents=t)
     return list(phis.unbind(0)), t, sq
+
+
+#: Points per chunk of an evaluation pass (:func:`jet_steps`) off the CPU: bounds the device memory of one
+#: pass to about 6 kB per point at width 100 (1.5 GB), while keeping the matrix products large.
+DEVICE_CHUNK = 2**18
+
+
+class _StepBuffers:
+    """Buffers of one worker thread of :func:`jet_steps` (largest chunk: cmax points, width q)."""
+
+    def __init__(self, cmax: int, q: int, opts: dict):
+        self.x = [torch.empty((4 * cmax, 3), **opts) for _ in range(2)]  # block input / output, alternating
+        self.s1, self.c1, self.s2, self.c2 = (torch.empty((cmax, q), **opts) for _ in range(4))
+        self.a1 = torch.empty((4 * cmax, q), **opts)
+        self.a2 = torch.empty((4 * cmax, q), **opts)
+        self.u = torch.empty((3 * cmax, q), **opts)
+        self.y = torch.empty((4 * cmax, 3), **opts)
+        wide = {**opts, "dtype": torch.float64}
+        self.t64 = torch.empty((3, cmax, 3), **wide)
+        self.cross = torch.empty((cmax, 3), **wide)
+
+
+def chunk_bounds(m: int, chunk: int) -> list[tuple[int, int]]:
+    """[start, stop) of ceil(m / chunk) chunks of (almost) equal size covering 0..m (no tiny remainder)."""
+    n_chunks = max(1, -(-m // max(1, chunk)))
+    base, extra = divmod(m, n_chunks)
+    bounds, start = [], 0
+    for k in range(n_chunks):
+        stop = start + base + (1 if k < extra else 0)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def jet_steps(
+    x: torch.Tensor,
+    blocks: Sequence[BlockParams],
+    n_steps: int | None = None,
+    *,
+    chunk: int | None = None,
+    workers: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Evaluation pass: every phi_n and det J(phi_n) in ONE chained pass through the blocks, no autograd.
+
+    The same jet as the fitting pass (values and the three tangents d/dx_j carried through each block), but
+    nothing is kept for a backward: each worker thread owns one set of chunk-sized buffers, reused for every
+    block and chunk, and after each block the 3 x 3 Jacobian of phi_n at every point of the chunk is reduced
+    to its determinant (the triple product of its columns, in float64) before the next block overwrites it.
+    Cost per point and block: the products of the 4 stacked rows (value and tangents) with W1, W2, W3
+    (about 85 kFLOP at width 100) plus 2 x 100 sin/cos; memory: O(chunk) per worker plus the outputs.
+
+    Args:
+        x: (M, 3) points (normalised coordinates), any device; the parameters on the same device and dtype.
+        blocks: parameters (W1, b1, W2, b2, W3, b3) of the block used at each step (len N).
+        n_steps: evaluate phi_1..phi_n_steps (default N).
+        chunk: points per chunk; default :data:`CPU_CHUNK` on the CPU (a chunk stays in cache),
+            :data:`DEVICE_CHUNK` elsewhere.
+        workers: CPU threads sharing the chunks (default ``torch.get_num_threads()``; 1 off the CPU). Each
+            takes the next chunk when it is done with one, so a busy core slows the pass down only by its share.
+    Returns:
+        phis: (n_steps, M, 3) in the dtype of x, phis[n-1] = phi_n(x).
+        det: (n_steps, M) float64, det[n-1, m] = det d phi_n / dx at x_m.
+    """
+    n = len(blocks) if n_steps is None else int(n_steps)
+    if not 1 <= n <= len(blocks):
+        raise ValueError(f"n_steps must be in 1..{len(blocks)}, got {n_steps}")
+    _check_inputs(x, blocks)
+    device, m = x.device, x.shape[0]
+    cpu = _is_cpu(device)
+    if chunk is None:
+        chunk = CPU_CHUNK if cpu else DEVICE_CHUNK
+    if workers is None:
+        workers = torch.get_num_threads() if cpu else 1
+    bounds = chunk_bounds(m, chunk)
+    workers = max(1, min(int(workers), len(bounds)))
+    phis = x.new_empty((n, m, 3))
+    det = torch.empty((n, m), dtype=torch.float64, device=device)
+    if m == 0:
+        return phis, det
+    with torch.no_grad():
+        prepared = [_prepare(p) for p in blocks[:n]]
+        q = prepared[0][0].shape[0]
+        cmax = max(b - a for a, b in bounds)
+        opts = {"dtype": x.dtype, "device": device}
+        eye = torch.eye(3, **opts).unsqueeze(1)
+        next_chunk = itertools.count()  # shared: next() on it is atomic under the GIL
+
+        def task(buffers: _StepBuffers) -> None:
+            with torch.no_grad():
+                while (k := next(next_chunk)) < len(bounds):
+                    a, b = bounds[k]
+                    c = b - a
+                    cur = buffers.x[0][: 4 * c]
+                    cur[:c].copy_(x[a:b])
+                    cur[c:].view(3, c, 3).copy_(eye)  # tangents of phi_0 = x: the identity
+                    for i, p in enumerate(prepared):
+                        nxt = buffers.x[(i + 1) % 2][: 4 * c]
+                        _block_values_and_tangents(
+                            cur,
+                            nxt,
+                            buffers.s1[:c],
+                            buffers.c1[:c],
+                            buffers.a2[: 4 * c],
+                            buffers.s2[:c],
+                            buffers.c2[:c],
+                            buffers.y[: 4 * c],
+                            buffers.a1[: 4 * c],
+                            buffers.u[: 3 * c],
+                            c,
+                            p,
+                        )
+                        phis[i, a:b].copy_(nxt[:c])
+                        # J[m, :, j] = tangent j of point m, so det J = t_0 . (t_1 x t_2).
+                        t = buffers.t64[:, :c]
+                        t.copy_(nxt[c:].view(3, c, 3))
+                        cross = buffers.cross[:c]
+                        torch.linalg.cross(t[1], t[2], dim=1, out=cross)
+                        cross.mul_(t[0])
+                        torch.sum(cross, dim=1, out=det[i, a:b])
+                        cur = nxt
+
+        _run_workers(task, [_StepBuffers(cmax, q, opts) for _ in range(workers)])
+    return phis, det
+
+
+def _run_workers(task: Callable[[_StepBuffers], None], all_buffers: list[_StepBuffers]) -> None:
+    """task(buffers) in each worker thread (in this thread when there is one); re-raise the first error."""
+    if len(all_buffers) == 1:
+        task(all_buffers[0])
+        return
+    pool = _pool(len(all_buffers))
+    for future in [pool.submit(task, buf) for buf in all_buffers]:
+        future.result()
+
+
+def step_pass_flop(width: int, n_steps: int) -> int:
+    """Floating-point operations of the matrix products of :func:`jet_steps` per point: per block the 4
+    stacked rows (value, 3 tangents) times W1^T (3 x q), W2^T (q x q) and W3^T (q x 3), 2 FLOP per
+    multiply-add: 8 q (q + 6) per block (84,800 at width 100; 424,000 for five blocks)."""
+    return 8 * width * (width + 6) * n_steps
+
+
+def products_only_pass(
+    x: torch.Tensor,
+    blocks: Sequence[BlockParams],
+    n_steps: int | None = None,
+    *,
+    chunk: int | None = None,
+    workers: int | None = None,
+) -> None:
+    """The matrix products of :func:`jet_steps` alone, on the same shapes, chunks, buffers and threads, and
+    nothing else (no sin/cos, no elementwise work, no determinants; the results are meaningless): the
+    matrix-rate limit of the evaluation pass on this machine, for the benchmark (rnr/bench.py)."""
+    n = len(blocks) if n_steps is None else int(n_steps)
+    _check_inputs(x, blocks)
+    device, m = x.device, x.shape[0]
+    cpu = _is_cpu(device)
+    chunk = (CPU_CHUNK if cpu else DEVICE_CHUNK) if chunk is None else chunk
+    workers = (torch.get_num_threads() if cpu else 1) if workers is None else workers
+    bounds = chunk_bounds(m, chunk)
+    workers = max(1, min(int(workers), len(bounds)))
+    with torch.no_grad():
+        prepared = [_prepare(p) for p in blocks[:n]]
+        q = prepared[0][0].shape[0]
+        cmax = max(b - a for a, b in bounds)
+        next_chunk = itertools.count()
+
+        def task(buf: _StepBuffers) -> None:
+            with torch.no_grad():
+                while (k := next(next_chunk)) < len(bounds):
+                    a, b = bounds[k]
+                    c = b - a
+                    buf.x[0][:c].copy_(x[a:b])
+                    for _, w1t, _, _, w2t, b2, w3, b3 in prepared:
+                        torch.mm(buf.x[0][: 4 * c], w1t, out=buf.a1[: 4 * c])
+                        torch.addmm(b2, buf.s1[:c], w2t, out=buf.a2[:c])
+                        torch.mm(buf.u[: 3 * c], w2t, out=buf.a2[c : 4 * c])
+                        torch.addmm(b3, buf.s2[:c], w3.t(), out=buf.y[:c])
+                        torch.mm(buf.u[: 3 * c], w3.t(), out=buf.y[c : 4 * c])
+
+        bufs = [_StepBuffers(cmax, q, {"dtype": x.dtype, "device": device}) for _ in range(workers)]
+        for buf in bufs:  # finite inputs (empty memory could hold NaN/denormals that slow the products down)
+            for t in (buf.x[0], buf.s1, buf.s2, buf.u):
+                t.fill_(0.5)
+        _run_workers(task, bufs)
 
 
 class _JetFunction(torch.autograd.Function):

@@ -249,28 +249,36 @@ def det_stats(dets: np.ndarray) -> FoldingStats:
     )
 
 
+def folding_steps(transform: Transform, points_vox: np.ndarray, chunk: int = DEFAULT_CHUNK) -> list[FoldingStats]:
+    """Folding of every phi_n, n = 1..n_steps, from ONE call of :meth:`Transform.map_steps_and_detj` at the
+    0-based voxel points (M, 3) (for RNR one chained pass through the blocks; the last entry is the full map).
+    Maps without intermediate steps give a list of one."""
+    _, detj = transform.map_steps_and_detj(points_vox, chunk=chunk)
+    return [det_stats(d) for d in detj]
+
+
+def step_records(stats: Sequence[FoldingStats]) -> list[dict[str, Any]]:
+    """``folding_steps`` output as the per-step records of metrics.json: ``{"step": n, **FoldingStats}`` for
+    n = 1..S; empty for a map without intermediate steps (S = 1)."""
+    if len(stats) <= 1:
+        return []
+    return [{"step": n, **s.to_dict()} for n, s in enumerate(stats, start=1)]
+
+
 def folding(
     transform: Transform, points_vox: np.ndarray, step: int | None = None, chunk: int = DEFAULT_CHUNK
 ) -> FoldingStats:
-    """det J of phi_step at every 0-based voxel point (M, 3) (e.g. coords.mask_points(mask)), in chunks."""
+    """det J of phi_step at every 0-based voxel point (M, 3) (e.g. coords.mask_points(mask)), in chunks.
+    For every step at once use :func:`folding_steps` (one pass instead of one per step)."""
     return det_stats(transform.jacobian_det_voxels(points_vox, step=step, chunk=chunk))
 
 
-def folding_per_step(
-    transform: Transform, points_vox: np.ndarray, chunk: int = DEFAULT_CHUNK, full: FoldingStats | None = None
-) -> list[dict[str, Any]]:
-    """Folding of every phi_n, n = 1..n_steps, as records ``{"step": n, **FoldingStats}``.
-
-    Empty for maps without steps (n_steps == 1). ``full`` (phi_N's stats, if already computed) is reused for
-    the last step instead of evaluating it twice.
-    """
+def folding_per_step(transform: Transform, points_vox: np.ndarray, chunk: int = DEFAULT_CHUNK) -> list[dict[str, Any]]:
+    """Folding of every phi_n, n = 1..n_steps, as records ``{"step": n, **FoldingStats}`` (one pass,
+    :func:`folding_steps`). Empty for maps without steps (n_steps == 1)."""
     if transform.n_steps <= 1:
         return []
-    records = []
-    for n in range(1, transform.n_steps + 1):
-        stats = full if (n == transform.n_steps and full is not None) else folding(transform, points_vox, n, chunk)
-        records.append({"step": n, **stats.to_dict()})
-    return records
+    return step_records(folding_steps(transform, points_vox, chunk))
 
 
 # -- smoothness -----------------------------------------------------------------------------------------

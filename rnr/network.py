@@ -9,7 +9,9 @@ Three ways through the same parameters:
 * :meth:`ResNetMap.forward` / :meth:`ResNetMap.trajectory`: plain autograd passes (evaluation, tests).
 * :meth:`ResNetMap.jet`: the fitting fast path, one pass giving every phi_n and the squared Frobenius norms
   of the residual Jacobians w.r.t. the original input, with a hand-written backward (rnr/jet.py).
-* :meth:`ResNetMap.jacobian`: the closed-form Jacobian of phi_n (folding checks).
+* :meth:`ResNetMap.steps_and_detj`: evaluation, every phi_n and det J of every phi_n in one pass
+  (:meth:`ResNetTransform.map_steps_and_detj`, the folding of every step);
+  :meth:`ResNetMap.jacobian`: the closed-form Jacobian of phi_n.
 
 :class:`ResNetTransform` wraps a fitted map as a :class:`rnr.transform.Transform` (kind ``"rnr"``).
 """
@@ -19,11 +21,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from . import coords
 from . import jet as _jet
-from .transform import Transform
+from .transform import DEFAULT_CHUNK, Transform
 
 # Standard deviation of W3 and b3 at initialisation: phi_N starts within ~1e-3 of the identity.
 OUTPUT_INIT_STD = 1e-3
@@ -150,6 +154,19 @@ class ResNetMap(nn.Module):
         params = [b.params() for b in self.blocks]  # type: ignore[attr-defined]
         return _jet.jet(x, params, self.layout, self._workspace)
 
+    def steps_and_detj(
+        self, x: torch.Tensor, step: int | None = None, workers: int | None = None, chunk: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Evaluation pass (no autograd): phi_1..phi_step at x and det J of each, in one chained pass.
+
+        Returns (phis (step, M, 3) in x's dtype, det (step, M) float64), see :func:`rnr.jet.jet_steps`
+        (``workers``: CPU threads, ``chunk``: points per chunk; both default per device)."""
+        n = self._steps(step)
+        if n == 0:
+            raise IndexError("steps_and_detj needs step >= 1")
+        blocks = [self.block(k).params() for k in range(1, self.n_blocks + 1)]
+        return _jet.jet_steps(x, blocks, n, chunk=chunk, workers=workers)
+
     def jacobian(self, x: torch.Tensor, step: int | None = None) -> torch.Tensor:
         """Closed-form Jacobian of phi_step at x: (M, 3) -> (M, 3, 3), J[m, i, j] = d phi_i / d x_j."""
         blocks = [self.block(n).params() for n in range(1, self.n_blocks + 1)]
@@ -178,6 +195,45 @@ class ResNetTransform(Transform):
     def jacobian_normalised(self, u: torch.Tensor, step: int | None = None) -> torch.Tensor:
         """Closed form (chained block Jacobians), not autograd: (M, 3) -> (M, 3, 3)."""
         return self.network.jacobian(u.to(self.device), step)
+
+    def map_steps_and_detj(
+        self, points_vox: np.ndarray, chunk: int = DEFAULT_CHUNK, *, workers: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """phi_1..phi_N and det J of each at (M, 3) 0-based voxel points in ONE chained pass per chunk of
+        points (closed-form Jacobians carried through the blocks, rnr/jet.py), on this transform's device.
+
+        Returns (mapped (N, M, 3) float64 voxels, detj (N, M) float64), as :meth:`Transform.map_steps_and_detj`.
+        ``chunk``: points sent to the device per pass (within a pass the CPU uses cache-sized chunks shared by
+        ``workers`` threads, default ``torch.get_num_threads()``)."""
+        return self._steps_voxels(points_vox, self.n_steps, chunk, workers)
+
+    def jacobian_det_voxels(
+        self, points: np.ndarray, step: int | None = None, chunk: int = DEFAULT_CHUNK
+    ) -> np.ndarray:
+        """det J of phi_step at (M, 3) 0-based voxel points -> (M,) float64, by the same one pass (through
+        the first ``step`` blocks only)."""
+        n = self.n_steps if step is None else int(step)
+        if n == 0:  # phi_0 is the identity
+            return np.ones(len(np.asarray(points).reshape(-1, 3)), dtype=np.float64)
+        return self._steps_voxels(points, n, chunk, None)[1][-1]
+
+    def _steps_voxels(
+        self, points_vox: np.ndarray, n_steps: int, chunk: int, workers: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        points = np.asarray(points_vox, dtype=np.float64).reshape(-1, 3)
+        m = len(points)
+        mapped = np.empty((n_steps, m, 3), dtype=np.float64)
+        detj = np.empty((n_steps, m), dtype=np.float64)
+        dtype = next(self.network.parameters()).dtype
+        for start in range(0, m, max(1, int(chunk))):
+            stop = min(m, start + int(chunk))
+            # Normalise in float64, then round once to the network's dtype.
+            u = torch.as_tensor(coords.voxel_to_normalised(points[start:stop], self.size_xyz), dtype=dtype)
+            phis, det = self.network.steps_and_detj(u.to(self.device), n_steps, workers=workers)
+            mapped[:, start:stop] = phis.to("cpu", torch.float64).numpy()
+            detj[:, start:stop] = det.cpu().numpy()
+        mapped = coords.normalised_to_voxel(mapped.reshape(-1, 3), self.size_xyz).reshape(n_steps, m, 3)
+        return mapped, detj
 
     def state(self) -> dict[str, Any]:
         return {

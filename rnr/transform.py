@@ -120,6 +120,27 @@ class Transform(ABC):
 
         return self._chunked(points, fn, chunk)
 
+    def map_steps_and_detj(self, points_vox: np.ndarray, chunk: int = DEFAULT_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+        """Every step's mapped points and det J at 0-based voxel points, as one call.
+
+        Args:
+            points_vox: (M, 3) T00 points, 0-based voxel (x, y, z).
+            chunk: points per call of the underlying map (bounds the memory of one call).
+        Returns:
+            mapped: (S, M, 3) float64 voxel positions, mapped[n-1] = phi_n(points) for n = 1..S, S = n_steps
+                (mapped[-1] is the full map; S = 1 for maps without intermediate steps).
+            detj: (S, M) float64, detj[n-1] = det of the Jacobian of phi_n at the points (unitless: the same
+                in normalised, voxel and mm coordinates, see :meth:`jacobian_det_voxels`).
+
+        This default evaluates step by step through :meth:`apply_voxels` and :meth:`jacobian_det_voxels`;
+        maps that can do better (RNR: one chained pass, the identity: closed form) override it.
+        """
+        points = np.asarray(points_vox, dtype=np.float64).reshape(-1, 3)
+        steps: list[int | None] = [None] if self.n_steps == 1 else list(range(1, self.n_steps + 1))
+        mapped = np.stack([self.apply_voxels(points, step, chunk) for step in steps])
+        detj = np.stack([self.jacobian_det_voxels(points, step, chunk) for step in steps])
+        return mapped, detj
+
     def displacement_field(self, step: int | None = None, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
         """Dense displacement on the whole T00 grid in voxels: array (nz, ny, nx, 3) of (dx, dy, dz), float32."""
         nx, ny, nz = self.size_xyz
@@ -153,6 +174,15 @@ class IdentityTransform(Transform):
 
     def map_normalised(self, u: torch.Tensor, step: int | None = None) -> torch.Tensor:
         return u.clone() if not u.requires_grad else u * 1.0
+
+    def jacobian_normalised(self, u: torch.Tensor, step: int | None = None) -> torch.Tensor:
+        """The identity matrix at every point (closed form, no autograd): (M, 3) -> (M, 3, 3)."""
+        return torch.eye(3, dtype=u.dtype, device=u.device).expand(u.shape[0], 3, 3).clone()
+
+    def map_steps_and_detj(self, points_vox: np.ndarray, chunk: int = DEFAULT_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+        """Closed form: the points themselves (1, M, 3) and det J = 1 exactly (1, M), both float64."""
+        points = np.asarray(points_vox, dtype=np.float64).reshape(-1, 3)
+        return points[None].copy(), np.ones((1, len(points)), dtype=np.float64)
 
 
 class AffineTransform(Transform):

@@ -40,15 +40,17 @@ def load_case_truth(case: ConvertedCase) -> Any | None:
     return load_truth_file(path)
 
 
-def exact_metrics(transform: Transform, truth: Any, mask_zyx: np.ndarray, pairing: str) -> dict[str, Any]:
-    """The exact-truth record of one map (module docstring)."""
+def exact_metrics(
+    transform: Transform, truth: Any, mask_zyx: np.ndarray, pairing: str, mapped_mask_vox: np.ndarray | None = None
+) -> dict[str, Any]:
+    """The exact-truth record of one map (module docstring). ``mapped_mask_vox``: phi at the mask voxels
+    (coords.mask_points order, (M, 3) voxels) when already computed."""
     spacing = np.asarray(transform.spacing_xyz)
     t00, t50 = truth.landmarks["T00"], truth.landmarks["T50"]
     landmark = metrics.landmark_tre(transform, t00, t50, transform.spacing_xyz).continuous
     points = coords.mask_points(mask_zyx)
-    error = np.linalg.norm(
-        (transform.apply_voxels(points) - truth.positions(points, "T50", lung=True)) * spacing, axis=1
-    )
+    mapped = transform.apply_voxels(points) if mapped_mask_vox is None else mapped_mask_vox
+    error = np.linalg.norm((mapped - truth.positions(points, "T50", lung=True)) * spacing, axis=1)
     steps = []
     for pair in metrics.landmark_pairs_of(transform, pairing):
         result = metrics.landmark_tre(

@@ -270,7 +270,8 @@ def test_evaluate_errors_name_the_file(tmp_path, capsys):
     (run_dir / layout.RUN_JSON).unlink()
     IdentityTransform((8, 8, 8), case.spacing_xyz).save(run_dir / layout.CHECKPOINT)
     assert _run("evaluate", "--case-dir", str(case_dir), "--run-dir", str(run_dir), "--no-figures") == 2
-    assert "grid" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "expected a checkpoint of case 1" in err and "size (8, 8, 8)" in err
     assert not (run_dir / layout.METRICS_JSON).exists()
 
 

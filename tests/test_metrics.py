@@ -218,3 +218,36 @@ def test_folding_per_step():
     assert metrics.folding_per_step(IdentityTransform(size, (1, 1, 1)), coords.voxel_grid(size)) == []
     with pytest.raises(ValueError, match="empty"):
         metrics.det_stats(np.array([]))
+
+
+def test_folding_steps_is_one_call_and_matches_each_step():
+    size = (6, 5, 4)
+    transform = StepScaleShift(size, (1, 1, 1))
+    pts = coords.voxel_grid(size)
+    stats = metrics.folding_steps(transform, pts, chunk=33)
+    assert len(stats) == 5
+    for n, s in enumerate(stats, start=1):
+        assert s == metrics.folding(transform, pts, step=n)
+    assert metrics.step_records(stats) == metrics.folding_per_step(transform, pts)
+    identity = metrics.folding_steps(IdentityTransform(size, (1, 1, 1)), pts)
+    assert len(identity) == 1 and identity[0].min_det == identity[0].max_det == 1.0
+    assert metrics.step_records(identity) == []
+
+
+def test_folding_steps_of_an_rnr_map_come_from_one_pass(monkeypatch):
+    from rnr.network import ResNetMap, ResNetTransform
+
+    size = (8, 7, 5)
+    model = ResNetMap(5, 16, seed=3)
+    with torch.no_grad():
+        for block in model.blocks:
+            block.W3.mul_(100.0)
+    transform = ResNetTransform(size, (1, 1, 2), model)
+    pts = coords.voxel_grid(size)
+    per_step = [metrics.folding(transform, pts, step=n) for n in range(1, 6)]
+    calls = []
+    real = model.steps_and_detj
+    monkeypatch.setattr(model, "steps_and_detj", lambda *a, **k: calls.append(1) or real(*a, **k))
+    stats = metrics.folding_steps(transform, pts)
+    assert len(calls) == 1  # every step from one chained pass
+    assert stats == per_step and any(s.count > 0 for s in stats)
