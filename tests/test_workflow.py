@@ -105,7 +105,8 @@ def test_dry_run_dirlab_config(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
-    assert counts["register"] == 2 * 7 and counts["settings"] == 7 and "phantom" not in counts
+    assert counts["register"] == 2 * 7 * 3 and counts["settings"] == 7 and "phantom" not in counts  # 3 seeds
+    assert "runs/idir_cpu/" not in result.stdout  # config.yaml's CPU-sized IDIR is switched off (false)
     assert "gpu=1" in result.stdout
     for name in (
         "rnr",

@@ -40,6 +40,11 @@ RESULTS_ROOT = "results"
 DATASET = config["dataset"]
 RESULTS = str(layout.dataset_dir(RESULTS_ROOT, DATASET))
 CASES = [int(c) for c in config["cases"]]
+# A configuration set to false is left out: a file merged over another (config/dirlab.yaml over
+# config/config.yaml) cannot delete keys, only switch them off.
+config["configurations"] = {k: v for k, v in config["configurations"].items() if v is not False}
+if not config["configurations"]:
+    raise ValueError("config: every configuration is switched off (false); at least one must run")
 CONFIGURATIONS = list(config["configurations"])
 INITIAL = layout.INITIAL
 USE_GPU = bool(config["use_gpu"])
