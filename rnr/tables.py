@@ -239,7 +239,7 @@ def thesis_markdown(data: TableData, snapped: bool = False, order: Sequence[str]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
     if marks:
-        lines += [stats.legend_text(ALPHA, data.reference), ""]
+        lines += ["Markers: " + stats.legend_text(ALPHA, data.reference), ""]
     lines += [conventions_text(data.summary, snapped), ""]
     lines += [*provenance_lines(data), ""]
     return "\n".join(lines)
@@ -274,36 +274,72 @@ def _tex_text(text: str) -> str:
     return text.replace("index x spacing", r"index $\times$ spacing")
 
 
-def thesis_latex(data: TableData, snapped: bool = False, order: Sequence[str] | None = None) -> str:
-    """LaTeX (booktabs) version of :func:`thesis_markdown`; the conventions and provenance in the caption."""
-    mean_col, std_col = ("tre_snapped_mean_mm", "tre_snapped_std_mm") if snapped else ("tre_mean_mm", "tre_std_mm")
-    configs = configuration_order(data.summary["configuration"].tolist(), order)
-    marks = not snapped and data.tests is not None
-    title = "Snapped TRE" if snapped else "TRE"
-    notes = ([stats.legend_text(ALPHA, data.reference)] if marks else []) + [conventions_text(data.summary, snapped)]
-    notes += provenance_lines(data)
-    caption = " ".join(_tex_text(n) for n in notes)
+def _latex_cell(mean: float, spread: Any, mark: str, bold: bool) -> str:
+    """Two aligned columns ``mean & spread``: the mean right-aligned, '± std' or '[low--high]' left-aligned, so
+    the decimal points line up down each configuration (all values carry two decimals)."""
+    if not np.isfinite(mean):
+        return r"\multicolumn{2}{c}{n/a}"
+    if isinstance(spread, tuple):
+        rest = "" if not np.isfinite(spread[0]) else f"[{spread[0]:.2f}--{spread[1]:.2f}]"
+    else:
+        rest = "" if spread is None or not np.isfinite(spread) else rf"$\pm$ {spread:.2f}"
+    marks = "".join(_TEX_MARKS.get(ch, ch) for ch in mark)
+    left, right = f"{mean:.2f}", rest
+    if bold:
+        left, right = rf"\textbf{{{left}}}", (rf"\textbf{{{right}}}" if right else right)
+    return f"{left} & {right}{marks}"
+
+
+def latex_table(
+    title: str, label: str, configs: list[str], blocks: list[tuple[str | None, list]], notes: list[str], labels=None
+) -> str:
+    """A booktabs table for a thesis: ``\\caption[title]{title}`` (the short form for the List of Tables),
+    cases as rows, two decimal-aligned columns per configuration (display names from ``labels``), and the
+    notes as a footnote-size paragraph under the table instead of in the caption.
+
+    Args:
+        blocks: (heading or None, rows) with rows = [(row label, [(mean, std | (low, high) | None, marker)])].
+    """
+    labels = labels or {}
+    names = [_tex_escape(labels.get(c, c)) for c in configs]
     lines = [
         r"\begin{table}[ht]",
         r"\centering",
-        rf"\caption{{{title} (mm) per case, mean $\pm$ std. {caption}}}",
-        rf"\label{{tab:{'tre-snapped' if snapped else 'tre'}}}",
-        r"\begin{tabular}{r" + "c" * len(configs) + "}",
+        rf"\caption[{title}]{{{title}.}}",
+        rf"\label{{{label}}}",
+        r"\begin{tabular}{l" + r"r@{\,}l" * len(configs) + "}",
         r"\toprule",
-        "Case & " + " & ".join(_tex_escape(c) for c in configs) + r" \\",
-        r"\midrule",
+        "Case & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{n}}}" for n in names) + r" \\",
     ]
-    for label, values in _cells(data, mean_col, std_col, configs, marks):
-        if label == "mean":
-            lines.append(r"\midrule")
-        bold = _bold_mask(values, configs)
-        cells = []
-        for (m, s, mark), b in zip(values, bold, strict=True):
-            text = _fmt(m, s, r" $\pm$ ", dash="--")
-            cells.append((r"\textbf{" + text + "}" if b else text) + "".join(_TEX_MARKS.get(ch, ch) for ch in mark))
-        lines.append(f"{label.capitalize()} & " + " & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    for heading, rows in blocks:
+        lines.append(r"\midrule")
+        if heading:
+            lines.append(rf"\multicolumn{{{2 * len(configs) + 1}}}{{l}}{{\emph{{{heading}}}}} \\")
+        for row_label, values in rows:
+            if row_label == "mean":
+                lines.append(r"\midrule")
+            bold = _bold_mask([(v[0], None) for v in values], configs)
+            cells = [_latex_cell(m, s, mark, b) for (m, s, mark), b in zip(values, bold, strict=True)]
+            lines.append(f"{row_label.capitalize()} & " + " & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\par\smallskip", r"\begin{minipage}{\linewidth}\footnotesize"]
+    lines += [_tex_text(n) for n in notes]
+    lines += [r"\end{minipage}", r"\end{table}", ""]
     return "\n".join(lines)
+
+
+def thesis_latex(
+    data: TableData, snapped: bool = False, order: Sequence[str] | None = None, labels: dict[str, str] | None = None
+) -> str:
+    """LaTeX (booktabs) version of :func:`thesis_markdown`: short caption, notes under the table."""
+    mean_col, std_col = ("tre_snapped_mean_mm", "tre_snapped_std_mm") if snapped else ("tre_mean_mm", "tre_std_mm")
+    configs = configuration_order(data.summary["configuration"].tolist(), order)
+    marks = not snapped and data.tests is not None
+    title = f"{'Snapped TRE' if snapped else 'TRE'} (mm) per case, mean ± std".replace("±", r"$\pm$")
+    notes = ([stats.legend_text(ALPHA, data.reference)] if marks else []) + [conventions_text(data.summary, snapped)]
+    rows = _cells(data, mean_col, std_col, configs, marks)
+    label = f"tab:{'tre-snapped' if snapped else 'tre'}"
+    return latex_table(title, label, configs, [(None, rows)], notes + provenance_lines(data), labels)
 
 
 # -- against the exact truth ------------------------------------------------------------------------------
@@ -359,46 +395,36 @@ def exact_markdown(data: TableData, order: Sequence[str] | None = None) -> str:
     return "\n".join(lines)
 
 
-def exact_latex(data: TableData, order: Sequence[str] | None = None) -> str:
-    """LaTeX (booktabs) exact TRE table (cells mean ± std) with the dense error RMS as a second block."""
+def exact_latex(data: TableData, order: Sequence[str] | None = None, labels: dict[str, str] | None = None) -> str:
+    """LaTeX exact-truth table: exact TRE (mean ± std) and, as a second block, the dense error RMS."""
     if not _has_truth(data.summary):
         return "% " + NO_TRUTH
     configs = configuration_order(data.summary["configuration"].tolist(), order)
     table = data.summary.set_index(["case", "configuration"])
-    caption = " ".join(_tex_text(n) for n in [EXACT_NOTE, *provenance_lines(data)])
-    lines = [
-        r"\begin{table}[ht]",
-        r"\centering",
-        rf"\caption{{TRE against the exact motion (mm) per case, mean $\pm$ std; dense error RMS below. {caption}}}",
-        r"\label{tab:tre-exact}",
-        r"\begin{tabular}{r" + "c" * len(configs) + "}",
-        r"\toprule",
-        "Case & " + " & ".join(_tex_escape(c) for c in configs) + r" \\",
-    ]
-    for mean_col, std_col, head in (
-        ("tre_exact_mean_mm", "tre_exact_std_mm", "Exact TRE"),
-        ("dense_error_rms_mm", None, "Dense error RMS"),
+    blocks = []
+    for heading, mean_col, std_col in (
+        ("Exact TRE, mean $\\pm$ std", "tre_exact_mean_mm", "tre_exact_std_mm"),
+        ("Dense error RMS", "dense_error_rms_mm", None),
     ):
-        lines += [r"\midrule", rf"\multicolumn{{{len(configs) + 1}}}{{l}}{{{head}}} \\"]
+        rows = [
+            (
+                str(case),
+                [
+                    (
+                        float(table.loc[(case, c), mean_col]),
+                        None if std_col is None else float(table.loc[(case, c), std_col]),
+                        "",
+                    )
+                    for c in configs
+                ],
+            )
+            for case in sorted(data.summary["case"].unique())
+        ]
         means = data.summary.groupby("configuration")[mean_col].mean()
-        for case in [*sorted(data.summary["case"].unique()), "mean"]:
-            values = [
-                (float(means[c]), None)
-                if case == "mean"
-                else (
-                    float(table.loc[(case, c), mean_col]),
-                    None if std_col is None else float(table.loc[(case, c), std_col]),
-                )
-                for c in configs
-            ]
-            bold = _bold_mask(values, configs)
-            cells = [
-                (r"\textbf{" + _fmt(m, s, r" $\pm$ ") + "}") if b else _fmt(m, s, r" $\pm$ ")
-                for (m, s), b in zip(values, bold, strict=True)
-            ]
-            lines.append(f"{str(case).capitalize()} & " + " & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
-    return "\n".join(lines)
+        rows.append(("mean", [(float(means[c]), None, "") for c in configs]))
+        blocks.append((heading, rows))
+    title = "TRE against the exact motion (mm) per case"
+    return latex_table(title, "tab:tre-exact", configs, blocks, [EXACT_NOTE, *provenance_lines(data)], labels)
 
 
 # -- folding and runtime ----------------------------------------------------------------------------------
@@ -466,12 +492,16 @@ def folding_markdown(folding: pd.DataFrame) -> str:
 
 
 def write_tables(
-    runs_dir: str | Path, out_dir: str | Path, order: Sequence[str] | None = None, compare_to: str | None = None
+    runs_dir: str | Path,
+    out_dir: str | Path,
+    order: Sequence[str] | None = None,
+    compare_to: str | None = None,
+    labels: dict[str, str] | None = None,
 ) -> list[Path]:
     """Read all metrics under ``runs_dir`` and write every table of :data:`TABLES` into ``out_dir``.
 
     ``compare_to``: the reference configuration of the paired tests (default: the first registered one in
-    ``order``). Returns the paths written.
+    ``order``); ``labels``: configuration -> display name in the LaTeX tables. Returns the paths written.
     """
     data, landmarks = collect(runs_dir, order, compare_to)
     out = Path(out_dir)
@@ -485,12 +515,12 @@ def write_tables(
     }
     texts = {
         "tre_md": thesis_markdown(data, False, order),
-        "tre_tex": thesis_latex(data, False, order),
+        "tre_tex": thesis_latex(data, False, order, labels),
         "tre_snapped_md": thesis_markdown(data, True, order),
-        "tre_snapped_tex": thesis_latex(data, True, order),
+        "tre_snapped_tex": thesis_latex(data, True, order, labels),
         "folding_md": folding_markdown(folding_frame(data.summary)),
         "tre_exact_md": exact_markdown(data, order),
-        "tre_exact_tex": exact_latex(data, order),
+        "tre_exact_tex": exact_latex(data, order, labels),
     }
     if set(frames) | set(texts) != set(TABLES):
         raise AssertionError("every table in TABLES is written exactly once")

@@ -98,6 +98,7 @@ def test_tex_snapped_folding_and_landmark_tables(tables):
     tex = (tables / "tre.tex").read_text()
     assert r"\toprule" in tex and r"$\pm$" in tex and r"affine\_large" in tex and r"\textbf{" in tex
     assert tex.count(r" \\") == 1 + 2 + 1  # header, two cases, mean
+    assert tex.count(r"r@{\,}l") == len(CONFIGS)  # two decimal-aligned columns per configuration
     snapped = (tables / "tre_snapped.md").read_text()
     assert "snapped TRE" in snapped and "nearest voxel" in snapped
     frame = pd.read_csv(tables / "tre.csv")
@@ -234,3 +235,34 @@ def test_runs_of_one_configuration_with_different_settings_are_an_error(seeded, 
     err = capsys.readouterr().err
     assert "configuration 'affine_small': its runs were made with different settings" in err
     assert str(path) in err and not (tmp_path / "t").exists()
+
+
+def test_latex_tables_compile_and_keep_the_list_of_tables_short(seeded, tmp_path):
+    """tre.tex, tre_snapped.tex and tre_exact.tex drop into a document with booktabs alone: compiled with
+    pdflatex; the List of Tables gets the short caption, the conventions sit under the table."""
+    import shutil as sh
+    import subprocess
+
+    tex = (seeded / "tre.tex").read_text()
+    assert r"\caption[TRE (mm) per case, mean $\pm$ std]" in tex and r"r@{\,}l" in tex
+    assert r"\footnotesize" in tex and "Settings that differ" in tex.split(r"\end{tabular}")[1]
+    if sh.which("pdflatex") is None:
+        pytest.skip("pdflatex is not installed (Debian: texlive-latex-base texlive-latex-recommended)")
+    document = tmp_path / "doc.tex"
+    inputs = "\n".join(rf"\input{{{seeded / name}}}" for name in ("tre.tex", "tre_snapped.tex", "tre_exact.tex"))
+    document.write_text(
+        "\\documentclass{article}\n\\usepackage[utf8]{inputenc}\n\\usepackage{booktabs}\n"
+        f"\\begin{{document}}\n\\listoftables\n{inputs}\n\\end{{document}}\n"
+    )
+    for _ in range(2):  # the second run fills the List of Tables
+        result = subprocess.run(
+            ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", document.name],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout[-3000:]
+    lot = (tmp_path / "doc.lot").read_text()
+    assert "TRE (mm) per case" in lot and "ddof" not in lot
+    assert (tmp_path / "doc.pdf").stat().st_size > 1000

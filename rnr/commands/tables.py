@@ -44,11 +44,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="reference configuration of the paired tests (default: the first registered configuration)",
     )
+    parser.add_argument(
+        "--label",
+        dest="labels",
+        action="append",
+        default=[],
+        metavar="NAME=TEXT",
+        help="display name of a configuration in the LaTeX tables, e.g. --label 'rnr_no_intermediate=RNR, T00-T50'",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..io import InputError
     from ..tables import write_tables
 
-    paths = write_tables(args.runs_dir, args.out, args.configurations, args.compare_to)
+    labels = {}
+    for item in args.labels:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise InputError(f"--label expects NAME=TEXT, got {item!r}")
+        labels[name] = text
+    paths = write_tables(args.runs_dir, args.out, args.configurations, args.compare_to, labels)
     print(f"wrote {len(paths)} tables to {args.out}: {', '.join(p.name for p in paths)}")
     return 0

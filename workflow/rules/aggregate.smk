@@ -31,13 +31,14 @@ rule tables:
         # initial (the identity map) first, then the configured columns; stale runs are left out.
         configurations=" ".join([INITIAL, *CONFIGURATIONS]),
         compare_to=COMPARE_TO,
+        labels=table_labels(),
     log:
         f"{RESULTS}/logs/tables.log",
     conda:
         "../envs/rnr.yaml"
     shell:
         "rnr tables --runs-dir {params.runs_dir} --out {params.out} --configurations {params.configurations}"
-        " --compare-to {params.compare_to} > {log} 2>&1"
+        " --compare-to {params.compare_to} {params.labels} > {log} 2>&1"
 
 
 rule figures:

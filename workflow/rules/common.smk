@@ -2,6 +2,7 @@
 # rnr.tables only: a rename there reaches every rule.
 
 import re
+import shlex
 from pathlib import Path
 
 import yaml
@@ -62,10 +63,22 @@ def configuration_seeds(name):
     return sorted(set(seeds))
 
 
+# Keys of a configuration that the workflow reads itself (not registration settings).
+WORKFLOW_KEYS = ("seeds", "label")
+
+
+def table_labels():
+    """` --label NAME=TEXT` arguments of `rnr tables` for the configurations that give a `label`."""
+    labels = {n: (c or {}).get("label") for n, c in config["configurations"].items()}
+    return " ".join(f"--label {shlex.quote(f'{n}={t}')}" for n, t in labels.items() if t)
+
+
 def registration_settings(configuration):
     """The settings file content of one configuration: its overrides (without `seeds`, which pick the
     registrations, not one registration's settings) plus the device from use_gpu."""
-    overrides = {k: v for k, v in (config["configurations"][configuration] or {}).items() if k != "seeds"}
+    overrides = {
+        k: v for k, v in (config["configurations"][configuration] or {}).items() if k not in WORKFLOW_KEYS
+    }
     return {**overrides, "device": DEVICE}
 
 
