@@ -209,8 +209,10 @@ def _mask_upside_down(d, g):
     path = write_user_mask(mask_file(d, 1), truth.mask_T00[::-1], g.spacing_xyz)
     return [
         path,
-        "the mask fits T00 only flipped along z: 70.3% of its voxels are below -500 HU in T00 as given, "
-        "98.5% z-flipped (expected >= 80%)",
+        re.compile(
+            r"the mask fits T00 only flipped along z: [67]\d\.\d% of its voxels are below -500 HU in T00 as given, "
+            r"9\d\.\d% z-flipped \(expected >= 80%\)"
+        ),
         "identity direction (T00's is diag(1, 1, -1))",
         "made on a z-flipped (LPS-ordered) copy of the volume",
     ]
@@ -253,7 +255,10 @@ def test_convert_rejects_damaged_data(damage, dataset, grid, tmp_path):
     out = tmp_path / "converted"
     line = error_line(rnr("convert", "--dirlab-dir", source, "--case", "1", "--out", out), "convert")
     for fragment in expected:
-        assert str(fragment) in line, f"{fragment!r} missing from: {line}"
+        if isinstance(fragment, re.Pattern):  # figures that depend on the phantom's anatomy
+            assert fragment.search(line), f"{fragment.pattern!r} missing from: {line}"
+        else:
+            assert str(fragment) in line, f"{fragment!r} missing from: {line}"
     assert files_in(out) == [], f"a failed conversion left files: {files_in(out)}"
 
 
@@ -504,7 +509,7 @@ WORKFLOW_CONFIG = {
         "fast": {"iterations": 3, "batch_size": 200, "intermediate": False, "n_blocks": 1, "width": 16},
         "absurd": {"iterations": 10, "batch_size": 200, "intermediate": False, "n_blocks": 1, "width": 16, "lr": 1e30},
         # Long enough (about 0.01 - 0.05 s per iteration here) to be killed mid-loop, short enough to redo.
-        "slow": {"iterations": 400, "batch_size": 500, "intermediate": False},
+        "slow": {"iterations": 3000, "batch_size": 500, "intermediate": False},
     },
 }
 
@@ -1011,7 +1016,7 @@ def test_mask_figures_reach_the_tables(converted_case, quick, tmp_path):
     run_dir = tmp_path / "runs" / "quick" / "case1"
     args = [a.replace(str(converted_case), str(case_dir)) for a in quick]
     args[3] = str(case_dir / layout.MASK_T00)
-    assert rnr("register", *args, "--out", run_dir, "--set", "iterations=2").code == 0
+    assert rnr("register", *args, "--out", run_dir, "--set", "iterations=2", "--name", "quick").code == 0
     evaluated = rnr("evaluate", "--case-dir", case_dir, "--run-dir", run_dir, "--no-figures", "--no-step-folding")
     assert evaluated.code == 0, evaluated.text
     metrics = yaml.safe_load((run_dir / layout.METRICS_JSON).read_text())

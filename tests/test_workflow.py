@@ -226,7 +226,8 @@ def test_tiny_run_tables(tiny_run):
     config = yaml.safe_load(TINY.read_text())
     results = tiny_run["workdir"] / "results" / "phantom"
     tre = pd.read_csv(results / "tables" / "tre.csv")
-    configurations = ["initial", *config["configurations"]]
+    registered = [name for name, settings in config["configurations"].items() if settings is not False]
+    configurations = ["initial", *registered]
     expected = {(case, name) for case in config["cases"] for name in configurations}
     assert set(zip(tre["case"], tre["configuration"], strict=True)) == expected
     assert len(tre) == len(expected)
@@ -242,10 +243,13 @@ def test_tiny_run_tables(tiny_run):
         "device",
     ):
         assert tre[column].notna().all(), column
-    before = tre[tre.configuration == "initial"].set_index("case")["tre_mean_mm"]
-    for name in config["configurations"]:
-        after = tre[tre.configuration == name].set_index("case")["tre_mean_mm"]
-        assert (after < before).all(), f"{name}: TRE {after.to_dict()} not below {before.to_dict()}"
+    # Scored against the phantom's exact motion: at this test scale (5.6 mm voxels) rounding the landmark files
+    # leaves a floor near the initial TRE, the exact scores have none. 100 iterations take the exact TRE to
+    # about 0.5-0.6 of the true displacement; a fit that is half broken does not reach 0.7.
+    before = tre[tre.configuration == "initial"].set_index("case")["tre_exact_mean_mm"]
+    for name in registered:
+        after = tre[tre.configuration == name].set_index("case")["tre_exact_mean_mm"]
+        assert (after <= 0.7 * before).all(), f"{name}: exact TRE {after.to_dict()} not 30 % below {before.to_dict()}"
         assert (tre[tre.configuration == name]["device"] == "cpu").all()
     markdown = (results / "tables" / "tre.md").read_text()
     for name in configurations:
