@@ -22,21 +22,9 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from . import stats  # noqa: E402
-from .plots import save_figure  # noqa: E402
+from .plots import PAGES, STYLE, save_figure  # noqa: E402  (one house style for every figure)
 
-WIDTH_IN = 6.3
-STYLE = {
-    "pdf.fonttype": 42,
-    "ps.fonttype": 42,
-    "font.size": 9,
-    "axes.titlesize": 9,
-    "axes.labelsize": 9,
-    "xtick.labelsize": 8,
-    "ytick.labelsize": 8,
-    "legend.fontsize": 8,
-    "legend.title_fontsize": 8,
-    "figure.titlesize": 9,
-}
+WIDTH_IN = PAGES["text"][0]
 
 
 def _configurations(names: Sequence[str], order: Sequence[str] | None, drop: Sequence[str]) -> list[str]:

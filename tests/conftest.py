@@ -4,6 +4,10 @@
   6.4 mm, 300 landmarks each, Masks/ included), in the DIR-Lab layout; the folder path.
 * ``converted_case``: case 1 of it converted with ``rnr.dirlab.convert_case``; the case folder path
   (open it with ``rnr.case.load_case``). Treat both as read-only: copy them (shutil.copytree) to modify.
+* ``case`` / ``mask``: that converted case loaded (``ConvertedCase``) and its provided T00 mask (bool array),
+  per test module; a module may define its own ``case`` instead.
+* ``one_thread``: torch on one thread for the test (fits of tiny cases: no OpenMP hand-offs on two shared
+  cores).
 """
 
 from __future__ import annotations
@@ -30,3 +34,25 @@ def converted_case(phantom_dataset: Path, tmp_path_factory: pytest.TempPathFacto
     from rnr.dirlab import convert_case
 
     return convert_case(phantom_dataset, 1, tmp_path_factory.mktemp("converted") / "case1")
+
+
+@pytest.fixture(scope="module")
+def case(converted_case):
+    from rnr.case import load_case
+
+    return load_case(converted_case)
+
+
+@pytest.fixture(scope="module")
+def mask(case):
+    return case.load_mask(case.provided_mask_path)
+
+
+@pytest.fixture
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

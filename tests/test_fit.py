@@ -4,26 +4,14 @@ loss."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
-from rnr.case import load_case
 from rnr.config import Settings
 from rnr.fit import make_sampler, optimise
 from rnr.methods.base import FitContext
 from rnr.methods.rnr import RNRObjective, rnr_data
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def case(converted_case):
-    return load_case(converted_case)
-
-
-@pytest.fixture(scope="module")
-def mask(case):
-    return case.load_mask(case.provided_mask_path)
 
 
 def test_loop_is_deterministic_on_cpu_and_logs_every_iteration(case, mask):

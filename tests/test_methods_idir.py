@@ -149,16 +149,6 @@ def phantom_case8(tmp_path_factory) -> Path:
 TEST_SETTINGS = {"method": "idir", "idir_width": 64, "iterations": 150, "batch_size": 1000, "lr": 1e-4, "device": "cpu"}
 
 
-@pytest.fixture
-def one_thread():
-    """torch on one thread for the fit: on a shared 2-core machine two threads oversubscribe the cores and
-    took ~60 s instead of ~6 s for this test's fit."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_idir_registration_halves_tre_and_evaluates_like_any_map(phantom_case8, tmp_path, one_thread):
     case = load_case(phantom_case8)
     mask_path = case.path / layout.MASK_PROVIDED

@@ -31,25 +31,6 @@ def data_for(case, mask, settings, device=CPU):
     return rnr_data(FitContext(case, mask, settings, device, "test", progress=False))
 
 
-@pytest.fixture(scope="module")
-def case(converted_case):
-    return load_case(converted_case)
-
-
-@pytest.fixture(scope="module")
-def mask(case):
-    return case.load_mask(case.provided_mask_path)
-
-
-@pytest.fixture
-def one_thread():
-    """Fits of tiny cases: one thread avoids OpenMP hand-offs on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ------------------------------------------------------------------------------------------------ settings
 def test_settings_defaults_are_the_methods():
     params = rnr_settings().params

@@ -7,7 +7,6 @@ import shutil
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 
 from rnr import layout
 from rnr.case import load_case
@@ -17,24 +16,6 @@ from rnr.io import read_csv, read_json, write_image
 from rnr.network import ResNetTransform
 from rnr.registration import register_case
 from rnr.transform import load_transform
-
-
-@pytest.fixture(scope="module")
-def case(converted_case):
-    return load_case(converted_case)
-
-
-@pytest.fixture(scope="module")
-def mask(case):
-    return case.load_mask(case.provided_mask_path)
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def rnr_settings(**overrides) -> Settings:
