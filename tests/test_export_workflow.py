@@ -14,6 +14,10 @@ CONFIG = {
     "configurations": {
         "rnr": {"iterations": 5},
         "rnr_field": {"method": "field", "fields": "results/phantom/export/rnr/case{case}/seed3/field.nii.gz"},
+        # config/config.yaml's other configurations merge in; switch them off.
+        "rnr_no_intermediate": False,
+        "idir_cpu": False,
+        "demons": False,
     },
 }
 
@@ -28,19 +32,21 @@ def test_all_with_a_field_configuration_exports_its_source_first(tmp_path):
     result = snakemake(tmp_path, "all", "--dry-run", "--cores", "1", "--configfile", _config(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout)
-    # config/config.yaml's rnr_no_intermediate merges in: three configurations x two cases.
-    assert counts["register"] == 6 and counts["export_run"] == 2 and counts["evaluate"] == 8
+    # Two configurations x two cases, and the export of rnr's two runs first.
+    assert counts["register"] == 4 and counts["export_run"] == 2 and counts["evaluate"] == 6
     assert "results/phantom/export/rnr/case2/seed3/field.nii.gz" in result.stdout
 
 
 def test_export_target_is_opt_in_and_covers_every_run(tmp_path):
-    config = _config(tmp_path, {"configurations": {"rnr": {"iterations": 5}, "d": {"method": "demons"}}})
+    config = _config(
+        tmp_path, {"configurations": {**CONFIG["configurations"], "rnr_field": False, "d": {"method": "demons"}}}
+    )
     result = snakemake(tmp_path, "all", "--dry-run", "--cores", "1", "--configfile", config)
     assert result.returncode == 0 and "export_run" not in job_counts(result.stdout)
     result = snakemake(tmp_path, "export", "--dry-run", "--cores", "1", "--configfile", config)
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout)
-    assert counts["export_run"] == 6 and "tables" not in counts  # rnr, rnr_no_intermediate, d
+    assert counts["export_run"] == 4 and "tables" not in counts  # rnr and d, two cases each
     assert "results/phantom/export/d/case1/seed3/export.json" in result.stdout
 
 
