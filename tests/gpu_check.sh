@@ -23,10 +23,10 @@ rnr bench --evaluate --device cuda --repeats 3 --old-points 100000 --out "$out/b
 
 echo "== one registration at the method defaults on a DIR-Lab-size phantom case, and its evaluation"
 work="$out/phantom"
-# scale 2.2: about 240 x 190 x 130 voxels (~6 M, a DIR-Lab-size grid; rnr bench prints size and mask points)
-rnr phantom "$work/source" --cases 1 --scale 2.2
+# scale 2.0 (the phantom's largest): 208 x 168 x 112 voxels, 0.59 M mask voxels, near a DIR-Lab grid
+rnr phantom "$work/source" --cases 1 --scale 2.0
 rnr convert --dirlab-dir "$work/source" --case 1 --out "$work/case1"
-cp "$work/case1/mask_provided.nii.gz" "$work/case1/mask_T00.nii.gz"
+rnr segment --case-dir "$work/case1" --method provided
 /usr/bin/time -f "register wall %e s, max RSS %M kB" \
   rnr register --case-dir "$work/case1" --out "$work/run" --set device=cuda --no-progress 2>&1 | tee "$out/register.txt"
 /usr/bin/time -f "evaluate wall %e s, max RSS %M kB" \
