@@ -236,7 +236,8 @@ def test_tiny_workflow_through_slurm(cluster, tmp_path):
     # profile's `register: gpu: 1` still makes SLURM allocate a fake GPU to them. One case (both
     # configurations) keeps the wall time down on a 2-core machine; the DAG's shape is the same.
     tiny = yaml.safe_load(TINY_CONFIG.read_text())
-    cases, configurations = tiny["cases"][:1], list(tiny["configurations"])
+    cases = tiny["cases"][:1]
+    configurations = [name for name, settings in tiny["configurations"].items() if settings is not False]
     overrides = tmp_path / "slurm_test.yaml"
     overrides.write_text(yaml.safe_dump({"use_gpu": False, "cases": cases}))
     log = _run_snakemake(
