@@ -6,6 +6,7 @@
   (open it with ``rnr.case.load_case``). Treat both as read-only: copy them (shutil.copytree) to modify.
 * ``case`` / ``mask``: that converted case loaded (``ConvertedCase``) and its provided T00 mask (bool array),
   per test module; a module may define its own ``case`` instead.
+* ``phantom_case8``: phantom case 8 (the largest motion) at scale 0.5, converted; for the baselines' fits.
 * ``one_thread``: torch on one thread for the test (fits of tiny cases: no OpenMP hand-offs on two shared
   cores).
 """
@@ -56,3 +57,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def phantom_case8(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from rnr.dirlab import convert_case
+    from rnr.phantom import write_dataset
+
+    root = tmp_path_factory.mktemp("phantom_case8")
+    write_dataset(root / "source", cases=[8], seed=0, scale=PHANTOM_SCALE)
+    return convert_case(root / "source", 8, root / "case8")

@@ -4,7 +4,6 @@ multi-resolution registration on a phantom case, and evaluation through the proj
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -180,17 +179,6 @@ def test_demons_settings_keys_and_defaults():
 
 
 # ------------------------------------------------------------------------------------- on a phantom case
-@pytest.fixture(scope="module")
-def phantom_case8(tmp_path_factory) -> Path:
-    """Phantom case 8 (largest motion: identity TRE ~15 mm) at scale 0.5: 56 x 44 x 30 voxels of 5.6 mm."""
-    from rnr.dirlab import convert_case
-    from rnr.phantom import write_dataset
-
-    root = tmp_path_factory.mktemp("demons_phantom")
-    write_dataset(root / "source", cases=[8], seed=0, scale=0.5)
-    return convert_case(root / "source", 8, root / "case8")
-
-
 def test_demons_registration_halves_tre_and_evaluates_like_any_map(phantom_case8, tmp_path):
     case = load_case(phantom_case8)
     mask = case.load_mask(case.path / layout.MASK_PROVIDED)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -133,17 +132,6 @@ def test_siren_transform_checkpoint_round_trip(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- on a phantom case
-@pytest.fixture(scope="module")
-def phantom_case8(tmp_path_factory) -> Path:
-    """Phantom case 8 (largest motion: identity TRE ~15 mm) at scale 0.5: 56 x 44 x 30 voxels of 5.6 mm."""
-    from rnr.dirlab import convert_case
-    from rnr.phantom import write_dataset
-
-    root = tmp_path_factory.mktemp("idir_phantom")
-    write_dataset(root / "source", cases=[8], seed=0, scale=0.5)
-    return convert_case(root / "source", 8, root / "case8")
-
-
 # Reduced for a CPU test (IDIR's own 2500 x 10,000 points at lr 1e-5 take hours on 2 CPU cores): a narrower
 # SIREN, 150 iterations of 1,000 points, and lr 1e-4 so that 150 steps suffice.
 TEST_SETTINGS = {"method": "idir", "idir_width": 64, "iterations": 150, "batch_size": 1000, "lr": 1e-4, "device": "cpu"}
