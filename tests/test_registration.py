@@ -94,6 +94,7 @@ def test_non_finite_loss_stops_with_a_clear_error_and_writes_nothing(case, mask,
     assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.slow  # six `rnr register` processes: about 20 s per thread count
 @pytest.mark.parametrize("threads", ["1", "2"])
 def test_the_same_seed_gives_the_same_map_in_two_fresh_processes(converted_case, tmp_path, threads):
     """Determinism on the CPU: two `rnr register` processes with the same seed, thread count and machine write
