@@ -32,7 +32,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from . import coords, layout
-from .io import InputError, array_from_image, read_csv, read_image, read_json
+from .io import InputError, array_from_image, read_csv, read_image, read_image_header, read_json
 
 # Tolerance when comparing a mask's spacing with the image's (mm); DIR-Lab spacings have 2 decimals.
 _SPACING_TOL = 1e-3
@@ -177,12 +177,7 @@ def check_image_header(
 ) -> None:
     """Raise InputError unless the image header of ``path`` gives the case's size and spacing (from
     ``record``, case.json). Reads the header only: cheap enough for every phase on every load."""
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        raise InputError(f"{path}: cannot read as an image ({str(exc).strip().splitlines()[-1]})") from None
+    reader = read_image_header(path)
     size = tuple(int(v) for v in reader.GetSize())
     spacing = tuple(float(v) for v in reader.GetSpacing())
     same_spacing = len(spacing) == 3 and all(

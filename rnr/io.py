@@ -200,3 +200,19 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
+
+
+def read_image_header(path: str | Path) -> sitk.ImageFileReader:
+    """An ImageFileReader of ``path`` with the header read (size, spacing, direction; no voxels yet).
+
+    Raises InputError when the file is missing or not an image SimpleITK reads."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise InputError(f"{path}: cannot read as an image ({str(exc).strip().splitlines()[-1]})") from None
+    return reader

@@ -42,7 +42,7 @@ import SimpleITK as sitk
 
 from ..case import ConvertedCase
 from ..config import MethodSettings, SettingsError
-from ..io import InputError
+from ..io import InputError, read_image_header
 from ..phases import compared_terms
 from .base import FitContext, Method, MethodOutcome
 from .demons import FieldTransform
@@ -111,16 +111,8 @@ def world_to_voxel_vectors(vec_mm: np.ndarray, direction: np.ndarray, spacing_xy
 
 
 def read_header(path: Path) -> sitk.ImageFileReader:
-    """An ImageFileReader of ``path`` with the header read (no voxels yet); InputError when unreadable."""
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        raise InputError(f"{path}: cannot read as an image ({str(exc).strip().splitlines()[-1]})") from None
-    return reader
+    """An ImageFileReader of ``path`` with the header read (rnr.io.read_image_header)."""
+    return read_image_header(path)
 
 
 def check_same_grid(found: Frame, expected: Frame, path: Path, reference: Path) -> None:
