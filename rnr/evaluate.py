@@ -186,21 +186,27 @@ def panel_pairs(case: ConvertedCase, transform: Transform, pairing: str) -> list
 def write_run_figures(
     case: ConvertedCase, transform: Transform, mask_zyx: np.ndarray, info: RunInfo, run_dir: Path
 ) -> list[Path]:
-    """Slice panels per step, the det J slice panel and (when ``loss.csv`` exists) the loss curve."""
+    """Slice panels per step, the det J slice panel and (when ``loss.csv`` exists) the loss curve.
+
+    The identity map (``initial``) gets only its T00 / T50 slice panel: its steps all show the unregistered
+    images and its det J is 1 everywhere, so further panels would repeat what the one shows.
+    """
     out = run_dir / layout.FIGURES_DIR
+    identity = info.configuration == INITIAL
     geom = panels.slice_geometry(case.size_xyz, case.spacing_xyz, mask_zyx)
     label = f"case {case.case}, {info.configuration}"
     views_cache: dict[str, dict[str, np.ndarray]] = {}
     moving_phase, moving = None, None
     written: list[Path] = []
-    for n, fixed_phase, mov_phase, step in panel_pairs(case, transform, info.pairing):
+    pairs = [(transform.n_steps, "T00", "T50", None)] if identity else panel_pairs(case, transform, info.pairing)
+    for n, fixed_phase, mov_phase, step in pairs:
         if fixed_phase not in views_cache:
             views_cache[fixed_phase] = panels.take_views(case.image(fixed_phase), geom)
         if mov_phase != moving_phase:
             moving_phase, moving = mov_phase, case.image(mov_phase)
             views_cache[mov_phase] = panels.take_views(moving, geom)
         warped = {v: warp_slice(transform, moving, v, geom.index[v], step) for v in panels.VIEWS}
-        if info.configuration == INITIAL:
+        if identity:
             how = "identity map (no registration)"
         else:
             how = "the full map $\\varphi$" if step is None else f"$\\varphi_{n}$ (step {n})"
@@ -215,6 +221,8 @@ def write_run_figures(
             mov_phase,
             title,
         )
+    if identity:
+        return written
     det = {}
     for view in panels.VIEWS:
         pts, shape = slice_points(case.size_xyz, view, geom.index[view])

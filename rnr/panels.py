@@ -105,7 +105,7 @@ def _suptitle(fig: plt.Figure, title: str, width_in: float) -> None:
     fig.suptitle("\n".join(textwrap.wrap(title, chars, break_long_words=False)) or title)
 
 
-@styled
+@styled(freeze_layout=True)  # up to six per run: lay out once
 def build_step_panel(
     geom: SliceGeometry,
     fixed: Mapping[str, np.ndarray],
