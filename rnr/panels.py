@@ -27,7 +27,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 
 from .convergence import convergence, describe  # noqa: E402
-from .plots import PAGES, save_figure, styled  # noqa: E402
+from .figure_style import PAGES, save_figure, styled  # noqa: E402
 from .warp import take_slice  # noqa: E402
 
 LUNG_WINDOW_HU = (-1000.0, 200.0)

@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from . import stats  # noqa: E402
-from .plots import PAGES, STYLE, save_figure  # noqa: E402  (one house style for every figure)
+from .figure_style import PAGES, STYLE, save_figure  # noqa: E402  (one house style for every figure)
 
 WIDTH_IN = PAGES["text"][0]
 
