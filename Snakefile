@@ -19,7 +19,7 @@
 #   runs/<configuration>/case<N>/seed<S>/   one registration (rnr register) and its evaluation (rnr evaluate):
 #     checkpoint.pt, loss.csv, landmarks_T00_warped.csv, run.json, metrics.json, figures/*.png
 #   runs/initial/case<N>/seed0/       the identity map ("before registration"): metrics.json, figures/
-#   tables/                           tre.csv/.md/.tex, tre_exact, tre_snapped, folding, stats.csv,
+#   tables/                           tre.csv/.md/.tex/.html, tre_exact, tre_snapped, folding, stats.csv,
 #                                     configurations.csv, tre_landmarks.csv (rnr tables)
 #   figures/                          figures over all cases and configurations (rnr figures)
 #   logs/<rule>/...                   one log per job

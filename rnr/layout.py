@@ -82,6 +82,12 @@ def landmark_table(points_vox: np.ndarray, spacing_xyz: Sequence[float]) -> pd.D
     return pd.DataFrame(np.concatenate([vox, mm], axis=1), columns=list(LANDMARK_COLUMNS))
 
 
+def sortable_number(number: int | str, largest: int) -> str:
+    """``number`` as text that sorts like the number among 0..``largest``: zero-padded to the width of
+    ``largest`` (the Snakemake report sorts its labels as text: case 10 would come between 1 and 2)."""
+    return str(int(number)).zfill(len(str(int(largest))))
+
+
 def dataset_dir(results: str | Path, dataset: str) -> Path:
     """``<results>/<dataset>``: everything one dataset's workflow writes."""
     return Path(results) / dataset

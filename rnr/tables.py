@@ -14,13 +14,18 @@ column):
 * ``stats.csv`` - the paired Wilcoxon tests (rnr.stats.paired_tests);
 * ``configurations.csv`` - every configuration's effective settings, seeds, devices and package versions;
 * ``tre_exact.md`` / ``tre_exact.tex`` - where the dataset carries its exact motion (the phantom): TRE on the
-  exact landmark positions and the dense error over the lung mask (rnr/truth.py); a one-line note otherwise.
+  exact landmark positions and the dense error over the lung mask (rnr/truth.py); a one-line note otherwise;
+* ``tre.html``, ``tre_snapped.html``, ``tre_exact.html``, ``folding.html``, ``stats.html``,
+  ``configurations.html`` - the same tables as self-contained HTML pages (:data:`HTML_TABLES`), which the
+  Snakemake report shows inline (it offers Markdown, LaTeX and CSV files for download only).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +57,22 @@ TABLES = {
     "configurations_csv": "configurations.csv",
     "tre_exact_md": "tre_exact.md",
     "tre_exact_tex": "tre_exact.tex",
+    "tre_html": "tre.html",
+    "tre_snapped_html": "tre_snapped.html",
+    "tre_exact_html": "tre_exact.html",
+    "folding_html": "folding.html",
+    "stats_html": "stats.html",
+    "configurations_html": "configurations.html",
+}
+#: The tables shown inline in the HTML report, in reading order: key of :data:`TABLES` -> short title. Each is
+#: a self-contained HTML page of the table of the same stem (Markdown rendered, or the CSV as a table).
+HTML_TABLES = {
+    "tre_html": "TRE per case",
+    "tre_exact_html": "TRE against the exact motion",
+    "tre_snapped_html": "Snapped TRE per case",
+    "folding_html": "Folding, convergence and runtime",
+    "stats_html": "Paired tests",
+    "configurations_html": "Configurations",
 }
 ALPHA = 0.05
 BOOTSTRAP_SEED = 0
@@ -491,6 +512,126 @@ def folding_markdown(folding: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+# -- HTML pages of the tables (the report shows HTML inline) ----------------------------------------------
+_HTML_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; font-size: 14px; color: #1f2933;
+       background: #fff; margin: 1.5em; max-width: 80em; line-height: 1.45; }
+h1 { font-size: 1.3em; margin: 0 0 0.6em 0; }
+table { border-collapse: collapse; margin: 0.8em 0 1.2em 0; font-variant-numeric: tabular-nums; }
+th, td { border-bottom: 1px solid #d5dbe1; padding: 0.3em 0.8em; white-space: nowrap; }
+th { background: #eef2f6; border-bottom: 2px solid #9aa5b1; }
+tbody tr:nth-child(even) { background: #f8fafc; }
+td.num, th.num { text-align: right; }
+td.text, th.text { text-align: left; }
+p { margin: 0.5em 0; }
+p.note { font-size: 0.92em; color: #3e4c59; }
+code { font-size: 0.95em; background: #eef2f6; padding: 0 0.2em; border-radius: 3px; }
+"""
+
+
+_INLINE_MD = re.compile(r"`([^`]+)`|\*\*(.+?)\*\*")
+
+
+def _inline_html(text: str) -> str:
+    """Escape ``text`` and render the Markdown the tables use inline: ``**bold**`` and ```code```."""
+    out, pos = [], 0
+    for match in _INLINE_MD.finditer(text):
+        out.append(escape(text[pos : match.start()]))
+        code, bold = match.groups()
+        out.append(f"<code>{escape(code)}</code>" if code is not None else f"<strong>{_inline_html(bold)}</strong>")
+        pos = match.end()
+    out.append(escape(text[pos:]))
+    return "".join(out)
+
+
+def _md_table_html(lines: list[str]) -> str:
+    """A Markdown pipe table (header, alignment row, body) as an HTML table; ``---:`` columns right-aligned."""
+
+    def cells(line: str) -> list[str]:
+        return [c.strip() for c in line.strip().strip("|").split("|")]
+
+    header, align, *body = lines
+    kinds = ["num" if a.endswith(":") else "text" for a in cells(align)]
+    head = "".join(f'<th class="{k}">{_inline_html(c)}</th>' for c, k in zip(cells(header), kinds, strict=True))
+    rows = [
+        "<tr>"
+        + "".join(f'<td class="{k}">{_inline_html(c)}</td>' for c, k in zip(cells(r), kinds, strict=True))
+        + "</tr>"
+        for r in body
+    ]
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
+
+
+def _html_page(title: str, body: str) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{escape(title)}</title>\n<style>{_HTML_STYLE}</style>\n</head>\n<body>\n"
+        f"<h1>{escape(title)}</h1>\n{body}\n</body>\n</html>\n"
+    )
+
+
+def markdown_html(markdown: str, title: str) -> str:
+    """One of the Markdown tables of this module as a self-contained HTML page: blocks separated by blank
+    lines, a block of ``|`` lines is a table, any other block a paragraph (the first, the bold caption line,
+    as is; the later ones, legends and notes, smaller)."""
+    blocks, block = [], []
+    for line in [*markdown.splitlines(), ""]:
+        if line.strip():
+            block.append(line)
+        elif block:
+            blocks.append(block)
+            block = []
+    html = []
+    for i, lines in enumerate(blocks):
+        if all(line.lstrip().startswith("|") for line in lines) and len(lines) >= 2:
+            html.append(_md_table_html(lines))
+        else:
+            kind = "" if i == 0 else ' class="note"'
+            html.append(f"<p{kind}>" + _inline_html(" ".join(line.strip() for line in lines)) + "</p>")
+    return _html_page(title, "\n".join(html))
+
+
+def _html_value(value: Any) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "–"
+    if isinstance(value, float | np.floating):
+        value = float(value)
+        # Whole numbers (counts, rank statistics) in full, others to 4 significant digits.
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else format(value, ".4g")
+    return str(value)
+
+
+def frame_html(frame: pd.DataFrame, title: str, note: str) -> str:
+    """A CSV table as a self-contained HTML page: a sentence saying what it is, then every row and column
+    (whole numbers in full, others to 4 significant digits, missing values as a dash; the CSV has them all in
+    full)."""
+    if frame.empty:
+        body = f'<p>{_inline_html(note)}</p>\n<p class="note">The table is empty.</p>'
+        return _html_page(title, body)
+    kinds = ["num" if pd.api.types.is_numeric_dtype(frame[c]) and frame[c].dtype != bool else "text" for c in frame]
+    head = "".join(f'<th class="{k}">{escape(str(c))}</th>' for c, k in zip(frame.columns, kinds, strict=True))
+    rows = [
+        "<tr>"
+        + "".join(f'<td class="{k}">{escape(_html_value(v))}</td>' for v, k in zip(row, kinds, strict=True))
+        + "</tr>"
+        for row in frame.itertuples(index=False)
+    ]
+    table = f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
+    return _html_page(title, f"<p>{_inline_html(note)}</p>\n{table}")
+
+
+STATS_NOTE = (
+    "Paired tests of every configuration against the reference configuration: per case a two-sided Wilcoxon "
+    "signed-rank test on the paired per-landmark TREs (averaged over seeds), across cases (`all`) a Wilcoxon "
+    "test on the paired case means; Holm correction over the compared configurations. Columns: see "
+    "results/README.md; `stats.csv` has every number unrounded."
+)
+CONFIGURATIONS_NOTE = (
+    "The effective settings of every configuration (empty where a method has no such setting), the seeds it "
+    "was run with, the devices its runs used and the package versions they recorded (`configurations.csv`)."
+)
+
+
 def write_tables(
     runs_dir: str | Path,
     out_dir: str | Path,
@@ -521,6 +662,14 @@ def write_tables(
         "folding_md": folding_markdown(folding_frame(data.summary)),
         "tre_exact_md": exact_markdown(data, order),
         "tre_exact_tex": exact_latex(data, order, labels),
+    }
+    texts |= {
+        "tre_html": markdown_html(texts["tre_md"], HTML_TABLES["tre_html"]),
+        "tre_snapped_html": markdown_html(texts["tre_snapped_md"], HTML_TABLES["tre_snapped_html"]),
+        "tre_exact_html": markdown_html(texts["tre_exact_md"], HTML_TABLES["tre_exact_html"]),
+        "folding_html": markdown_html(texts["folding_md"], HTML_TABLES["folding_html"]),
+        "stats_html": frame_html(tests, HTML_TABLES["stats_html"], STATS_NOTE),
+        "configurations_html": frame_html(data.configurations, HTML_TABLES["configurations_html"], CONFIGURATIONS_NOTE),
     }
     if set(frames) | set(texts) != set(TABLES):
         raise AssertionError("every table in TABLES is written exactly once")

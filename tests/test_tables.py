@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from evaluation_case import AFFINE_CONFIGS, make_runs
 
 from rnr import cli, layout
 from rnr.results import CONTRACT_COLUMNS, TRE_LANDMARK_COLUMNS
-from rnr.tables import TABLES
+from rnr.tables import HTML_TABLES, TABLES, frame_html, markdown_html
 
 CONFIGS = ["initial", *sorted(AFFINE_CONFIGS)]
 
@@ -162,6 +163,87 @@ def test_a_run_without_runtime_reads_n_a(runs_dir, tmp_path):
 
 def test_tables_writes_exactly_the_listed_files(tables):
     assert sorted(p.name for p in tables.iterdir()) == sorted(TABLES.values())
+
+
+class _Tables(HTMLParser):
+    """Every <table> of a page as rows of cell texts (header row first), and the page's text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self.text: list[str] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def html_tables(path: Path) -> _Tables:
+    parser = _Tables()
+    parser.feed(path.read_text())
+    return parser
+
+
+def test_html_pages_show_the_tables_with_their_numbers_and_notes(tables):
+    """The report shows the HTML pages inline: each holds its table's numbers, title and notes."""
+    assert set(HTML_TABLES) <= set(TABLES) and all(TABLES[k].endswith(".html") for k in HTML_TABLES)
+    frame = pd.read_csv(tables / "tre.csv")
+    page = html_tables(tables / "tre.html")
+    assert len(page.tables) == 1
+    header, *body = page.tables[0]
+    assert header == ["case", *CONFIGS]
+    markdown = _md_rows((tables / "tre.md").read_text())
+    assert {row[0]: row[1:] for row in body} == {k: [c.replace("**", "") for c in v] for k, v in markdown.items()}
+    r = frame[(frame["case"] == 2) & (frame["configuration"] == "affine_small")].iloc[0]
+    assert body[1][1 + CONFIGS.index("affine_small")].strip("*†‡") == f"{r['tre_mean_mm']:.2f} ± {r['tre_std_mm']:.2f}"
+    text = "".join(page.text)
+    assert HTML_TABLES["tre_html"] in text and "continuous TRE" in text and "ddof = 1" in text
+    assert "**" not in text and "<strong>" in (tables / "tre.html").read_text()  # Markdown bold rendered
+    folding = html_tables(tables / "folding.html").tables[0]
+    assert folding[0][:3] == ["case", "configuration", "folding (%)"] and len(folding) == 1 + len(frame)
+    exact = html_tables(tables / "tre_exact.html")  # these runs carry no exact motion: the page says so
+    assert exact.tables == [] and "carries no exact motion" in "".join(exact.text)
+    configurations = html_tables(tables / "configurations.html").tables[0]
+    assert configurations[0][0] == "configuration" and [row[0] for row in configurations[1:]] == CONFIGS
+    stats_page = html_tables(tables / "stats.html").tables[0]
+    assert len(stats_page) == 1 + len(pd.read_csv(tables / "stats.csv"))
+    for key in HTML_TABLES:
+        assert (tables / TABLES[key]).read_text().startswith("<!DOCTYPE html>"), key
+
+
+def test_html_stats_page_lists_every_test(seeded):
+    tests = pd.read_csv(seeded / "stats.csv")
+    page = html_tables(seeded / "stats.html").tables[0]
+    assert page[0] == list(tests.columns) and len(page) == 1 + len(tests)
+    column = list(tests.columns).index("p_value")
+    assert [float(row[column]) for row in page[1:]] == pytest.approx(list(tests["p_value"]), rel=1e-3)
+
+
+def test_an_empty_csv_table_is_a_page_that_says_so(tmp_path):
+    page = frame_html(pd.DataFrame(columns=["configuration", "reference"]), "Paired tests", "What it is.")
+    assert "<table" not in page and "The table is empty." in page and "What it is." in page
+
+
+def test_markdown_html_escapes_and_renders_inline_markup():
+    page = markdown_html("**Title <x>**\n\n| a | b |\n|---|---:|\n| `c&d` | **1.0** |\n\nnote `k`\n", "T")
+    assert "<strong>Title &lt;x&gt;</strong>" in page
+    assert '<td class="text"><code>c&amp;d</code></td><td class="num"><strong>1.0</strong></td>' in page
+    assert '<p class="note">note <code>k</code></p>' in page
 
 
 # -- seeds, paired tests and provenance --------------------------------------------------------------------

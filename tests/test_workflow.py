@@ -4,6 +4,9 @@ registration, resumed, and then checked: every table row, TRE after < TRE before
 
 from __future__ import annotations
 
+import base64
+import html
+import json
 import os
 import re
 import shutil
@@ -266,15 +269,97 @@ def test_tiny_run_tables(tiny_run):
     assert settings == {**config["configurations"]["rnr"], "device": "cpu"}
 
 
-@pytest.mark.slow
-def test_tiny_run_report(tiny_run):
+@pytest.fixture(scope="module")
+def tiny_report(tiny_run) -> Path:
     workdir = tiny_run["workdir"]
     report = workdir / "report.html"
     result = snakemake(workdir, "--configfile", str(TINY), "--report", str(report))
     assert result.returncode == 0, result.stdout + result.stderr
-    html = report.read_text(errors="replace")
+    assert "ERROR" not in result.stdout + result.stderr  # a caption that docutils could not render
+    return report
+
+
+def report_data(report: Path, name: str):
+    """One of the JSON values the report's page script holds, e.g. `results` or `categories`."""
+    match = re.search(rf"var {name} = (\{{.*?\}});\s*</script>", report.read_text(errors="replace"), re.S)
+    assert match, name
+    return json.loads(match.group(1))
+
+
+def _text(caption_html: str) -> str:
+    """A rendered caption as plain text on one line."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", caption_html)).split())
+
+
+@pytest.mark.slow
+def test_tiny_run_report(tiny_report):
+    from rnr import plots
+    from rnr.layout import sortable_number
+    from rnr.tables import HTML_TABLES, TABLES
+
+    text = tiny_report.read_text(errors="replace")
     for name in ("tre.csv", "tre.md", "tre.tex", "folding.csv", "tre_distribution"):
-        assert name in html, name
+        assert name in text, name
+    results = report_data(tiny_report, "results")
+    categories = report_data(tiny_report, "categories")
+    # The tables as HTML pages, shown inline (the report shows text/html in an iframe), numbered in reading order.
+    shown = {Path(path).name: results[path] for path in categories["Tables"]["Other"]}
+    assert sorted(shown) == sorted(TABLES[key] for key in HTML_TABLES)
+    for number, (key, title) in enumerate(HTML_TABLES.items(), start=1):
+        entry = shown[TABLES[key]]
+        assert entry["mime_type"] == "text/html" and entry["labels"] == {"#": str(number), "table": title}
+    tre = pd.read_csv(tiny_report.parent / "results" / "phantom" / "tables" / "tre.csv")
+    page = base64.b64decode(shown["tre.html"]["data_uri"].partition(",")[2]).decode()
+    for r in tre.itertuples():
+        assert f"{r.tre_mean_mm:.2f} ± {r.tre_std_mm:.2f}" in page, (r.case, r.configuration)
+    exact = base64.b64decode(shown["tre_exact.html"]["data_uri"].partition(",")[2]).decode()
+    assert exact.count("<table>") == 2  # the phantom carries its exact motion
+    # Dataset figures: each caption states its own question (plots.QUESTIONS).
+    figures = {results[p]["labels"]["figure"]: _text(results[p]["caption"]) for p in categories["Figures"]["Other"]}
+    assert set(plots.QUESTIONS) <= set(figures)
+    for name, caption in figures.items():
+        assert caption.startswith(plots.QUESTIONS.get(name, "")), name
+        assert not caption.startswith("Figure"), f"{name} has no caption of its own"
+    # Per-case panels: case and seed labels sort as numbers; each panel type has its own caption.
+    config = yaml.safe_load(TINY.read_text())
+    largest = max(config["cases"])
+    captions = {}
+    for configuration, paths in categories["Slice panels"].items():
+        for path in paths:
+            labels = results[path]["labels"]
+            case = int(re.search(r"/case(\d+)/", path).group(1))
+            assert labels["case"] == sortable_number(case, largest), path
+            captions[(configuration, labels["figure"])] = _text(results[path]["caption"])
+    assert sorted(sortable_number(c, 10) for c in range(1, 11)) == [sortable_number(c, 10) for c in range(1, 11)]
+    assert "before registration" in captions[("initial", "slices_T00_T50")]
+    assert "the full map" in captions[("rnr", "slices_T00_T50")]
+    assert "intermediate step from T40 to T50" in captions[("rnr", "slices_T40_T50")]
+    assert "compress, expand or fold" in captions[("rnr", "detj")]
+    assert "did the optimisation settle" in captions[("rnr", "loss")]
+    # The runtime chart has a log scale: every job needs a runtime > 0 (the settings rule had < 0).
+    runtimes = report_data(tiny_report, "runtimes_spec")["data"]["values"]
+    assert {r["rule"] for r in runtimes} >= {"settings", "register", "tables"}
+    assert all(r["runtime"] > 0 for r in runtimes), [r for r in runtimes if not r["runtime"] > 0]
+
+
+@pytest.mark.slow
+def test_tiny_run_report_in_a_browser(tiny_report, tmp_path):
+    """workflow/scripts/check_report.py in headless Chromium: the landing page, the TRE table page (its numbers
+    against tre.csv) and the runtime data."""
+    if not any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")):
+        pytest.skip("no Chromium on PATH (Debian: apt-get install chromium); the report is checked without a browser")
+    tables = tiny_report.parent / "results" / "phantom" / "tables"
+    out = tmp_path / "screenshots"
+    script = REPO / "workflow" / "scripts" / "check_report.py"
+    result = subprocess.run(
+        [sys.executable, str(script), str(tiny_report), "--tables", str(tables), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("landing.png", "tables.png", "tre_page.png", "stats.png"):
+        assert (out / name).stat().st_size > 10_000, name
 
 
 @pytest.mark.slow

@@ -16,6 +16,8 @@ Output: --out results/<dataset>/tables:
   tre_landmarks.csv    tidy per-landmark TRE (one row per landmark x case x configuration x seed)
   stats.csv            the paired tests: per case and across cases, p-values, Holm-adjusted p-values, effects
   configurations.csv   effective settings, seeds, devices and package versions of every configuration
+  *.html               tre, tre_exact, tre_snapped, folding, stats, configurations as self-contained HTML pages
+                       (the Snakemake report shows them inline)
 
 Example:
   rnr tables --runs-dir results/phantom/runs --out results/phantom/tables --compare-to rnr

@@ -1,30 +1,12 @@
 # Aggregation: thesis-style tables and figures over all cases x configurations (+ initial).
 
-# Report caption of each table of rnr.tables.TABLES (by key; the file names live in rnr.tables only).
-TABLE_CAPTIONS = {
-    "tre_csv": "tre_csv.rst",
-    "tre_md": "tre_table.rst",
-    "tre_tex": "tre_table.rst",
-    "tre_snapped_md": "tre_snapped.rst",
-    "tre_snapped_tex": "tre_snapped.rst",
-    "folding_csv": "folding_table.rst",
-    "folding_md": "folding_table.rst",
-    "tre_landmarks_csv": "tre_landmarks.rst",
-    "stats_csv": "stats.rst",
-    "configurations_csv": "configurations.rst",
-    "tre_exact_md": "tre_exact.rst",
-    "tre_exact_tex": "tre_exact.rst",
-}
-
 
 rule tables:
     input:
         all_metrics(),
     output:
-        [
-            report(table_file(key), caption=f"../report/{TABLE_CAPTIONS[key]}", category="Tables")
-            for key in TABLES
-        ],
+        # The HTML pages show inline in the report (category Tables), the other files are downloads.
+        [table_report(key) for key in TABLES],
     params:
         runs_dir=lambda w, input: runs_dir(input),
         out=lambda w, output: Path(output[0]).parent,
@@ -53,6 +35,8 @@ rule figures:
             labels={"figure": "{name}"},
         ),
     params:
+        # For the report captions (figures.rst); a changed question redraws the figures, which is cheap.
+        questions=figure_questions,
         runs_dir=lambda w, input: runs_dir(input),
         # initial (the identity map) first, then the configured columns; stale runs are left out.
         configurations=" ".join([INITIAL, *CONFIGURATIONS]),

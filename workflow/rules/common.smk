@@ -5,15 +5,12 @@ import re
 import shlex
 from pathlib import Path
 
-import yaml
-
 from snakemake.utils import validate
 
 from rnr import layout
 from rnr.config import Settings, SettingsError
 from rnr.export import DETJ, FIELD, MANIFEST, export_dir
-from rnr.io import write_text
-from rnr.tables import TABLES
+from rnr.tables import HTML_TABLES, TABLES
 
 
 # `--config` values arrive as strings unless Snakemake recognises them (it knows True/False, not true/false,
@@ -133,11 +130,58 @@ def table_file(key):
     return str(layout.tables_dir(RESULTS_ROOT, DATASET) / TABLES[key])
 
 
-# -- settings ----------------------------------------------------------------------------------------------
-def write_settings(path, settings, log):
-    """Write one configuration's settings as YAML (atomically; `rnr register --settings` reads it)."""
-    write_text(path, yaml.safe_dump(dict(settings), sort_keys=True))
-    write_text(log, f"settings {dict(settings)} -> {path}\n")
+# -- report ------------------------------------------------------------------------------------------------
+# Report caption of each table of rnr.tables.TABLES (by key; the file names live in rnr.tables only).
+TABLE_CAPTIONS = {
+    "tre_csv": "tre_csv.rst",
+    "tre_md": "tre_table.rst",
+    "tre_tex": "tre_table.rst",
+    "tre_snapped_md": "tre_snapped.rst",
+    "tre_snapped_tex": "tre_snapped.rst",
+    "folding_csv": "folding_table.rst",
+    "folding_md": "folding_table.rst",
+    "tre_landmarks_csv": "tre_landmarks.rst",
+    "stats_csv": "stats.rst",
+    "configurations_csv": "configurations.rst",
+    "tre_exact_md": "tre_exact.rst",
+    "tre_exact_tex": "tre_exact.rst",
+    "tre_html": "tre_table.rst",
+    "tre_snapped_html": "tre_snapped.rst",
+    "tre_exact_html": "tre_exact.rst",
+    "folding_html": "folding_table.rst",
+    "stats_html": "stats.rst",
+    "configurations_html": "configurations.rst",
+}
+
+
+def table_report(key):
+    """One table of rnr.tables.TABLES, flagged for the report: the HTML pages (HTML_TABLES) under "Tables",
+    shown inline and labelled in reading order; the other files in a category of their own, to download."""
+    caption = f"../report/{TABLE_CAPTIONS[key]}"
+    if key in HTML_TABLES:
+        number = layout.sortable_number(list(HTML_TABLES).index(key) + 1, len(HTML_TABLES))
+        labels = {"#": number, "table": HTML_TABLES[key]}
+        return report(table_file(key), caption=caption, category="Tables", labels=labels)
+    return report(table_file(key), caption=caption, category="Tables (Markdown, LaTeX, CSV)")
+
+
+def case_figure_labels(wildcards):
+    """Report labels of one figure of a run's figures folder (wildcards case, seed and the pattern's name);
+    case and seed as sortable text (the report sorts labels as text)."""
+    largest_seed = max(max(seeds) for seeds in SEEDS.values())
+    return {
+        "case": layout.sortable_number(wildcards.case, max(CASES)),
+        "seed": layout.sortable_number(wildcards.seed, max(largest_seed, layout.INITIAL_SEED)),
+        "figure": wildcards.name,
+    }
+
+
+def figure_questions(wildcards):
+    """rnr.plots.QUESTIONS, the question each dataset figure answers (figures.rst, its report caption, states
+    it). Imported when a figures job is planned, not at parse time: matplotlib slows an import by ~2 s."""
+    from rnr.plots import QUESTIONS
+
+    return dict(QUESTIONS)
 
 
 def evaluate_inputs(wildcards):

@@ -12,7 +12,8 @@ rule evaluate:
             caption="../report/case_figures.rst",
             category="Slice panels",
             subcategory="{configuration}",
-            labels={"case": "{case}", "seed": "{seed}", "figure": "{name}"},
+            # case and seed zero-padded, so that the report lists case 2 before case 10
+            labels=case_figure_labels,
         ),
     params:
         case_dir=lambda w, input: Path(input.case_json).parent,

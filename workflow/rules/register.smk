@@ -9,8 +9,11 @@ rule settings:
         settings=lambda w: registration_settings(w.configuration),
     log:
         f"{RESULTS}/logs/settings/{{configuration}}.log",
-    run:
-        write_settings(output[0], params.settings, log[0])
+    conda:
+        "../envs/rnr.yaml"
+    script:
+        # Not a run: block, whose start time Snakemake loses (the script says how).
+        "../scripts/write_settings.py"
 
 
 rule register:
