@@ -54,30 +54,18 @@ def style() -> Iterator[None]:
         yield
 
 
-def styled(
-    builder: Callable[..., plt.Figure] | None = None, *, freeze_layout: bool = False
-) -> Callable[..., plt.Figure] | Callable[[Callable[..., plt.Figure]], Callable[..., plt.Figure]]:
+def styled(builder: Callable[..., plt.Figure]) -> Callable[..., plt.Figure]:
     """Build under :func:`style` and draw once there, so that lazily created artists (tick labels) take
-    the style's sizes too.
+    the style's sizes too."""
 
-    ``@styled(freeze_layout=True)`` keeps the layout of that draw: later draws (saving) no longer re-run the
-    constrained layout, the bulk of the cost of a figure drawn many times per run. Only for figures whose
-    first layout is final (no log axes, whose tick labels appear at the first draw).
-    """
+    @functools.wraps(builder)
+    def wrapper(*args, **kwargs) -> plt.Figure:
+        with style():
+            fig = builder(*args, **kwargs)
+            fig.canvas.draw()
+        return fig
 
-    def decorate(build: Callable[..., plt.Figure]) -> Callable[..., plt.Figure]:
-        @functools.wraps(build)
-        def wrapper(*args, **kwargs) -> plt.Figure:
-            with style():
-                fig = build(*args, **kwargs)
-                fig.canvas.draw()
-                if freeze_layout:
-                    fig.set_layout_engine("none")
-            return fig
-
-        return wrapper
-
-    return decorate if builder is None else decorate(builder)
+    return wrapper
 
 
 def save_figure(fig: plt.Figure, path: str | Path, formats: Sequence[str] = FORMATS) -> list[Path]:

@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .convergence import convergence, describe  # noqa: E402
 from .figure_style import PAGES, save_figure, styled  # noqa: E402
@@ -96,16 +97,34 @@ def slice_geometry(
     return SliceGeometry(tuple(size_xyz), tuple(spacing_xyz), {"coronal": iy, "axial": iz})  # type: ignore
 
 
-def _row_ylabel(geom: SliceGeometry, view: str) -> str:
-    return f"{geom.label(view)}\n" + ("z (mm), superior up" if view == "coronal" else "y (mm)")
+def _title_chars(width_in: float) -> int:
+    """Characters of a 9-pt title that fit ``width_in`` (about 0.6 em per character)."""
+    return int(width_in / (0.6 * 9 / 72))
 
 
 def _suptitle(fig: plt.Figure, title: str, width_in: float) -> None:
-    chars = int(width_in / (0.6 * 9 / 72))
-    fig.suptitle("\n".join(textwrap.wrap(title, chars, break_long_words=False)) or title)
+    fig.suptitle("\n".join(textwrap.wrap(title, _title_chars(width_in), break_long_words=False)) or title)
 
 
-@styled(freeze_layout=True)  # up to six per run: lay out once
+# Fixed layout of the step panel, in inches (drawn up to six times per run, so no constrained layout, whose
+# passes cost more than the drawing). Sized for 8-pt tick labels of up to 3 digits and two-line labels.
+_STEP_LEFT_IN = 0.8  # two-line row label + y tick labels
+_STEP_RIGHT_IN = 0.12  # room for the colour bar's last tick label
+_STEP_GAP_IN = 0.06  # between image columns and rows (inner tick labels are hidden)
+_STEP_TOP_IN = 0.42  # two-line column titles (the suptitle's lines are added)
+_STEP_BELOW_IN = 0.48  # x tick labels and the x label under the lower row
+_STEP_BAR_IN = 0.1  # colour bar height
+_STEP_BAR_BELOW_IN = 0.5  # colour bar ticks and label
+
+
+def _inner_ticks(lo: float, hi: float, n: int = 4) -> list[float]:
+    """Round tick positions in [lo, hi] (mm) away from both ends: neighbouring panels sit close together,
+    and labels at their edges would run into each other."""
+    margin = 0.08 * (hi - lo)
+    return [float(t) for t in MaxNLocator(n).tick_values(lo, hi) if lo + margin <= t <= hi - margin]
+
+
+@styled
 def build_step_panel(
     geom: SliceGeometry,
     fixed: Mapping[str, np.ndarray],
@@ -118,6 +137,8 @@ def build_step_panel(
     """Does the warped moving image match the fixed one? Rows: coronal and axial slice; columns: fixed,
     moving, warped moving (lung window), then fixed - moving (before) and fixed - warped (after), in HU.
 
+    The title's last line gives each row's slice position in mm.
+
     ``fixed``, ``moving`` and ``warped`` map a view name to its 2-D slice in HU (take_slice layout);
     ``fixed_name`` / ``moving_name`` are the phases (e.g. T40 / T50 for an intermediate step).
     """
@@ -128,40 +149,46 @@ def build_step_panel(
         (f"{fixed_name} − {moving_name}\n(before)", {v: fixed[v] - moving[v] for v in VIEWS}, "diff"),
         (f"{fixed_name} − warped\n(after)", {v: fixed[v] - warped[v] for v in VIEWS}, "diff"),
     ]
-    col_in = (WIDTH_IN - 0.85) / len(cols)
+    col_in = (WIDTH_IN - _STEP_LEFT_IN - _STEP_RIGHT_IN - (len(cols) - 1) * _STEP_GAP_IN) / len(cols)
+    # Each axes box has its image's aspect (mm), so equal aspect fills it exactly.
     heights = [geom.height_mm(v) / geom.width_mm * col_in for v in VIEWS]
-    fig = plt.figure(figsize=(WIDTH_IN, sum(heights) + 1.75), layout="constrained")
-    gs = fig.add_gridspec(len(VIEWS) + 1, len(cols), height_ratios=[*heights, 0.06 * sum(heights)])
+    rows = "; ".join(geom.label(v) + (" (superior up)" if v == "coronal" else "") for v in VIEWS)
+    title_lines = textwrap.wrap(title, _title_chars(WIDTH_IN), break_long_words=False) or [title]
+    title_lines += textwrap.wrap(f"rows: {rows}", _title_chars(WIDTH_IN), break_long_words=False)
+    top_in = _STEP_TOP_IN + 0.17 * len(title_lines) + 0.06
+    below_rows_in = _STEP_BELOW_IN + _STEP_BAR_IN + _STEP_BAR_BELOW_IN
+    fig_h = top_in + sum(heights) + (len(VIEWS) - 1) * _STEP_GAP_IN + below_rows_in
+    fig = plt.figure(figsize=(WIDTH_IN, fig_h))
+
+    def box(x_in: float, y_top_in: float, w_in: float, h_in: float) -> list[float]:
+        """[left, bottom, width, height] in figure fractions of a box given in inches from the top left."""
+        return [x_in / WIDTH_IN, 1 - (y_top_in + h_in) / fig_h, w_in / WIDTH_IN, h_in / fig_h]
+
     axes = np.empty((len(VIEWS), len(cols)), dtype=object)
     images = {}
     for c, (name, data, kind) in enumerate(cols):
+        x_in = _STEP_LEFT_IN + c * (col_in + _STEP_GAP_IN)
+        y_in = top_in
         for r, view in enumerate(VIEWS):
             share = {"sharex": axes[0, 0] if (r, c) != (0, 0) else None, "sharey": axes[r, 0] if c else None}
-            ax = axes[r, c] = fig.add_subplot(gs[r, c], **share)
+            ax = axes[r, c] = fig.add_axes(box(x_in, y_in, col_in, heights[r]), **share)
+            y_in += heights[r] + _STEP_GAP_IN
             if kind == "img":
-                im = ax.imshow(
-                    data[view],
-                    cmap="gray",
-                    vmin=LUNG_WINDOW_HU[0],
-                    vmax=LUNG_WINDOW_HU[1],
-                    extent=geom.extent(view),
-                    interpolation="nearest",
-                )
+                norm = {"cmap": "gray", "vmin": LUNG_WINDOW_HU[0], "vmax": LUNG_WINDOW_HU[1]}
             else:
-                im = ax.imshow(
-                    data[view],
-                    cmap="RdBu_r",
-                    vmin=-DIFF_WINDOW_HU,
-                    vmax=DIFF_WINDOW_HU,
-                    extent=geom.extent(view),
-                    interpolation="nearest",
-                )
+                norm = {"cmap": "RdBu_r", "vmin": -DIFF_WINDOW_HU, "vmax": DIFF_WINDOW_HU}
+            im = ax.imshow(data[view], extent=geom.extent(view), interpolation="nearest", **norm)
             images[kind] = im
             ax.set_aspect("equal")
+            x0, x1, y_low, y_high = geom.extent(view)
+            ax.set_xticks(_inner_ticks(x0, x1))
+            ax.set_yticks(_inner_ticks(y_high, y_low))
             if r == 0:
                 ax.set_title(name, fontsize=8)
             if c == 0:
-                ax.set_ylabel(_row_ylabel(geom, view), fontsize=8)
+                # Short: a coronal row can be little more than half an inch high; the slice positions
+                # are in the title.
+                ax.set_ylabel(f"{view}\n{'z' if view == 'coronal' else 'y'} (mm)", fontsize=8)
             else:
                 ax.tick_params(labelleft=False)
             if r == len(VIEWS) - 1:
@@ -169,13 +196,17 @@ def build_step_panel(
             else:
                 ax.tick_params(labelbottom=False)
     n_img = sum(kind == "img" for _, _, kind in cols)
-    for kind, span, label in (
-        ("img", slice(0, n_img), "HU (lung window)"),
-        ("diff", slice(n_img, len(cols)), "HU difference"),
+    bar_top = top_in + sum(heights) + (len(VIEWS) - 1) * _STEP_GAP_IN + _STEP_BELOW_IN
+    for kind, first, last, label in (
+        ("img", 0, n_img - 1, "HU (lung window)"),
+        ("diff", n_img, len(cols) - 1, "HU difference"),
     ):
-        cax = fig.add_subplot(gs[len(VIEWS), span])
+        # The two bars keep apart, so that their end labels do not meet.
+        x0 = _STEP_LEFT_IN + first * (col_in + _STEP_GAP_IN) + (0.15 if first else 0.0)
+        x1 = _STEP_LEFT_IN + last * (col_in + _STEP_GAP_IN) + col_in - (0.15 if last < len(cols) - 1 else 0.0)
+        cax = fig.add_axes(box(x0, bar_top, x1 - x0, _STEP_BAR_IN))
         fig.colorbar(images[kind], cax=cax, orientation="horizontal", label=label)
-    _suptitle(fig, title, WIDTH_IN)
+    fig.suptitle("\n".join(title_lines), y=1 - 0.06 / fig_h, va="top")
     return fig
 
 
