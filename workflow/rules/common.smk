@@ -14,9 +14,10 @@ from rnr.tables import HTML_TABLES, TABLES
 
 
 # `--config` values arrive as strings unless Snakemake recognises them (it knows True/False, not true/false,
-# and reads [1,2] as strings): accept digit strings as case numbers and true/false for use_gpu.
-if isinstance(config.get("cases"), list):
-    config["cases"] = [int(c) if isinstance(c, str) and c.isdigit() else c for c in config["cases"]]
+# and reads [1,2] as strings): accept digit strings as case numbers and seeds and true/false for use_gpu.
+for key in ("cases", "seeds"):
+    if isinstance(config.get(key), list):
+        config[key] = [int(c) if isinstance(c, str) and c.isdigit() else c for c in config[key]]
 if isinstance(config.get("use_gpu"), str) and config["use_gpu"].lower() in ("true", "false"):
     config["use_gpu"] = config["use_gpu"].lower() == "true"
 
