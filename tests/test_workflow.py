@@ -90,6 +90,15 @@ def test_dry_run_default_config(tmp_path):
     assert "results/phantom/tables/tre.md" in result.stdout
 
 
+def test_seeds_and_cases_from_the_command_line(tmp_path):
+    """`--config seeds=[3,4] cases=[1,2]`: Snakemake hands the list items over as strings; they still count."""
+    result = snakemake(tmp_path, "--dry-run", "--cores", "4", "all", "--config", "seeds=[3,4]", "cases=[1,2]")
+    assert result.returncode == 0, result.stderr
+    n_configs = len(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["configurations"])
+    assert job_counts(result.stdout)["register"] == 2 * 2 * n_configs
+    assert "results/phantom/runs/rnr/case2/seed4/checkpoint.pt" in result.stdout
+
+
 def test_dry_run_dirlab_config(tmp_path):
     """config/dirlab.yaml merges over the default: five RNR configurations at the model defaults and the two
     baselines, GPU jobs."""
