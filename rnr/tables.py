@@ -167,27 +167,33 @@ def _setting_text(value: Any) -> str:
 
 
 def provenance_lines(data: TableData) -> list[str]:
-    """The settings of the compared configurations: those that differ between them, then those they share,
-    then devices and versions."""
+    """The settings of the compared configurations: those that differ between them (listed for the
+    configurations that have the key), those every configuration shares, those only some configurations have
+    (their method's keys, grouped by who has them), then devices and versions."""
     frame = data.configurations.set_index("configuration")
     frame = frame.drop(index=[c for c in frame.index if c == INITIAL])
     if frame.empty:
         return []
     keys = [k for k in PROVENANCE_KEYS if k in frame.columns]
     keys += sorted(k for k in frame.columns if k not in keys and k not in ("n_runs", "devices", "versions"))
-    differ, same = [], []
+    differ, same, partial = [], [], {}
     for key in keys:
-        values = frame[key]
-        shown = {c: _setting_text(v) for c, v in values.items()}
+        # '-': the configuration's method has no such key; it neither differs nor shares.
+        shown = {c: t for c, t in ((c, _setting_text(v)) for c, v in frame[key].items()) if t != "-"}
         if len(set(shown.values())) > 1:
             differ.append(f"{key}: " + ", ".join(f"{c} {v}" for c, v in shown.items()))
-        elif next(iter(shown.values())) != "-":
+        elif len(shown) == len(frame):
             same.append(f"{key} {next(iter(shown.values()))}")
+        elif shown:
+            partial.setdefault(", ".join(shown), []).append(f"{key} {next(iter(shown.values()))}")
     lines = []
     if differ:
         lines.append("Settings that differ: " + "; ".join(differ) + ".")
     if same:
         lines.append("Settings shared by every configuration: " + ", ".join(same) + ".")
+    if partial:
+        groups = "; ".join(f"{who}: {', '.join(items)}" for who, items in partial.items())
+        lines.append(f"Settings of some configurations only (their method's): {groups}.")
     devices = sorted({d for text in frame["devices"] for d in str(text).split(", ")})
     versions = sorted(set(frame["versions"]))
     lines.append(f"Devices: {', '.join(devices)}. Versions: {' | '.join(versions)}.")

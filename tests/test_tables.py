@@ -15,7 +15,7 @@ from evaluation_case import AFFINE_CONFIGS, make_runs
 
 from rnr import cli, layout
 from rnr.results import CONTRACT_COLUMNS, TRE_LANDMARK_COLUMNS
-from rnr.tables import HTML_TABLES, TABLES, frame_html, markdown_html
+from rnr.tables import HTML_TABLES, TABLES, TableData, frame_html, markdown_html, provenance_lines
 
 CONFIGS = ["initial", *sorted(AFFINE_CONFIGS)]
 
@@ -348,3 +348,26 @@ def test_latex_tables_compile_and_keep_the_list_of_tables_short(seeded, tmp_path
     lot = (tmp_path / "doc.lot").read_text()
     assert "TRE (mm) per case" in lot and "ddof" not in lot
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
+
+
+def test_provenance_separates_differing_shared_and_method_only_settings():
+    """A key a configuration's method lacks ('-') neither differs nor is shared: it is listed with the
+    configurations that have it."""
+    configurations = pd.DataFrame(
+        {
+            "configuration": ["a", "b", "d"],
+            "method": ["rnr", "rnr", "demons"],
+            "seeds": ["3", "3", "3"],
+            "iterations": [200.0, 300.0, np.nan],
+            "width": [100.0, 100.0, np.nan],
+            "demons_sigma": [np.nan, np.nan, 1.5],
+            "n_runs": [1, 1, 1],
+            "devices": ["cpu", "cpu", "cpu"],
+            "versions": ["torch x", "torch x", "torch x"],
+        }
+    )
+    data = TableData(pd.DataFrame(), configurations, None, None, pd.DataFrame())
+    lines = provenance_lines(data)
+    assert lines[0] == "Settings that differ: method: a rnr, b rnr, d demons; iterations: a 200, b 300."
+    assert lines[1] == "Settings shared by every configuration: seeds 3."
+    assert lines[2] == "Settings of some configurations only (their method's): a, b: width 100; d: demons_sigma 1.5."
