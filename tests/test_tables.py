@@ -98,7 +98,8 @@ def test_tre_md_is_the_thesis_table(tables):
 def test_tex_snapped_folding_and_landmark_tables(tables):
     tex = (tables / "tre.tex").read_text()
     assert r"\toprule" in tex and r"$\pm$" in tex and r"affine\_large" in tex and r"\textbf{" in tex
-    assert tex.count(r" \\") == 1 + 2 + 1  # header, two cases, mean
+    assert tex.count(r" \\") == 1 + 2 + 2  # header, two cases, mean and its interval line
+    assert r"95\,\% interval & \multicolumn{2}{c}{\footnotesize [" in tex
     assert tex.count(r"r@{\,}l") == len(CONFIGS)  # two decimal-aligned columns per configuration
     snapped = (tables / "tre_snapped.md").read_text()
     assert "snapped TRE" in snapped and "nearest voxel" in snapped
