@@ -166,15 +166,21 @@ def runtimes(report: Path) -> list[dict]:
 
 
 def check(report: Path, tables: Path, out: Path, browser: str) -> list[str]:
-    """Every check; returns the failures (empty when all pass)."""
-    failures = []
+    """Every check; returns the failures (empty when all pass). Screenshots go to ``out``; the navigating
+    copies of the report (each as large as the report) to a temporary folder that is removed."""
     out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="rnr-report-copies-") as copies:
+        return _check(report, tables, out, Path(copies), browser)
+
+
+def _check(report: Path, tables: Path, out: Path, copies: Path, browser: str) -> list[str]:
+    failures = []
 
     landing = browse(browser, report, out / "landing.png")
     if 'id="app"' not in landing or "Tables" not in landing or "Figures" not in landing:
         failures.append("landing page: the app did not draw its menu with the categories Tables and Figures")
 
-    navigated = with_script(report, NAVIGATE.replace("LABEL", json.dumps(TRE_LABEL)), out / "report_tables.html")
+    navigated = with_script(report, NAVIGATE.replace("LABEL", json.dumps(TRE_LABEL)), copies / "report_tables.html")
     page = parse(browse(browser, navigated, out / "tables.png"))
     listed = {cell for row in page.rows for cell in row}
     if TRE_LABEL not in listed:
@@ -188,11 +194,11 @@ def check(report: Path, tables: Path, out: Path, browser: str) -> list[str]:
         rows = parse(browse(browser, tre_page, out / "tre_page.png")).rows
         failures += compare_tre(rows, pd.read_csv(tables / "tre.csv"))
 
-    panels = parse(browse(browser, with_script(report, SHOW_PANELS, out / "report_panels.html"), out / "panels.png"))
+    panels = parse(browse(browser, with_script(report, SHOW_PANELS, copies / "report_panels.html"), out / "panels.png"))
     failures += check_case_order(panels.rows)
 
-    with_script(report, SHOW_STATS, out / "report_stats.html")
-    browse(browser, out / "report_stats.html", out / "stats.png")
+    with_script(report, SHOW_STATS, copies / "report_stats.html")
+    browse(browser, copies / "report_stats.html", out / "stats.png")
     values = runtimes(report)
     bad = [v for v in values if not v["runtime"] > 0]
     if not values or bad:
