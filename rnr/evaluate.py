@@ -171,13 +171,17 @@ def compute_metrics(
     return {"tre": tre, "intermediate": intermediate, "folding": folding, "exact": exact}
 
 
-def panel_pairs(case: ConvertedCase, transform: Transform, pairing: str) -> list[tuple[int, str, str, int | None]]:
+def panel_pairs(
+    case: ConvertedCase, transform: Transform, pairing: str, full_map_only: bool = False
+) -> list[tuple[int, str, str, int | None]]:
     """(step number, fixed phase, moving phase, transform step) for every slice panel.
 
     With all phases present and a map with intermediate steps: one panel per phi_n under ``pairing`` (the
-    landmark source phase is the fixed image, the target phase the moving one). Otherwise only T00 / T50.
+    landmark source phase is the fixed image, the target phase the moving one). Otherwise, or with
+    ``full_map_only``, only T00 / T50.
     """
-    pairs = metrics.landmark_pairs_of(transform, pairing) if case.has_intermediate else []
+    with_steps = case.has_intermediate and not full_map_only
+    pairs = metrics.landmark_pairs_of(transform, pairing) if with_steps else []
     if pairs:
         return [(p.interval, p.source, p.target, p.step) for p in pairs]
     return [(transform.n_steps, "T00", "T50", None)]
@@ -198,8 +202,7 @@ def write_run_figures(
     views_cache: dict[str, dict[str, np.ndarray]] = {}
     moving_phase, moving = None, None
     written: list[Path] = []
-    pairs = [(transform.n_steps, "T00", "T50", None)] if identity else panel_pairs(case, transform, info.pairing)
-    for n, fixed_phase, mov_phase, step in pairs:
+    for n, fixed_phase, mov_phase, step in panel_pairs(case, transform, info.pairing, full_map_only=identity):
         if fixed_phase not in views_cache:
             views_cache[fixed_phase] = panels.take_views(case.image(fixed_phase), geom)
         if mov_phase != moving_phase:

@@ -31,18 +31,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
 from .convergence import RELATIVE_DROP_THRESHOLD, convergence  # noqa: E402
-from .figure_style import (  # noqa: E402, F401  (re-exported: plots.PAGES, plots.save_figure, ...)
-    DPI,
-    FORMATS,
-    MIN_FONT_PT,
-    PAGES,
-    STYLE,
-    drawn_texts,
-    figure_metrics,
-    save_figure,
-    style,
-    styled,
-)
+from .figure_style import PAGES, save_figure, styled  # noqa: E402
 from .layout import INITIAL  # noqa: E402
 from .results import configuration_order  # noqa: E402
 

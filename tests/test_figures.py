@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from evaluation_case import AFFINE_CONFIGS, make_runs
 
-from rnr import cli, layout, panels, plots
+from rnr import cli, figure_style, layout, panels, plots
 from rnr.io import write_csv
 
 FIGURES = ("tre_distribution", "tre_mean_per_configuration", "tre_before_after", "folding_runtime", "loss_curves")
@@ -71,11 +71,11 @@ def _build(name: str, n_configs: int, page: str, folding: bool = True):
 def assert_fits(fig, tmp_path: Path, width_in: float = 6.3, height_in: float = 9.0) -> dict[str, float]:
     """Size within the page, every drawn text >= 8 pt, no two texts overlapping, nothing drawn beyond the edges,
     no Type 3 font in the PDF."""
-    m = plots.figure_metrics(fig)
+    m = figure_style.figure_metrics(fig)
     assert m["width_in"] <= width_in + 1e-9 and m["height_in"] <= height_in + 1e-9, m
-    assert m["n_texts"] > 0 and m["min_font_pt"] >= plots.MIN_FONT_PT, m
+    assert m["n_texts"] > 0 and m["min_font_pt"] >= figure_style.MIN_FONT_PT, m
     assert m["spill_in"] <= 0.02 and m["overlapping_texts"] == 0, m
-    pdf = plots.save_figure(fig, tmp_path / "figure", formats=("pdf",))[0].read_bytes()
+    pdf = figure_style.save_figure(fig, tmp_path / "figure", formats=("pdf",))[0].read_bytes()
     assert b"/Type3" not in pdf
     assert re.search(rb"/Subtype\s*/(TrueType|CIDFontType2)", pdf), "no TrueType (Type 42) font embedded"
     return m
@@ -84,12 +84,12 @@ def assert_fits(fig, tmp_path: Path, width_in: float = 6.3, height_in: float = 9
 @pytest.mark.parametrize("name", FIGURES)
 @pytest.mark.parametrize("n_configs", [1, 10])
 def test_dataset_figure_fits_the_text_width(name, n_configs, tmp_path):
-    assert_fits(_build(name, n_configs, "text"), tmp_path, *plots.PAGES["text"])
+    assert_fits(_build(name, n_configs, "text"), tmp_path, *figure_style.PAGES["text"])
 
 
 @pytest.mark.parametrize("name", FIGURES)
 def test_dataset_figure_fits_a_landscape_page(name, tmp_path):
-    m = assert_fits(_build(name, 10, "landscape"), tmp_path, *plots.PAGES["landscape"])
+    m = assert_fits(_build(name, 10, "landscape"), tmp_path, *figure_style.PAGES["landscape"])
     assert m["width_in"] <= 9.7
 
 
@@ -105,7 +105,7 @@ def test_every_figure_has_a_question_in_its_docstring():
 def test_no_folding_drops_the_folding_panel_and_says_so():
     fig = _build("folding_runtime", 3, "text", folding=False)
     assert len(fig.axes) == 1 and "runtime" in fig.axes[0].get_xlabel()
-    assert "No folding" in " ".join(t.get_text() for t in plots.drawn_texts(fig))
+    assert "No folding" in " ".join(t.get_text() for t in figure_style.drawn_texts(fig))
     fig = _build("folding_runtime", 3, "text", folding=True)
     assert len(fig.axes) == 2 and "folded" in fig.axes[0].get_xlabel()
 
@@ -141,7 +141,7 @@ def test_step_panel_fits_names_the_fixed_phase_and_quotes_mm(slices, tmp_path):
     warped = {v: a + 30 for v, a in views.items()}
     fig = panels.build_step_panel(geom, views, views, warped, "T40", "T50", "case 1, x: fixed T40, moving T50")
     assert_fits(fig, tmp_path)
-    text = " ".join(t.get_text() for t in plots.drawn_texts(fig))
+    text = " ".join(t.get_text() for t in figure_style.drawn_texts(fig))
     assert "fixed T40" in text and "T00" not in text
     assert f"coronal, y = {geom.index['coronal'] * 0.97:.1f} mm" in text
     assert f"axial, z = {geom.index['axial'] * 2.5:.1f} mm" in text

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnr import plots, stat_plots, stats
+from rnr import figure_style, stat_plots, stats
 
 
 def _frame(cases=(1, 2, 3), seeds=(0, 1, 2)) -> pd.DataFrame:
@@ -28,7 +28,7 @@ def _check(paths, name):
     assert [p.name for p in paths] == [f"{name}.png", f"{name}.pdf"]
     png, pdf = paths[0].read_bytes(), paths[1].read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and pdf[:5] == b"%PDF-"
-    assert mpimg.imread(paths[0]).shape[1] == round(stat_plots.WIDTH_IN * plots.DPI)  # 6.3 in at plots.DPI
+    assert mpimg.imread(paths[0]).shape[1] == round(stat_plots.WIDTH_IN * figure_style.DPI)  # 6.3 in at DPI
     assert b"/FontFile2" in pdf and b"/Subtype /Type3" not in pdf  # TrueType embedded (fonttype 42)
 
 
