@@ -59,7 +59,7 @@ localrules:
 
 rule all:
     input:
-        all_metrics(),
+        PLAN.metrics_files(),
         rules.tables.output,
         rules.figures.output,
     default_target: True

@@ -42,15 +42,13 @@ import SimpleITK as sitk
 from . import layout
 from .case import ConvertedCase, load_case
 from .io import InputError, write_image, write_json
+from .layout import DETJ, FIELD, MANIFEST
 from .methods.field import Frame, read_header, voxel_to_world_vectors
 from .runtime import resolve_device
 from .transform import DEFAULT_CHUNK, Transform, load_transform
 from .warp import warp_volume
 
 SCHEMA = "rnr-export/1"
-FIELD = "field.nii.gz"
-DETJ = "detj.nii.gz"
-MANIFEST = "export.json"
 #: z-slices processed at once (a 512 x 512 slab of 4 slices is 1 M points).
 SLAB = 4
 
@@ -69,11 +67,6 @@ def field_step_name(step: int) -> str:
 def warped_name(phase: str, step: int | None = None) -> str:
     """``warped_T50.nii.gz`` for the full map; ``warped_{phase}_step{n}.nii.gz`` for phi_n."""
     return f"warped_{phase}.nii.gz" if step is None else f"warped_{phase}_step{step}.nii.gz"
-
-
-def export_dir(results: str | Path, dataset: str, configuration: str, case: int | str, seed: int | str) -> Path:
-    """Where the workflow's ``export`` target writes one run's export (wildcard texts allowed)."""
-    return layout.dataset_dir(results, dataset) / "export" / configuration / f"case{case}" / f"seed{seed}"
 
 
 # ------------------------------------------------------------------------------------------- dense maps

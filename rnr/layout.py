@@ -54,6 +54,11 @@ RUN_JSON = "run.json"
 METRICS_JSON = "metrics.json"
 FIGURES_DIR = "figures"
 
+# An export folder (``rnr export``): the ITK displacement field, det J, and export.json (written last).
+FIELD = "field.nii.gz"
+DETJ = "detj.nii.gz"
+MANIFEST = "export.json"
+
 
 def image_name(phase: str) -> str:
     """``T00`` -> ``T00.nii.gz``."""
@@ -106,6 +111,11 @@ def run_dir(results: str | Path, dataset: str, configuration: str, case: int | s
 def settings_file(results: str | Path, dataset: str, configuration: str) -> Path:
     """The settings file the workflow writes for one configuration (``rnr register --settings``)."""
     return dataset_dir(results, dataset) / "settings" / f"{configuration}.yaml"
+
+
+def export_dir(results: str | Path, dataset: str, configuration: str, case: int | str, seed: int | str) -> Path:
+    """Where the workflow's ``export`` target writes one run's export (wildcard texts allowed)."""
+    return dataset_dir(results, dataset) / "export" / configuration / f"case{case}" / f"seed{seed}"
 
 
 def tables_dir(results: str | Path, dataset: str) -> Path:

@@ -39,7 +39,8 @@ import SimpleITK as sitk
 from rnr import coords, layout, metrics
 from rnr.case import load_case
 from rnr.cli import main
-from rnr.export import DETJ, FIELD, MANIFEST, field_step_name, warped_name
+from rnr.export import field_step_name, warped_name
+from rnr.layout import DETJ, FIELD, MANIFEST
 from rnr.tables import TABLES, write_tables
 from rnr.transform import load_transform
 

@@ -1,6 +1,7 @@
-"""Convert one DIR-Lab case (or a phantom case) into the pipeline's case folder.
+"""Convert one case of a dataset (rnr.data.DATASETS: dirlab, phantom) into the pipeline's case folder.
 
-Input: --dirlab-dir, the folder holding the unpacked DIR-Lab cases as downloaded (nothing is fetched):
+Input: --dataset NAME and --source, the dataset's folder as the user unpacked it (nothing is fetched) or as
+`rnr phantom` wrote it. DIR-Lab (and the phantom, which imitates it):
   Case{N}Pack/ (Case8Deploy/ for case 8; folder and file names are matched ignoring letter case)
     Images/         raw 16-bit images case{N}_T00..T50 (e.g. case1_T00_s.img, case2_T00-ssm.img,
                     case6_T00.img): values are HU + 1024, x fastest, no header
@@ -27,32 +28,40 @@ point outside the volume, the same landmark pair twice, a mask on another grid o
 a message naming the file, what was expected and what was found.
 
 Example:
-  rnr convert --dirlab-dir /data/dirlab --case 1 --out results/dirlab/data/case1
+  rnr convert --dataset dirlab --source /data/dirlab --case 1 --out results/dirlab/data/case1
+  rnr convert --dataset phantom --source results/phantom/source --case 1 --out results/phantom/data/case1
 """
 
 from __future__ import annotations
 
 import argparse
 
+from ..data import DATASETS
+
 HELP = "convert one DIR-Lab case: raw images -> NIfTI (HU), landmarks -> CSV (0-based voxel + mm)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--dirlab-dir",
+        "--dataset",
+        required=True,
+        choices=list(DATASETS),
+        help="the dataset: " + "; ".join(f"{d.name}: {d.summary}" for d in DATASETS.values()),
+    )
+    parser.add_argument(
+        "--source",
         required=True,
         metavar="D",
-        help="folder holding Case{N}Pack/ folders (DIR-Lab as unpacked, or rnr phantom output)",
+        help="the dataset's folder: " + "; ".join(f"{d.name}: {d.source_description}" for d in DATASETS.values()),
     )
-    parser.add_argument("--case", required=True, type=int, metavar="N", help="case number (1 .. 10)")
+    parser.add_argument("--case", required=True, type=int, metavar="N", help="case number (one of the dataset's)")
     parser.add_argument("--out", required=True, metavar="CASE_DIR", help="converted case folder to write")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..case import load_case
-    from ..dirlab import convert_case
 
-    out = convert_case(args.dirlab_dir, args.case, args.out)
+    out = DATASETS[args.dataset].convert(args.source, args.case, args.out)
     case = load_case(out)
     extras = []
     if case.sampled4d("T00") is not None:

@@ -19,7 +19,7 @@ Output (OUT_DIR):
 The phantom is smaller than DIR-Lab (about 110 x 85 x 60 voxels of ~2.9 x 2.9 x 3.2 mm; --scale 0.5
 halves each axis) and takes a few seconds for all ten cases. Same seed, same data.
 
-Next step: rnr convert --dirlab-dir OUT_DIR --case N --out CASE_DIR
+Next step: rnr convert --dataset phantom --source OUT_DIR --case N --out CASE_DIR
 
 Example:
   rnr phantom results/phantom/source                      # all ten cases
@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import time
+
+from ..data.phantom import DATASET as PHANTOM
 
 HELP = "write the built-in synthetic 4DCT phantom (ten cases) in the DIR-Lab layout"
 
@@ -47,10 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cases",
         type=int,
         nargs="+",
-        default=list(range(1, 11)),
-        choices=range(1, 11),
+        default=list(PHANTOM.cases),
+        choices=PHANTOM.cases,
         metavar="N",
-        help="case numbers to write (default: 1 .. 10)",
+        help=f"case numbers to write (default: all, {PHANTOM.cases[0]} .. {PHANTOM.cases[-1]})",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of anatomy, motion and noise (default 0)")
     parser.add_argument(

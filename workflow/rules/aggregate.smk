@@ -3,7 +3,7 @@
 
 rule tables:
     input:
-        all_metrics(),
+        PLAN.metrics_files(),
     output:
         # The HTML pages show inline in the report (category Tables), the other files are downloads.
         [table_report(key) for key in TABLES],
@@ -11,11 +11,11 @@ rule tables:
         runs_dir=lambda w, input: runs_dir(input),
         out=lambda w, output: Path(output[0]).parent,
         # initial (the identity map) first, then the configured columns; stale runs are left out.
-        configurations=" ".join([INITIAL, *CONFIGURATIONS]),
-        compare_to=COMPARE_TO,
+        configurations=" ".join([INITIAL, *PLAN.names]),
+        compare_to=PLAN.compare_to,
         labels=table_labels(),
     log:
-        f"{RESULTS}/logs/tables.log",
+        PLAN.log("tables"),
     conda:
         "../envs/rnr.yaml"
     shell:
@@ -25,10 +25,10 @@ rule tables:
 
 rule figures:
     input:
-        all_metrics(),
+        PLAN.metrics_files(),
     output:
         report(
-            directory(str(layout.figures_dir(RESULTS_ROOT, DATASET))),
+            directory(PLAN.figures_dir()),
             patterns=["{name}.png"],
             caption="../report/figures.rst",
             category="Figures",
@@ -39,10 +39,10 @@ rule figures:
         questions=figure_questions,
         runs_dir=lambda w, input: runs_dir(input),
         # initial (the identity map) first, then the configured columns; stale runs are left out.
-        configurations=" ".join([INITIAL, *CONFIGURATIONS]),
-        compare_to=COMPARE_TO,
+        configurations=" ".join([INITIAL, *PLAN.names]),
+        compare_to=PLAN.compare_to,
     log:
-        f"{RESULTS}/logs/figures.log",
+        PLAN.log("figures"),
     conda:
         "../envs/rnr.yaml"
     shell:

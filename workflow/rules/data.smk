@@ -1,15 +1,16 @@
-# Data: the phantom dataset (generated once) or the user's DIR-Lab folder -> converted case folders.
+# Data: the phantom dataset (generated once) or the user's folder of a dataset (rnr.data.DATASETS) ->
+# converted case folders.
 
 
 rule phantom:
     output:
-        directory(f"{RESULTS}/source"),
+        directory(PLAN.source_output()),
     params:
-        cases=" ".join(str(c) for c in CASES),
-        seed=config["phantom"]["seed"],
-        scale=config["phantom"]["scale"],
+        cases=" ".join(str(c) for c in PLAN.cases),
+        seed=PLAN.phantom_seed,
+        scale=PLAN.phantom_scale,
     log:
-        f"{RESULTS}/logs/phantom.log",
+        PLAN.log("phantom"),
     conda:
         "../envs/rnr.yaml"
     shell:
@@ -18,20 +19,22 @@ rule phantom:
 
 rule convert:
     input:
-        # The phantom is a rule output; a DIR-Lab folder is the user's and is not tracked by time stamp.
-        lambda w: rules.phantom.output if DATASET == "phantom" else [],
+        # A generated dataset is a rule output; the user's folder is not tracked by time stamp.
+        lambda w: rules.phantom.output if PLAN.dataset.generated else [],
     output:
-        case_json=case_file(layout.CASE_JSON),
-        t00=case_file(layout.image_name("T00")),
-        t50=case_file(layout.image_name("T50")),
-        landmarks_t00=case_file(layout.landmarks_name("T00")),
-        landmarks_t50=case_file(layout.landmarks_name("T50")),
+        case_json=PLAN.case_file(layout.CASE_JSON),
+        t00=PLAN.case_file(layout.image_name("T00")),
+        t50=PLAN.case_file(layout.image_name("T50")),
+        landmarks_t00=PLAN.case_file(layout.landmarks_name("T00")),
+        landmarks_t50=PLAN.case_file(layout.landmarks_name("T50")),
     params:
-        source=dirlab_source,
+        dataset=PLAN.dataset.name,
+        source=lambda w, input: PLAN.source_dir or input[0],
         out=lambda w, output: Path(output.case_json).parent,
     log:
-        f"{RESULTS}/logs/convert/case{{case}}.log",
+        PLAN.log("convert", "case{case}"),
     conda:
         "../envs/rnr.yaml"
     shell:
-        "rnr convert --dirlab-dir {params.source} --case {wildcards.case} --out {params.out} > {log} 2>&1"
+        "rnr convert --dataset {params.dataset} --source {params.source} --case {wildcards.case} --out {params.out}"
+        " > {log} 2>&1"

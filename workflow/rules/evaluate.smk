@@ -5,9 +5,9 @@ rule evaluate:
     input:
         unpack(evaluate_inputs),
     output:
-        metrics=run_file(layout.METRICS_JSON),
+        metrics=PLAN.run_file(layout.METRICS_JSON),
         figures=report(
-            directory(run_file(layout.FIGURES_DIR)),
+            directory(PLAN.run_file(layout.FIGURES_DIR)),
             patterns=["{name}.png"],
             caption="../report/case_figures.rst",
             category="Slice panels",
@@ -20,7 +20,7 @@ rule evaluate:
         run_dir=lambda w, output: Path(output.metrics).parent,
         identity=lambda w: "--identity" if w.configuration == INITIAL else "",
     log:
-        f"{RESULTS}/logs/evaluate/{{configuration}}/case{{case}}/seed{{seed}}.log",
+        PLAN.log("evaluate", "{configuration}/case{case}/seed{seed}"),
     conda:
         "../envs/rnr.yaml"
     shell:

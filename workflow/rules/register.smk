@@ -3,12 +3,12 @@
 
 rule settings:
     output:
-        str(layout.settings_file(RESULTS_ROOT, DATASET, "{configuration}")),
+        PLAN.settings_file(),
     params:
         # A params change (edited configuration) makes Snakemake rewrite the file and rerun its registrations.
-        settings=lambda w: registration_settings(w.configuration),
+        settings=lambda w: dict(PLAN.configuration(w.configuration).settings),
     log:
-        f"{RESULTS}/logs/settings/{{configuration}}.log",
+        PLAN.log("settings", "{configuration}"),
     conda:
         "../envs/rnr.yaml"
     script:
@@ -18,29 +18,29 @@ rule settings:
 
 rule register:
     input:
-        unpack(field_input),
+        unpack(lambda w: PLAN.field_input(w.configuration, w.case)),
         case_json=rules.convert.output.case_json,
         mask=rules.segment.output[0],
         settings=rules.settings.output[0],
     output:
         # Written in this order by rnr.rundir, the checkpoint last.
-        loss=run_file(layout.LOSS_CSV),
-        landmarks=run_file(layout.WARPED_LANDMARKS),
-        run_json=run_file(layout.RUN_JSON),
-        checkpoint=run_file(layout.CHECKPOINT),
+        loss=PLAN.run_file(layout.LOSS_CSV),
+        landmarks=PLAN.run_file(layout.WARPED_LANDMARKS),
+        run_json=PLAN.run_file(layout.RUN_JSON),
+        checkpoint=PLAN.run_file(layout.CHECKPOINT),
     params:
         case_dir=lambda w, input: Path(input.case_json).parent,
         run_dir=lambda w, output: Path(output.checkpoint).parent,
-        device=DEVICE,
-        use_gpu=USE_GPU,
+        device=PLAN.device,
+        use_gpu=PLAN.use_gpu,
     log:
-        f"{RESULTS}/logs/register/{{configuration}}/case{{case}}/seed{{seed}}.log",
+        PLAN.log("register", "{configuration}/case{case}/seed{seed}"),
     benchmark:
         f"{RESULTS}/benchmarks/register/{{configuration}}/case{{case}}/seed{{seed}}.tsv"
-    threads: config["register_threads"]
+    threads: PLAN.register_threads
     resources:
         # The SLURM executor turns gpu=1 into --gpus=1; locally, --resources gpu=N caps concurrent GPU jobs.
-        gpu=1 if USE_GPU else 0,
+        gpu=1 if PLAN.use_gpu else 0,
     conda:
         "../envs/rnr.yaml"
     shell:

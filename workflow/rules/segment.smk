@@ -6,13 +6,13 @@ rule segment:
         case_json=rules.convert.output.case_json,
         t00=rules.convert.output.t00,
     output:
-        case_file(layout.MASK_T00),
+        PLAN.case_file(layout.MASK_T00),
     params:
-        method=config["masks"]["method"],
-        weights=f"--weights {config['masks']['weights']}" if config["masks"].get("weights") else "",
+        method=PLAN.masks_method,
+        weights=f"--weights {PLAN.masks_weights}" if PLAN.masks_weights else "",
         case_dir=lambda w, input: Path(input.case_json).parent,
     log:
-        f"{RESULTS}/logs/segment/case{{case}}.log",
+        PLAN.log("segment", "case{case}"),
     conda:
         "../envs/rnr.yaml"
     shell:
