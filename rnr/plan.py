@@ -144,7 +144,9 @@ class Plan:
 
     def export_file(self, name: str) -> str:
         """A file of one run's export folder (rnr export)."""
-        return str(layout.export_dir(self.results_root, self.dataset.name, "{configuration}", "{case}", "{seed}") / name)
+        return str(
+            layout.export_dir(self.results_root, self.dataset.name, "{configuration}", "{case}", "{seed}") / name
+        )
 
     def settings_file(self) -> str:
         """The settings file of a configuration (wildcard {configuration})."""
@@ -203,7 +205,9 @@ def make_plan(config: Mapping[str, Any], schema: str | Path) -> Plan:
     keys = {d.source_key for d in DATASETS.values()}
     unknown = [k for k in config if k.endswith("_dir") and k not in keys]
     if unknown:
-        raise PlanError(f"config: {unknown[0]!r} is no dataset's folder key; expected one of {', '.join(sorted(keys - {None}))}")
+        raise PlanError(
+            f"config: {unknown[0]!r} is no dataset's folder key; expected one of {', '.join(sorted(keys - {None}))}"
+        )
     source_dir = _source_dir(config, dataset)
     cases = tuple(int(c) for c in config["cases"])
     for i, case in enumerate(cases):
@@ -216,11 +220,15 @@ def make_plan(config: Mapping[str, Any], schema: str | Path) -> Plan:
     entries = {name: entry for name, entry in config["configurations"].items() if entry is not False}
     if not entries:
         raise PlanError("config: every configuration is switched off (false); at least one must run")
-    configurations = tuple(_configuration(name, entry or {}, config["seeds"], device) for name, entry in entries.items())
+    configurations = tuple(
+        _configuration(name, entry or {}, config["seeds"], device) for name, entry in entries.items()
+    )
 
     compare_to = config["compare_to"] or configurations[0].name
     if compare_to not in entries:
-        raise PlanError(f"config: compare_to {compare_to!r} is not a configuration; expected one of {', '.join(entries)}")
+        raise PlanError(
+            f"config: compare_to {compare_to!r} is not a configuration; expected one of {', '.join(entries)}"
+        )
     return Plan(
         dataset=dataset,
         source_dir=source_dir,
@@ -251,6 +259,14 @@ def _validate(config: dict[str, Any], schema_path: str | Path) -> None:
     """Check ``config`` against the JSON schema and fill its defaults in place (nested ones included: a
     default is set before the validator descends into it)."""
     schema = yaml.safe_load(Path(schema_path).read_text())
+    # Named here, not by the schema: with the <dataset>_dir pattern jsonschema's message for a typo
+    # ("does not match any of the regexes") would not say which keys exist.
+    unknown = [k for k in config if k not in schema["properties"] and not k.endswith("_dir")]
+    if unknown:
+        raise PlanError(
+            f"config: Additional properties are not allowed ({unknown[0]!r} was unexpected); the keys are "
+            f"{', '.join(schema['properties'])} and a dataset's folder key <dataset>_dir"
+        )
     base = jsonschema.validators.validator_for(schema)
     check_properties = base.VALIDATORS["properties"]
 
@@ -274,9 +290,10 @@ def _source_dir(config: Mapping[str, Any], dataset: Dataset) -> str | None:
         return None
     folder = config.get(dataset.source_key)
     if not folder:
+        example = f"--config dataset={dataset.name} {dataset.source_key}=/data/{dataset.name}"
         raise PlanError(
-            f"config: dataset is {dataset.name!r} but {dataset.source_key} is not set; give {dataset.source_description}, "
-            f"e.g. --config dataset={dataset.name} {dataset.source_key}=/data/{dataset.name}"
+            f"config: dataset is {dataset.name!r} but {dataset.source_key} is not set; give "
+            f"{dataset.source_description}, e.g. {example}"
         )
     if not Path(folder).is_dir():
         raise PlanError(

@@ -25,7 +25,7 @@ echo "== one registration at the method defaults on a DIR-Lab-size phantom case,
 work="$out/phantom"
 # scale 2.0 (the phantom's largest): 208 x 168 x 112 voxels, 0.59 M mask voxels, near a DIR-Lab grid
 rnr phantom "$work/source" --cases 1 --scale 2.0
-rnr convert --dirlab-dir "$work/source" --case 1 --out "$work/case1"
+rnr convert --dataset phantom --source "$work/source" --case 1 --out "$work/case1"
 rnr segment --case-dir "$work/case1" --method provided
 /usr/bin/time -f "register wall %e s, max RSS %M kB" \
   rnr register --case-dir "$work/case1" --out "$work/run" --set device=cuda --no-progress 2>&1 | tee "$out/register.txt"

@@ -129,13 +129,6 @@ def job_counts(output: str) -> dict[str, int]:
     return counts
 
 
-def validation_error(output: str) -> str:
-    """The ``ValidationError: ...`` line Snakemake prints for a config the schema rejects."""
-    match = re.search(r"^ValidationError: .*$", output, re.M)
-    assert match, f"no schema validation error in:\n{output}"
-    return match.group(0)
-
-
 # -- damaging a copy of the phantom dataset ----------------------------------------------------------------
 def image_file(dataset: Path, case: int, phase: str) -> Path:
     from rnr import phantom

@@ -184,13 +184,28 @@ def test_phantom_write_mask_restores_provided_mask(dataset_copy, tmp_path):
 # -- the command line --------------------------------------------------------------------------------------
 def test_cli_convert(phantom_dataset, tmp_path, capsys):
     out = tmp_path / "case2"
-    assert rnr_main(["convert", "--dirlab-dir", str(phantom_dataset), "--case", "2", "--out", str(out)]) == 0
+    assert (
+        rnr_main(["convert", "--dataset", "dirlab", "--source", str(phantom_dataset), "--case", "2", "--out", str(out)])
+        == 0
+    )
     assert "case 2:" in capsys.readouterr().out
     assert load_case(out).case == 2
 
 
 def test_cli_convert_error_is_one_line(phantom_dataset, tmp_path, capsys):
-    code = rnr_main(["convert", "--dirlab-dir", str(phantom_dataset), "--case", "3", "--out", str(tmp_path / "x")])
+    code = rnr_main(
+        [
+            "convert",
+            "--dataset",
+            "dirlab",
+            "--source",
+            str(phantom_dataset),
+            "--case",
+            "3",
+            "--out",
+            str(tmp_path / "x"),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("rnr convert: error:") and "no folder for case 3" in err and "\n" not in err

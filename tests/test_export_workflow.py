@@ -48,12 +48,3 @@ def test_export_target_is_opt_in_and_covers_every_run(tmp_path):
     counts = job_counts(result.stdout)
     assert counts["export_run"] == 4 and "tables" not in counts  # rnr and d, two cases each
     assert "results/phantom/export/d/case1/seed3/export.json" in result.stdout
-
-
-def test_a_field_pattern_without_case_stops_the_workflow(tmp_path):
-    config = _config(tmp_path, {"configurations": {"f": {"method": "field", "fields": "one.nii.gz"}}})
-    result = snakemake(tmp_path, "--dry-run", "--configfile", config)
-    assert result.returncode != 0
-    assert "config configurations.f: setting 'fields' must be a path pattern containing {case}" in (
-        result.stdout + result.stderr
-    )

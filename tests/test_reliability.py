@@ -48,7 +48,6 @@ from reliability_helpers import (
     small_file_system,
     snakemake,
     snakemake_command,
-    validation_error,
     wait_for_text,
     write_user_mask,
 )
@@ -253,7 +252,7 @@ def test_convert_rejects_damaged_data(damage, dataset, grid, tmp_path):
     expected = DAMAGE[damage](dataset, grid)
     source = expected[0] if damage.startswith("dirlab_dir") else dataset
     out = tmp_path / "converted"
-    line = error_line(rnr("convert", "--dirlab-dir", source, "--case", "1", "--out", out), "convert")
+    line = error_line(rnr("convert", "--dataset", "dirlab", "--source", source, "--case", "1", "--out", out), "convert")
     for fragment in expected:
         if isinstance(fragment, re.Pattern):  # figures that depend on the phantom's anatomy
             assert fragment.search(line), f"{fragment.pattern!r} missing from: {line}"
@@ -267,10 +266,10 @@ def test_failed_reconversion_removes_the_earlier_one(damage, dataset, grid, tmp_
     """Converting again into a finished case folder and failing leaves no output (old or new) at all: a
     stale case folder would otherwise be read as if it held the new data."""
     out = tmp_path / "converted"
-    assert rnr("convert", "--dirlab-dir", dataset, "--case", "1", "--out", out).code == 0
+    assert rnr("convert", "--dataset", "dirlab", "--source", dataset, "--case", "1", "--out", out).code == 0
     (out / layout.MASK_T00).write_bytes(b"made by rnr segment")  # not convert's: must survive
     DAMAGE[damage](dataset, grid)
-    error_line(rnr("convert", "--dirlab-dir", dataset, "--case", "1", "--out", out), "convert")
+    error_line(rnr("convert", "--dataset", "dirlab", "--source", dataset, "--case", "1", "--out", out), "convert")
     assert files_in(out) == [layout.MASK_T00]
 
 
@@ -281,7 +280,9 @@ def test_convert_late_failure_removes_what_it_wrote(dataset, grid, tmp_path):
     raw = np.fromfile(path, dtype="<i2")
     (raw - HU_OFFSET).astype("<i2").tofile(path)
     out = tmp_path / "converted"
-    line = error_line(rnr("convert", "--dirlab-dir", dataset, "--case", "1", "--out", out), "convert")
+    line = error_line(
+        rnr("convert", "--dataset", "dirlab", "--source", dataset, "--case", "1", "--out", out), "convert"
+    )
     assert str(path) in line and "expected air near -1000 HU" in line and "seems to hold HU already" in line
     assert files_in(out) == []
 
@@ -289,7 +290,7 @@ def test_convert_late_failure_removes_what_it_wrote(dataset, grid, tmp_path):
 @pytest.mark.parametrize("case", ["0", "11"])
 def test_case_number_outside_1_to_10(case, phantom_dataset, tmp_path):
     out = tmp_path / "converted"
-    result = rnr("convert", "--dirlab-dir", phantom_dataset, "--case", case, "--out", out)
+    result = rnr("convert", "--dataset", "dirlab", "--source", phantom_dataset, "--case", case, "--out", out)
     line = error_line(result, "convert")
     assert f"case {case} is not a DIR-Lab case (expected 1..10)" in line
     assert files_in(out) == []
@@ -559,88 +560,13 @@ def _edit_default_config(root: Path, edit) -> None:
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize(
-    ("edit", "fragments"),
-    [
-        (lambda c: c.update(use_gpus=True), ["'use_gpus' was unexpected", "Additional properties are not allowed"]),
-        (lambda c: c["masks"].update(wieghts=None), ["'wieghts' was unexpected", "instance['masks']"]),
-        (lambda c: c.update(cases=[1, 11]), ["11 is greater than the maximum of 10", "instance['cases'][1]"]),
-        (lambda c: c.update(cases=[0]), ["0 is less than the minimum of 1", "instance['cases'][0]"]),
-    ],
-    ids=[
-        "unknown top-level key",
-        "unknown masks key",
-        "case 11",
-        "case 0",
-    ],
-)
-def test_bad_config_yaml_is_rejected_before_any_job(edit, fragments, workflow_copy, tmp_path):
-    _edit_default_config(workflow_copy, edit)
-    workdir = tmp_path / "wd"
-    workdir.mkdir()
-    result = snakemake(workdir, "--cores", "1", "--dry-run", snakefile=workflow_copy / "Snakefile")
-    assert result.code == SNAKEMAKE_FAILED, result.text
-    assert "Error validating config file" in result.text
-    line = validation_error(result.text)
-    head = result.text[result.text.index(line) :]
-    for fragment in fragments:
-        assert fragment in head, f"{fragment!r} missing from:\n{head[:3000]}"
-    assert not (workdir / "results").exists()
-
-
-@pytest.mark.workflow
-def test_bad_configuration_in_a_config_file(tmp_path):
-    """The same checks for a file given with --configfile (merged over config.yaml)."""
-    workdir = tmp_path / "wd"
-    workdir.mkdir()
-    config = _write_config(tmp_path / "mine.yaml", {"configurations": {"quick": {"iterations": "many"}}})
-    result = snakemake(workdir, "--configfile", config, "--dry-run")
-    assert result.code == SNAKEMAKE_FAILED, result.text
-    assert "config configurations.quick: setting 'iterations' expects int, got 'many' (str)" in result.text
-    assert not (workdir / "results").exists()
-
-
-@pytest.mark.workflow
-@pytest.mark.parametrize(
-    ("overrides", "fragment"),
-    [
-        ({"learning_rate": 0.1}, "config configurations.quick: unknown setting 'learning_rate'; valid settings for"),
-        ({"method": "demons", "lr": 0.1}, "config configurations.quick: setting 'lr' belongs to method rnr/idir"),
-        ({"device": "cuda"}, "config configurations.quick: 'device' is not a configuration setting"),
-    ],
-    ids=["unknown setting", "setting of another method", "device"],
-)
-def test_bad_settings_in_a_configuration_stop_before_any_job(overrides, fragment, tmp_path):
-    """Configuration settings are checked by rnr.config (the method's own block) before any job runs."""
-    workdir = tmp_path / "wd"
-    workdir.mkdir()
-    config = _write_config(tmp_path / "mine.yaml", {"configurations": {"quick": overrides}})
-    result = snakemake(workdir, "--configfile", config, "--dry-run")
-    assert result.code == SNAKEMAKE_FAILED, result.text
-    assert fragment in result.text
-    assert not (workdir / "results").exists()
-
-
-@pytest.mark.workflow
-@pytest.mark.parametrize("value", ["true", "True"])
-def test_use_gpu_given_on_the_command_line(value, tmp_path):
-    """`--config use_gpu=true`, spelled as in config.yaml, means what `use_gpu: true` means (Snakemake hands
-    --config values over as strings unless they read as int, float, True or False)."""
-    workdir = tmp_path / "wd"
-    workdir.mkdir()
-    result = snakemake(workdir, "--dry-run", "--config", f"use_gpu={value}", "cases=[1]")
-    assert result.code == 0, result.text
-    assert "gpu=1" in result.text
-
-
-@pytest.mark.workflow
-@pytest.mark.parametrize("folder", ["missing", "empty"])
-def test_dirlab_dir_missing_or_empty(folder, tmp_path):
+def test_dirlab_dir_empty(tmp_path):
+    """An empty dirlab_dir passes the plan (a folder) and fails the conversion, with its one-line error in the
+    log (a missing folder is refused by the plan: test_plan.py)."""
     workdir = tmp_path / "wd"
     workdir.mkdir()
     dirlab_dir = tmp_path / "dirlab"
-    if folder == "empty":
-        dirlab_dir.mkdir()
+    dirlab_dir.mkdir()
     result = snakemake(
         workdir,
         "--cores",
@@ -653,19 +579,11 @@ def test_dirlab_dir_missing_or_empty(folder, tmp_path):
         "results/dirlab/data/case1/case.json",
     )
     assert result.code == SNAKEMAKE_FAILED, result.text
-    if folder == "missing":
-        # Caught when the workflow is parsed, before any job runs; the whole message on one line.
-        message = (
-            f"config: dirlab_dir '{dirlab_dir}' is not a folder (expected the folder holding the Case{{N}}Pack "
-            "folders of DIR-Lab, as unpacked; relative paths start in the working directory)"
-        )
-        assert any(message in line for line in result.text.splitlines()), result.text
-    else:
-        assert "Error in rule convert" in result.text
-        assert "exit status 2" in result.text or "exit code 2" in result.text, result.text
-        log = (workdir / "results/dirlab/logs/convert/case1.log").read_text()
-        expected = "no folder for case 1: expected Case1Pack/ (or Case1Deploy/, any letter case); found folders: none"
-        assert one_error_line(log, "rnr convert: error:") == f"rnr convert: error: {dirlab_dir}: {expected}", log
+    assert "Error in rule convert" in result.text
+    assert "exit status 2" in result.text or "exit code 2" in result.text, result.text
+    log = (workdir / "results/dirlab/logs/convert/case1.log").read_text()
+    expected = "no folder for case 1: expected Case1Pack/ (or Case1Deploy/, any letter case); found folders: none"
+    assert one_error_line(log, "rnr convert: error:") == f"rnr convert: error: {dirlab_dir}: {expected}", log
     assert files_in(workdir / "results/dirlab/data") == []
 
 
@@ -774,14 +692,15 @@ def test_workflow_killed_mid_registration_redoes_exactly_that_job(prepared, tmp_
 @pytest.mark.workflow
 def test_dataset_dirlab_without_dirlab_dir(tmp_path):
     """The README row "dataset: dirlab without dirlab_dir": Snakemake stops before any job (its own exit
-    code) with the message on one line."""
+    code) with the message on one line. The one workflow run of a plan error: the plan's other checks are
+    tested in-process (test_plan.py)."""
     workdir = tmp_path / "wd"
     workdir.mkdir()
     result = snakemake(workdir, "--dry-run", "--config", "dataset=dirlab")
     assert result.code == SNAKEMAKE_FAILED, result.text
     message = (
         "config: dataset is 'dirlab' but dirlab_dir is not set; give the folder holding the Case{N}Pack "
-        "folders, e.g. --config dataset=dirlab dirlab_dir=/data/dirlab"
+        "folders of DIR-Lab, as unpacked, e.g. --config dataset=dirlab dirlab_dir=/data/dirlab"
     )
     assert any(message in line for line in result.text.splitlines()), result.text
     assert not (workdir / "results").exists()

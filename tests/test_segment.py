@@ -279,7 +279,7 @@ def test_provided_mask_orientation(name, phantom_dataset, tmp_path):
     array, mask_spacing, direction, origin, accepted, note = _mask_cases(truth, spacing)[name]
     path = _user_mask(mask_file(dataset, 1), array, mask_spacing, direction, origin)
     out = tmp_path / "case1"
-    result = rnr("convert", "--dirlab-dir", dataset, "--case", "1", "--out", out)
+    result = rnr("convert", "--dataset", "dirlab", "--source", dataset, "--case", "1", "--out", out)
     if not accepted:
         line = error_line(result, "convert")
         assert str(path) in line and "the mask fits T00 only flipped along z" in line, line
@@ -306,7 +306,9 @@ def test_oblique_mask_is_refused_naming_both_directions(phantom_dataset, tmp_pat
     c, s = np.cos(np.pi / 6), np.sin(np.pi / 6)
     path = _user_mask(mask_file(dataset, 1), truth, spacing, [[c, -s, 0], [s, c, 0], [0, 0, 1]])
     out = tmp_path / "case1"
-    line = error_line(rnr("convert", "--dirlab-dir", dataset, "--case", "1", "--out", out), "convert")
+    line = error_line(
+        rnr("convert", "--dataset", "dirlab", "--source", dataset, "--case", "1", "--out", out), "convert"
+    )
     assert str(path) in line
     assert "T00's diag(1, 1, -1)" in line and "found [0.866025, -0.5, 0; 0.5, 0.866025, 0; 0, 0, 1] (oblique)" in line
     assert files_in(out) == []

@@ -1,6 +1,7 @@
-"""The Snakemake workflow, run for real: lint, dry runs of the shipped configs, config validation, and a
-tiny phantom run (2 cases x 2 configurations) from a temporary directory that is killed after its first
-registration, resumed, and then checked: every table row, TRE after < TRE before, the HTML report."""
+"""The Snakemake workflow, run for real: lint, one dry run of the default config (the rules' wiring; what the
+plan decides, config checks included, is tested in-process in test_plan.py), and a tiny phantom run (2 cases
+x 2 configurations) from a temporary directory that is killed after its first registration, resumed, and
+then checked: every table row, TRE after < TRE before, the HTML report."""
 
 from __future__ import annotations
 
@@ -90,67 +91,6 @@ def test_dry_run_default_config(tmp_path):
     assert "results/phantom/tables/tre.md" in result.stdout
 
 
-def test_seeds_and_cases_from_the_command_line(tmp_path):
-    """`--config seeds=[3,4] cases=[1,2]`: Snakemake hands the list items over as strings; they still count."""
-    result = snakemake(tmp_path, "--dry-run", "--cores", "4", "all", "--config", "seeds=[3,4]", "cases=[1,2]")
-    assert result.returncode == 0, result.stderr
-    n_configs = len(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["configurations"])
-    assert job_counts(result.stdout)["register"] == 2 * 2 * n_configs
-    assert "results/phantom/runs/rnr/case2/seed4/checkpoint.pt" in result.stdout
-
-
-def test_dry_run_dirlab_config(tmp_path):
-    """config/dirlab.yaml merges over the default: five RNR configurations at the model defaults and the two
-    baselines, GPU jobs."""
-    (tmp_path / "dirlab").mkdir()
-    result = snakemake(
-        tmp_path,
-        "all",
-        "--dry-run",
-        "--cores",
-        "4",
-        "--configfile",
-        str(REPO / "config" / "dirlab.yaml"),
-        "--config",
-        f"dirlab_dir={tmp_path / 'dirlab'}",
-        "cases=[1,2]",
-    )
-    assert result.returncode == 0, result.stderr
-    counts = job_counts(result.stdout)
-    assert counts["register"] == 2 * 7 * 3 and counts["settings"] == 7 and "phantom" not in counts  # 3 seeds
-    assert "runs/idir_cpu/" not in result.stdout  # config.yaml's CPU-sized IDIR is switched off (false)
-    assert "gpu=1" in result.stdout
-    for name in (
-        "rnr",
-        "rnr_no_intermediate",
-        "rnr_no_grad_penalty",
-        "rnr_shared_weights",
-        "rnr_trajectory",
-        "idir",
-        "demons",
-    ):
-        assert f"results/dirlab/runs/{name}/case2/seed3/checkpoint.pt" in result.stdout
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--config", "bogus=1"], "('bogus' was unexpected)"),
-        (["--config", "dataset=dirlab"], "dataset is 'dirlab' but dirlab_dir is not set"),
-        (["--config", "masks={method: magic}"], "'magic' is not one of"),
-        (["--config", "configurations={initial: {}}"], "should not be valid under {'const': 'initial'}"),
-        (["--config", "configurations={rnr: {iterationz: 5}}"], "unknown setting 'iterationz'"),
-        (["--config", "configurations={d: {method: demons, lr: 0.1}}"], "'lr' belongs to method rnr/idir, not demons"),
-        (["--config", "configurations={rnr: {device: cuda}}"], "use_gpu decides the device"),
-        (["--config", "use_gpu=maybe"], "'maybe' is not of type 'boolean'"),
-    ],
-)
-def test_bad_config_is_rejected(tmp_path, args, message):
-    result = snakemake(tmp_path, "--dry-run", *args)
-    assert result.returncode != 0
-    assert message in result.stdout + result.stderr
-
-
 def test_schema_describes_every_key():
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
 
@@ -165,23 +105,6 @@ def test_schema_describes_every_key():
             assert node.get("additionalProperties") is not True, f"{where} accepts unknown keys"
 
     walk(schema, "config")
-
-
-def test_a_minimal_config_file_gets_every_default(tmp_path):
-    """A user's own file with only dataset, dirlab_dir and one configuration: the schema fills the rest."""
-    from snakemake.utils import validate
-
-    minimal = {"dataset": "dirlab", "dirlab_dir": str(tmp_path), "configurations": {"mine": {"iterations": 5}}}
-    config = dict(minimal)
-    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"), set_default=True)
-    assert config["cases"] == list(range(1, 11)) and config["use_gpu"] is False
-    assert config["register_threads"] == 1 and config["masks"] == {"method": "auto", "weights": None}
-    assert config["phantom"] == {"scale": 1.0, "seed": 0}
-    path = tmp_path / "minimal.yaml"
-    path.write_text(yaml.safe_dump(minimal))
-    result = snakemake(tmp_path, "all", "--dry-run", "--configfile", str(path))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "results/dirlab/runs/mine/case10/seed3/checkpoint.pt" in result.stdout
 
 
 # -- a real tiny run ---------------------------------------------------------------------------------------
@@ -376,24 +299,6 @@ def test_complete_run_has_nothing_to_do(tiny_run):
     result = snakemake(tiny_run["workdir"], "--configfile", str(TINY), "--dry-run", "all")
     assert result.returncode == 0, result.stderr
     assert "Nothing to be done" in result.stdout + result.stderr
-
-
-@pytest.mark.slow
-def test_use_gpu_without_cuda_fails_naming_the_key(tiny_run, tmp_path):
-    """use_gpu: true on a machine without CUDA: the registration fails; its log names use_gpu and CUDA."""
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
-    workdir = shutil.copytree(tiny_run["workdir"], tmp_path / "copy", symlinks=True)
-    target = "results/phantom/runs/rnr/case1/seed3/checkpoint.pt"
-    # The edited setting (device cuda) reruns the settings file and so the registration.
-    result = snakemake(workdir, "--configfile", str(TINY), "--cores", "1", target, "--config", "use_gpu=true")
-    assert result.returncode != 0
-    log = (workdir / "results" / "phantom" / "logs" / "register" / "rnr" / "case1" / "seed3.log").read_text()
-    assert "use_gpu=True -> device cuda" in log and "needs CUDA" in log
-    assert "CUDA is not available" in log
-    assert not (workdir / target).exists()  # no half-finished run that looks complete
 
 
 @pytest.mark.slow

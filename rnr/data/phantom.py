@@ -9,7 +9,6 @@ from ..phantom import PHANTOM_GEOMETRY, geometry
 from .base import Dataset
 from .dirlab import convert
 
-
 DATASET = Dataset(
     name="phantom",
     summary="the built-in synthetic 4DCT (rnr phantom): DIR-Lab's layout, exact motion, no download",
