@@ -29,9 +29,8 @@ import torch
 
 from .case import ConvertedCase
 from .config import Settings
-from .fit import make_sampler, optimise
+from .fit import FitContext, make_sampler, optimise
 from .fit_data import FitData
-from .methods.base import FitContext
 from .methods.rnr import RNRObjective, rnr_data
 from .reference import ReferenceRNRObjective
 from .runtime import device_description, package_versions, resolve_device

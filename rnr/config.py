@@ -10,10 +10,12 @@ split into
   (RNR, IDIR) derive from :class:`LoopSettings` (iterations, batch size, sampling, learning rate) and may
   override its defaults (IDIR's learning rate is 1e-5).
 
-Loading is strict: an unknown key, a key that belongs to another method ("setting 'lr' belongs to method
-rnr/idir, not demons") and a value of the wrong type are errors naming the key, the source and what was
-expected. Types are read from the dataclass annotations (``typing.get_type_hints``), so a new setting needs
-no loader change.
+This module holds the blocks and the strict value loader (:func:`build`); the functions that pick a method's
+block by name live beside the method table (``rnr.methods.settings_from_mapping`` and friends), so that
+this module imports no method. Loading is strict: an unknown key, a key that belongs to another method
+("setting 'lr' belongs to method rnr/idir, not demons") and a value of the wrong type are errors naming the
+key, the source and what was expected. Types are read from the dataclass annotations
+(``typing.get_type_hints``), so a new setting needs no loader change.
 """
 
 from __future__ import annotations
@@ -24,8 +26,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import yaml
 
@@ -104,16 +105,22 @@ class LoopSettings(MethodSettings):
 
 
 # ------------------------------------------------------------------------------------------ the whole set
-@dataclass(frozen=True)
-class Settings:
-    """The settings of one registration run: the shared block and the method's block.
+#: The method's settings block of a :class:`Settings` (RNRSettings, IDIRSettings, ...).
+P = TypeVar("P", bound=MethodSettings, covariant=True)
 
-    Build with :meth:`from_mapping` / :meth:`from_file` / :meth:`for_method`; ``to_dict`` gives the flat
-    mapping back (what run records, checkpoints and tables store).
+
+@dataclass(frozen=True)
+class Settings(Generic[P]):
+    """The settings of one registration run: the shared block and the method's block (``Settings[P]``, P the
+    method's settings class, so that ``settings.params`` is typed as the method's own block).
+
+    Built beside the method table, which knows each method's block: :func:`rnr.methods.settings_from_mapping`,
+    :func:`~rnr.methods.settings_from_file`, :func:`~rnr.methods.settings_for_method`; ``to_dict`` gives
+    the flat mapping back (what run records, checkpoints and tables store).
     """
 
     shared: SharedSettings
-    params: MethodSettings
+    params: P
 
     @property
     def method(self) -> str:
@@ -126,49 +133,6 @@ class Settings:
     @property
     def device(self) -> str:
         return self.shared.device
-
-    # -- construction -------------------------------------------------------------------------------
-    @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any] | None, *, where: str = "settings") -> Settings:
-        """Build from a flat mapping of overrides; ``where`` names the source in error messages."""
-        from .methods import METHODS  # the method table imports this module
-
-        values = dict(mapping or {})
-        method = values.get("method", SharedSettings.method)
-        if method not in METHODS:
-            raise SettingsError(f"{where}: setting 'method' must be one of {', '.join(METHODS)}; got {method!r}")
-        block_cls = METHODS[method].settings
-        shared_keys = field_names(SharedSettings)
-        own_keys = field_names(block_cls)
-        unknown = [k for k in values if k not in shared_keys and k not in own_keys]
-        if unknown:
-            raise SettingsError(f"{where}: " + _foreign_key_message(unknown, method, shared_keys + own_keys))
-        shared = build(SharedSettings, {k: v for k, v in values.items() if k in shared_keys}, where)
-        params = build(block_cls, {k: v for k, v in values.items() if k in own_keys}, where)
-        return cls(shared, params)
-
-    @classmethod
-    def for_method(cls, method: str, **overrides: Any) -> Settings:
-        """The defaults of ``method``, then ``overrides``."""
-        return cls.from_mapping({"method": method, **overrides}, where=f"settings for method {method!r}")
-
-    @classmethod
-    def from_file(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> Settings:
-        """Read a YAML or JSON mapping of overrides from ``path``, then apply ``overrides`` on top."""
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise SettingsError(f"{path}: cannot read settings ({exc})") from None
-        if not isinstance(data, Mapping):
-            raise SettingsError(f"{path}: expected a mapping of setting -> value, found {type(data).__name__}")
-        return cls.from_mapping({**data, **dict(overrides or {})}, where=str(path))
-
-    def replace(self, **changes: Any) -> Settings:
-        """A copy with some keys (shared or the method's) changed; ``method`` cannot change this way."""
-        if "method" in changes and changes["method"] != self.method:
-            raise SettingsError("replace() keeps the method; build new settings with Settings.for_method")
-        return Settings.from_mapping({**self.to_dict(), **changes}, where="replace()")
 
     def to_dict(self) -> dict[str, Any]:
         """The flat mapping: shared keys first, then the method's."""
@@ -251,20 +215,6 @@ def _type_name(annotation: Any) -> str:
     if typing.get_args(annotation):  # tuple[int, ...], int | str
         return str(annotation).replace("typing.", "")
     return annotation.__name__
-
-
-def _foreign_key_message(keys: list[str], method: str, valid: list[str]) -> str:
-    """Name, for each unknown key, the method(s) it belongs to, or say it belongs to none."""
-    from .methods import METHODS
-
-    parts = []
-    for key in keys:
-        owners = [name for name, m in METHODS.items() if key in field_names(m.settings)]
-        if owners:
-            parts.append(f"setting {key!r} belongs to method {'/'.join(owners)}, not {method}")
-        else:
-            parts.append(f"unknown setting {key!r}")
-    return "; ".join(parts) + f"; valid settings for method {method} are: {', '.join(valid)}"
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -19,10 +19,11 @@ from .case import ConvertedCase, check_checkpoint_case, load_case
 from .convergence import convergence, describe
 from .io import InputError, read_csv, read_json, write_json
 from .layout import INITIAL, INITIAL_SEED
+from .methods import load_transform
 from .phases import PAIRINGS
 from .runtime import resolve_device
 from .segment import read_mask_record
-from .transform import DEFAULT_CHUNK, IdentityTransform, Transform, load_transform
+from .transform import DEFAULT_CHUNK, IdentityTransform, Transform
 from .truth import exact_metrics, load_case_truth
 from .warp import slice_points, warp_slice
 

@@ -5,6 +5,9 @@ parameters, its loss on a batch of mask-point indices and the fitted transform. 
 on it with a :class:`~rnr.sampling.PointSampler`, keeps a per-iteration log on the device and stops with
 :class:`FitError` when the loss stops being finite. Everything else (which data, which method, where the
 run folder goes) lives elsewhere: rnr/fit_data.py, rnr/methods/, rnr/registration.py.
+
+A method's ``fit`` gets a :class:`FitContext` typed by its settings block and returns a
+:class:`MethodOutcome`; a loop-based method ends with :func:`fit_with_loop` (this loop, that outcome).
 """
 
 from __future__ import annotations
@@ -12,16 +15,23 @@ from __future__ import annotations
 import sys
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .config import LoopSettings
+from .case import ConvertedCase
+from .config import LoopSettings, MethodSettings, Settings
+from .fit_data import FitData
 from .sampling import PointSampler
 from .transform import Transform
+
+#: A method's settings block (the type of ``FitContext.settings.params``); L: a loop-based method's.
+S = TypeVar("S", bound=MethodSettings)
+L = TypeVar("L", bound=LoopSettings)
 
 
 class FitError(ValueError):
@@ -140,3 +150,74 @@ def optimise(
 def make_sampler(params: LoopSettings, seed: int, n_points: int, device: torch.device) -> PointSampler:
     """The batch sampler of a loop block (resolved batch size, its own generator seeded with ``seed``)."""
     return PointSampler(n_points, params.resolve_batch_size(n_points), params.sampling, seed, device)
+
+
+# ------------------------------------------------------------------------------ a method's fit, the loop
+@dataclass
+class FitContext(Generic[S]):
+    """What a method's ``fit`` gets.
+
+    Attributes:
+        case: the converted case.
+        mask: (nz, ny, nx) bool T00 lung mask on the case grid.
+        settings: the run's settings; ``settings.params`` is the method's own block, typed ``S``.
+        device: the resolved device (rnr.runtime.resolve_device).
+        label: "case N / configuration (method)", for progress bars and error messages.
+        progress: show a progress bar.
+    """
+
+    case: ConvertedCase
+    mask: np.ndarray
+    settings: Settings[S]
+    device: torch.device
+    label: str
+    progress: bool = True
+
+
+@dataclass
+class MethodOutcome:
+    """What a method's ``fit`` returns.
+
+    Attributes:
+        transform: the fitted map (T00 -> T50).
+        log: per-iteration (or per-step) log, written to loss.csv; columns ``iteration``, ``loss``, ...,
+            ``elapsed_s``.
+        wall_s: seconds spent fitting (data loading and output excluded).
+        iterations: iterations (or optimiser steps) done.
+        batch_size: points per iteration (None when not point-based).
+        n_points: T00-mask voxels used.
+        compared_terms: labels of the compared phase terms (rnr.phases.Term.label).
+        extra: anything else for run.json and the checkpoint metadata.
+        device: where the method actually ran when that is not the settings' device (demons: the CPU).
+    """
+
+    transform: Transform
+    log: pd.DataFrame
+    wall_s: float
+    iterations: int
+    batch_size: int | None
+    n_points: int
+    compared_terms: list[str]
+    extra: dict[str, Any] = field(default_factory=dict)
+    device: torch.device | None = None
+
+    @property
+    def intermediate_used(self) -> bool:
+        return len(self.compared_terms) > 1
+
+
+def fit_with_loop(ctx: FitContext[L], objective: Objective, data: FitData) -> MethodOutcome:
+    """Run the project's loop (rnr.fit.optimise) on a loop-based method's objective with the context's
+    settings (``ctx.settings.params`` is a :class:`rnr.config.LoopSettings`: its iterations, batch and lr)."""
+    params = ctx.settings.params
+    sampler = make_sampler(params, ctx.settings.seed, data.n_points, ctx.device)
+    fit = optimise(objective, sampler, params.iterations, params.lr, progress=ctx.progress, label=ctx.label)
+    return MethodOutcome(
+        transform=objective.transform(),
+        log=fit.frame,
+        wall_s=fit.wall_s,
+        iterations=fit.iterations,
+        batch_size=sampler.batch_size,
+        n_points=data.n_points,
+        compared_terms=[t.label for t in data.terms],
+    )

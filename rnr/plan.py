@@ -31,8 +31,9 @@ import jsonschema
 import yaml
 
 from . import layout
-from .config import Settings, SettingsError, SharedSettings
+from .config import SettingsError, SharedSettings
 from .data import DATASETS, Dataset
+from .methods import settings_from_mapping
 
 #: Where the workflow's results go, relative to its working directory.
 RESULTS_ROOT = "results"
@@ -183,7 +184,7 @@ class Plan:
         first when the pattern names another configuration's export. Empty for every other method."""
         if configuration == layout.INITIAL or self.configuration(configuration).method != "field":
             return {}
-        settings = Settings.from_mapping(self.configuration(configuration).settings)
+        settings = settings_from_mapping(self.configuration(configuration).settings)
         return {"field": str(settings.params.path(int(case)))}  # type: ignore[attr-defined]
 
     def largest_seed(self) -> int:
@@ -318,7 +319,7 @@ def _configuration(name: str, entry: Mapping[str, Any], default_seeds: list[int]
         raise PlanError(f"{where}: 'label' must be a non-empty text, got {label!r}")
     settings = {**{k: v for k, v in entry.items() if k not in WORKFLOW_KEYS}, "device": device}
     try:
-        Settings.from_mapping(settings, where=where)
+        settings_from_mapping(settings, where=where)
     except SettingsError as exc:
         raise PlanError(str(exc)) from None
     return Configuration(name=name, settings=settings, seeds=tuple(sorted(set(seeds))), label=label)

@@ -12,12 +12,13 @@ computed by one code path (metrics.py) whatever produced the map.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from . import coords
 from .io import InputError, save_torch
@@ -212,8 +213,90 @@ class AffineTransform(Transform):
         return cls(size_xyz, spacing_xyz, state["matrix"].numpy(), state["offset"].numpy()).to(device)
 
 
-def load_transform(path: str | Path, device: str | torch.device = "cpu") -> tuple[Transform, dict[str, Any]]:
-    """Load a checkpoint written by :meth:`Transform.save` onto ``device``; return (transform, metadata)."""
+class FieldTransform(Transform):
+    """phi(x) = x + d(x) with d a dense displacement field on the T00 grid, trilinearly interpolated.
+
+    The field is kept as a tensor (1, 3, nz, ny, nx) of displacements in *normalised* units with channels
+    (dx, dy, dz); between voxel centres it is interpolated trilinearly, outside the volume it is clamped to
+    the border value (grid_sample, align_corners=True, padding "border"), the same sampling as images.
+
+    The Jacobian (:meth:`jacobian_normalised`) is computed by central finite differences of the
+    interpolated field with a step of one voxel on each axis (one-sided at the volume border). At voxel
+    centres this is exactly ``numpy.gradient`` of the dense field, the usual discrete Jacobian of a
+    displacement field; autograd through the trilinear interpolation would instead give a one-sided
+    difference whose side depends on float rounding at voxel centres.
+    """
+
+    kind = "demons"
+
+    def __init__(
+        self,
+        size_xyz: Sequence[int],
+        spacing_xyz: Sequence[float],
+        displacement_vox: np.ndarray | torch.Tensor | None = None,
+    ):
+        """``displacement_vox``: (nz, ny, nx, 3) displacement in voxels, columns (dx, dy, dz); None = zero."""
+        super().__init__(size_xyz, spacing_xyz)
+        shape = coords.size_xyz_to_shape_zyx(self.size_xyz)
+        if displacement_vox is None:
+            displacement_vox = np.zeros(shape + (3,), dtype=np.float32)
+        disp = torch.as_tensor(np.asarray(displacement_vox, dtype=np.float32))
+        if tuple(disp.shape) != shape + (3,):
+            raise ValueError(
+                f"displacement field must have shape (nz, ny, nx, 3) = {shape + (3,)}, got {tuple(disp.shape)}"
+            )
+        half = torch.tensor([(n - 1) / 2.0 for n in self.size_xyz], dtype=torch.float32)
+        self.field = (disp / half).permute(3, 0, 1, 2).unsqueeze(0).contiguous()
+
+    def to(self, device: torch.device | str) -> FieldTransform:
+        super().to(device)
+        self.field = self.field.to(self.device)
+        return self
+
+    def displacement_normalised(self, u: torch.Tensor) -> torch.Tensor:
+        """d(u): (M, 3) normalised points -> (M, 3) normalised displacements (trilinear, border-clamped)."""
+        grid = u.to(self.field.dtype).reshape(1, 1, 1, -1, 3)
+        out = F.grid_sample(self.field, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        return out.reshape(3, -1).T.to(u.dtype)
+
+    def map_normalised(self, u: torch.Tensor, step: int | None = None) -> torch.Tensor:
+        return u + self.displacement_normalised(u)
+
+    def jacobian_normalised(self, u: torch.Tensor, step: int | None = None) -> torch.Tensor:
+        """(M, 3) -> (M, 3, 3): I + central differences of d, one-voxel step (see the class docstring)."""
+        u = u.detach()
+        h = torch.tensor([2.0 / (n - 1) for n in self.size_xyz], dtype=u.dtype, device=u.device)
+        cols = []
+        for j in range(3):
+            plus, minus = u.clone(), u.clone()
+            plus[:, j] = (u[:, j] + h[j]).clamp(-1.0, 1.0)
+            minus[:, j] = (u[:, j] - h[j]).clamp(-1.0, 1.0)
+            # Divide by the distance actually spanned: a one-sided difference at the volume border.
+            span = (plus[:, j] - minus[:, j]).clamp_min(1e-12)
+            diff = self.displacement_normalised(plus) - self.displacement_normalised(minus)
+            cols.append(diff / span[:, None])
+        grad = torch.stack(cols, dim=2)  # grad[m, i, j] = d d_i / d u_j
+        return torch.eye(3, dtype=u.dtype, device=u.device) + grad
+
+    def displacement_voxels(self) -> np.ndarray:
+        """The stored field as (nz, ny, nx, 3) voxel displacements (dx, dy, dz), float32."""
+        half = torch.tensor([(n - 1) / 2.0 for n in self.size_xyz], dtype=torch.float32)
+        return (self.field[0].detach().cpu().permute(1, 2, 3, 0) * half).numpy()
+
+    def state(self) -> dict[str, Any]:
+        return {"displacement_vox": torch.from_numpy(self.displacement_voxels())}
+
+    @classmethod
+    def from_state(cls, state, size_xyz, spacing_xyz, device):  # noqa: D102
+        return cls(size_xyz, spacing_xyz, state["displacement_vox"].numpy()).to(device)
+
+
+def read_checkpoint(
+    path: str | Path, kinds: Mapping[str, type[Transform]], device: str | torch.device = "cpu"
+) -> tuple[Transform, dict[str, Any]]:
+    """Load a checkpoint written by :meth:`Transform.save` onto ``device``, its class picked by its ``kind`` from
+    ``kinds``; return (transform, metadata). The method table passes every kind it knows
+    (:func:`rnr.methods.load_transform`)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
@@ -223,9 +306,6 @@ def load_transform(path: str | Path, device: str | torch.device = "cpu") -> tupl
         raise InputError(f"{path}: not a readable checkpoint ({exc})") from None
     if not isinstance(payload, dict) or payload.get("format") != "rnr-transform/1":
         raise InputError(f"{path}: expected an rnr-transform/1 checkpoint written by 'rnr register'")
-    from .methods import transform_kinds  # the method table imports this module
-
-    kinds = transform_kinds()
     cls = kinds.get(payload["kind"])
     if cls is None:
         raise InputError(f"{path}: unknown transform kind {payload['kind']!r}; known: {sorted(kinds)}")

@@ -41,8 +41,8 @@ from rnr.case import load_case
 from rnr.cli import main
 from rnr.export import field_step_name, warped_name
 from rnr.layout import DETJ, FIELD, MANIFEST
+from rnr.methods import load_transform
 from rnr.tables import TABLES, write_tables
-from rnr.transform import load_transform
 
 pytestmark = pytest.mark.slow
 

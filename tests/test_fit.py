@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rnr.config import Settings
-from rnr.fit import make_sampler, optimise
-from rnr.methods.base import FitContext
+from rnr.fit import FitContext, make_sampler, optimise
+from rnr.methods import settings_for_method
 from rnr.methods.rnr import RNRObjective, rnr_data
 
 CPU = torch.device("cpu")
@@ -16,7 +15,7 @@ CPU = torch.device("cpu")
 
 def test_loop_is_deterministic_on_cpu_and_logs_every_iteration(case, mask):
     # Default threads: with 2+ threads the jet's worker threads share the 2000 points' chunks.
-    settings = Settings.for_method("rnr", iterations=6, batch_size=2000, width=16)
+    settings = settings_for_method("rnr", iterations=6, batch_size=2000, width=16)
     logs, params = [], []
     for _ in range(2):
         data = rnr_data(FitContext(case, mask, settings, CPU, "test", False))

@@ -9,8 +9,9 @@ import torch
 
 from rnr import coords
 from rnr import jet as jet_module
+from rnr.methods import load_transform
 from rnr.network import ResNetMap, ResNetTransform
-from rnr.transform import AffineTransform, IdentityTransform, Transform, load_transform
+from rnr.transform import AffineTransform, IdentityTransform, Transform
 
 
 def _points(m: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:

@@ -12,8 +12,8 @@ import toy_method
 from rnr import layout, metrics
 from rnr.case import load_case
 from rnr.cli import main
-from rnr.config import Settings, field_names
-from rnr.methods import METHODS, transform_kinds
+from rnr.config import field_names
+from rnr.methods import METHODS, settings_for_method, transform_kinds
 from rnr.methods.identity import IdentitySettings
 
 
@@ -28,7 +28,7 @@ def test_the_table_lists_every_method_once_with_unique_transform_kinds():
 
 
 def test_identity_method_has_no_keys_and_registers_like_any_method(converted_case, tmp_path, capsys):
-    assert Settings.for_method("identity").params == IdentitySettings()
+    assert settings_for_method("identity").params == IdentitySettings()
     out = tmp_path / "run"
     assert (
         main(

@@ -12,11 +12,12 @@ import torch
 
 from rnr import coords, layout, metrics
 from rnr.case import load_case
-from rnr.config import Settings, SettingsError
+from rnr.config import SettingsError
 from rnr.evaluate import evaluate_run
-from rnr.methods.demons import DemonsSettings, FieldTransform, demons_register, level_factors, preprocess
+from rnr.methods import load_transform, settings_from_mapping
+from rnr.methods.demons import DemonsSettings, demons_register, level_factors, preprocess
 from rnr.registration import register_case
-from rnr.transform import IdentityTransform, load_transform
+from rnr.transform import FieldTransform, IdentityTransform
 
 SIZE = (20, 16, 12)  # (nx, ny, nz)
 SPACING = (1.0, 1.5, 2.5)  # mm, anisotropic like DIR-Lab
@@ -158,9 +159,9 @@ def test_level_factors_follow_spacing_and_size():
 
 
 def test_demons_settings_keys_and_defaults():
-    s = Settings.from_mapping({"method": "demons"})
+    s = settings_from_mapping({"method": "demons"})
     assert s.params == DemonsSettings()
-    p = Settings.from_mapping(
+    p = settings_from_mapping(
         {"method": "demons", "demons_iterations": [20, 10], "demons_shrink": [2, 1], "demons_sigma": 2}
     ).params
     assert (p.demons_iterations, p.demons_shrink, p.demons_sigma) == ((20, 10), (2, 1), 2.0)
@@ -172,17 +173,17 @@ def test_demons_settings_keys_and_defaults():
         {"demons_window_hu": [-200, -1000]},
     ):
         with pytest.raises(SettingsError):
-            Settings.from_mapping({"method": "demons", **bad})
+            settings_from_mapping({"method": "demons", **bad})
     # Keys of the loop-based methods mean nothing to demons: an error naming their owner.
     with pytest.raises(SettingsError, match="'lr' belongs to method rnr/idir, not demons"):
-        Settings.from_mapping({"method": "demons", "lr": 1e-3})
+        settings_from_mapping({"method": "demons", "lr": 1e-3})
 
 
 # ------------------------------------------------------------------------------------- on a phantom case
 def test_demons_registration_halves_tre_and_evaluates_like_any_map(phantom_case8, tmp_path):
     case = load_case(phantom_case8)
     mask = case.load_mask(case.path / layout.MASK_PROVIDED)
-    settings = Settings.from_mapping({"method": "demons", "device": "cpu"})
+    settings = settings_from_mapping({"method": "demons", "device": "cpu"})
     out = tmp_path / "run"
     result = register_case(case, mask, settings, out, name="demons", progress=False)
 
@@ -219,7 +220,7 @@ def test_demons_registration_halves_tre_and_evaluates_like_any_map(phantom_case8
 def test_demons_records_the_cpu_even_when_the_settings_ask_for_cuda(phantom_case8, tmp_path):
     case = load_case(phantom_case8)
     mask = case.load_mask(case.path / layout.MASK_PROVIDED)
-    settings = Settings.from_mapping({"method": "demons", "device": "cuda", "demons_iterations": [20, 10, 5]})
+    settings = settings_from_mapping({"method": "demons", "device": "cuda", "demons_iterations": [20, 10, 5]})
     register_case(case, mask, settings, tmp_path, name="demons", progress=False)
     record = json.loads((tmp_path / layout.RUN_JSON).read_text())
     assert record["device"] == "cpu"

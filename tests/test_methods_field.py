@@ -14,8 +14,9 @@ import SimpleITK as sitk
 from rnr import layout
 from rnr.case import load_case
 from rnr.cli import main
-from rnr.config import Settings, SettingsError
+from rnr.config import SettingsError
 from rnr.io import InputError
+from rnr.methods import settings_for_method, settings_from_mapping
 from rnr.methods.field import (
     FieldSettings,
     Frame,
@@ -64,13 +65,13 @@ def test_world_vectors_are_direction_times_spacing_times_voxels():
 
 
 def test_settings_need_a_case_placeholder():
-    assert Settings.for_method("field").params == FieldSettings()
-    s = Settings.from_mapping({"method": "field", "fields": "out/{method}/case{case}/f.nii.gz"})
+    assert settings_for_method("field").params == FieldSettings()
+    s = settings_from_mapping({"method": "field", "fields": "out/{method}/case{case}/f.nii.gz"})
     assert s.params.path(7) == Path("out/{method}/case7/f.nii.gz")  # only {case} is replaced
     with pytest.raises(SettingsError, match=r"cfg: setting 'fields' must be a path pattern containing \{case\}"):
-        Settings.from_mapping({"method": "field", "fields": "one.nii.gz"}, where="cfg")
+        settings_from_mapping({"method": "field", "fields": "one.nii.gz"}, where="cfg")
     with pytest.raises(SettingsError, match="setting 'lr' belongs to method rnr/idir, not field"):
-        Settings.from_mapping({"method": "field", "lr": 0.1})
+        settings_from_mapping({"method": "field", "lr": 0.1})
 
 
 # ------------------------------------------------------------------------------------------ reading

@@ -13,11 +13,12 @@ import torch
 
 from rnr import layout, metrics
 from rnr.case import load_case
-from rnr.config import Settings, SettingsError
+from rnr.config import SettingsError
 from rnr.evaluate import evaluate_run
+from rnr.methods import load_transform, settings_for_method, settings_from_mapping
 from rnr.methods.idir import IDIRSettings, Siren, SirenTransform, bending_energy, idir_energy
 from rnr.registration import register_case
-from rnr.transform import IdentityTransform, load_transform
+from rnr.transform import IdentityTransform
 
 
 def _points(m: int = 200, seed: int = 0) -> torch.Tensor:
@@ -103,19 +104,19 @@ def test_idir_energy_combines_ncc_and_weighted_bending():
 
 # ------------------------------------------------------------------------------------------------ settings
 def test_method_idir_gets_idir_defaults_and_explicit_keys_win():
-    s = Settings.from_mapping({"method": "idir"})
+    s = settings_from_mapping({"method": "idir"})
     p = s.params
     assert isinstance(p, IDIRSettings)
     assert (p.lr, p.iterations, p.batch_size, p.sampling) == (1e-5, 2500, 10000, "random")
     assert (p.alpha_bending, p.omega0, p.idir_width) == (1e-3, 32.0, 256)
-    assert Settings.for_method("idir") == s
-    p = Settings.from_mapping({"method": "idir", "lr": 1e-4, "idir_width": 64, "omega0": 16}).params
+    assert settings_for_method("idir") == s
+    p = settings_from_mapping({"method": "idir", "lr": 1e-4, "idir_width": 64, "omega0": 16}).params
     assert (p.lr, p.idir_width, p.omega0) == (1e-4, 64, 16.0)
     # RNR's defaults are untouched.
-    assert Settings.from_mapping({}).params.lr == 1e-4
+    assert settings_from_mapping({}).params.lr == 1e-4
     for bad in ({"idir_width": 0}, {"omega0": 0}, {"alpha_bending": -1.0}, {"method": "voxelmorph"}):
         with pytest.raises(SettingsError):
-            Settings.from_mapping({"method": "idir", **bad})
+            settings_from_mapping({"method": "idir", **bad})
 
 
 # ----------------------------------------------------------------------------------------------- checkpoint
@@ -142,7 +143,7 @@ def test_idir_registration_halves_tre_and_evaluates_like_any_map(phantom_case8, 
     mask_path = case.path / layout.MASK_PROVIDED
     mask = case.load_mask(mask_path)
     out = tmp_path / "run"
-    result = register_case(case, mask, Settings.from_mapping(TEST_SETTINGS), out, name="idir", progress=False)
+    result = register_case(case, mask, settings_from_mapping(TEST_SETTINGS), out, name="idir", progress=False)
 
     source, target = case.landmarks("T00"), case.landmarks("T50")
     before = metrics.landmark_tre(IdentityTransform(case.size_xyz, case.spacing_xyz), source, target)
@@ -169,7 +170,7 @@ def test_idir_registration_halves_tre_and_evaluates_like_any_map(phantom_case8, 
 
 def test_idir_has_no_intermediate_phases_setting():
     with pytest.raises(SettingsError, match="'intermediate' belongs to method rnr, not idir"):
-        Settings.from_mapping({**TEST_SETTINGS, "intermediate": True})
+        settings_from_mapping({**TEST_SETTINGS, "intermediate": True})
 
 
 @pytest.mark.gpu
@@ -178,7 +179,7 @@ def test_idir_fits_on_cuda(phantom_case8, tmp_path):
     case = load_case(phantom_case8)
     mask = case.load_mask(case.path / layout.MASK_PROVIDED)
     result = register_case(
-        case, mask, Settings.from_mapping({**TEST_SETTINGS, "device": "cuda"}), tmp_path, name="idir", progress=False
+        case, mask, settings_from_mapping({**TEST_SETTINGS, "device": "cuda"}), tmp_path, name="idir", progress=False
     )
     assert result.record["device"] == "cuda"
     source, target = case.landmarks("T00"), case.landmarks("T50")

@@ -10,21 +10,20 @@ import torch
 from rnr import coords, layout, losses
 from rnr.case import load_case
 from rnr.config import Settings, SettingsError
-from rnr.fit import make_sampler
-from rnr.methods.base import FitContext
+from rnr.fit import FitContext, make_sampler
+from rnr.methods import load_transform, settings_for_method
 from rnr.methods.rnr import RNRObjective, RNRSettings, rnr_data
 from rnr.network import ResNetTransform
 from rnr.reference import ReferenceRNRObjective
 from rnr.registration import register_case
 from rnr.sampling import sample_volumes
-from rnr.transform import load_transform
 
 CPU = torch.device("cpu")
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 def rnr_settings(**overrides) -> Settings:
-    return Settings.for_method("rnr", **overrides)
+    return settings_for_method("rnr", **overrides)
 
 
 def data_for(case, mask, settings, device=CPU):

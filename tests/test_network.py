@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from rnr import jet as jet_module
+from rnr.methods import load_transform
 from rnr.network import ResidualBlock, ResNetMap, ResNetTransform
 from rnr.reference import reference_passes
-from rnr.transform import load_transform
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

@@ -13,13 +13,13 @@ from rnr.case import load_case
 from rnr.config import Settings
 from rnr.fit import FitError
 from rnr.io import read_csv, read_json, write_image
+from rnr.methods import load_transform, settings_for_method, settings_from_mapping
 from rnr.network import ResNetTransform
 from rnr.registration import register_case
-from rnr.transform import load_transform
 
 
 def rnr_settings(**overrides) -> Settings:
-    return Settings.for_method("rnr", **overrides)
+    return settings_for_method("rnr", **overrides)
 
 
 def test_register_writes_the_run_folder(case, mask, tmp_path, one_thread):
@@ -48,7 +48,7 @@ def test_register_writes_the_run_folder(case, mask, tmp_path, one_thread):
     ):
         assert key in run, key
     assert run["case"] == case.case and run["configuration"] == "tiny" and run["method"] == "rnr"
-    assert Settings.from_mapping(run["settings"]) == settings
+    assert settings_from_mapping(run["settings"]) == settings
     assert run["iterations"] == 5 and run["batch_size"] == 300
     assert run["n_points"] == int(mask.sum()) and run["device"] == "cpu" and run["peak_memory_mb"] > 0
     assert run["iterations_per_s"] == pytest.approx(5 / run["wall_s"])
@@ -64,7 +64,7 @@ def test_register_writes_the_run_folder(case, mask, tmp_path, one_thread):
     transform, meta = load_transform(out / layout.CHECKPOINT, "cpu")
     assert isinstance(transform, ResNetTransform) and transform.n_steps == 5
     assert meta["case"] == case.case and meta["configuration"] == "tiny" and meta["seed"] == 3
-    assert Settings.from_mapping(meta["settings"]) == settings
+    assert settings_from_mapping(meta["settings"]) == settings
     assert meta["geometry"]["size_xyz"] == list(case.size_xyz)
     np.testing.assert_allclose(transform.apply_voxels(case.landmarks("T00")), vox, atol=1e-5)
     assert not np.allclose(vox, case.landmarks("T00"), atol=1e-3)

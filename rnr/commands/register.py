@@ -37,6 +37,7 @@ from ..case import load_case
 from ..config import Settings, parse_overrides
 from ..fit import FitError
 from ..io import InputError
+from ..methods import settings_from_file, settings_from_mapping
 from ..registration import register_case
 
 HELP = "fit RNR (or a baseline) to a converted case: checkpoint, loss log, warped landmarks, run record"
@@ -69,8 +70,8 @@ def load_settings(settings_file: Path | None, overrides: list[str]) -> Settings:
     """Settings from an optional file and ``--set`` pairs (the pairs win)."""
     values = parse_overrides(overrides)
     if settings_file is not None:
-        return Settings.from_file(settings_file, values)
-    return Settings.from_mapping(values, where="--set")
+        return settings_from_file(settings_file, values)
+    return settings_from_mapping(values, where="--set")
 
 
 def mean_tre_mm(points: np.ndarray, targets: np.ndarray, spacing_xyz: tuple[float, float, float]) -> float:

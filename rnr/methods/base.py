@@ -9,77 +9,23 @@ A method is one module in ``rnr/methods/`` that defines
 * a ``fit(ctx) -> MethodOutcome`` function,
 
 and one :class:`Method` value ``METHOD`` naming them, listed in :data:`rnr.methods.METHODS`. A method fitted
-by the project's optimisation loop builds an :class:`rnr.fit.Objective` and calls :func:`fit_with_loop`.
+by the project's optimisation loop builds an :class:`rnr.fit.Objective` and calls :func:`rnr.fit.fit_with_loop`.
+``fit`` gets a :class:`rnr.fit.FitContext` typed by the method's settings block (``FitContext[RNRSettings]``:
+``ctx.settings.params`` is that block, no cast needed) and returns a :class:`rnr.fit.MethodOutcome`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import pandas as pd
-import torch
+from ..config import MethodSettings
 
-from ..case import ConvertedCase
-from ..config import MethodSettings, Settings
-from ..fit import Objective, make_sampler, optimise
-from ..fit_data import FitData
+# What a method's fit gets and returns, and the shared loop, live with the loop (rnr.fit); named here too,
+# so that a method module finds its whole contract in this one module.
+from ..fit import FitContext, MethodOutcome, fit_with_loop
 from ..transform import Transform
-
-
-@dataclass
-class FitContext:
-    """What a method's ``fit`` gets.
-
-    Attributes:
-        case: the converted case.
-        mask: (nz, ny, nx) bool T00 lung mask on the case grid.
-        settings: the run's settings (``settings.params`` is the method's own block).
-        device: the resolved device (rnr.runtime.resolve_device).
-        label: "case N / configuration (method)", for progress bars and error messages.
-        progress: show a progress bar.
-    """
-
-    case: ConvertedCase
-    mask: np.ndarray
-    settings: Settings
-    device: torch.device
-    label: str
-    progress: bool = True
-
-
-@dataclass
-class MethodOutcome:
-    """What a method's ``fit`` returns.
-
-    Attributes:
-        transform: the fitted map (T00 -> T50).
-        log: per-iteration (or per-step) log, written to loss.csv; columns ``iteration``, ``loss``, ...,
-            ``elapsed_s``.
-        wall_s: seconds spent fitting (data loading and output excluded).
-        iterations: iterations (or optimiser steps) done.
-        batch_size: points per iteration (None when not point-based).
-        n_points: T00-mask voxels used.
-        compared_terms: labels of the compared phase terms (rnr.phases.Term.label).
-        extra: anything else for run.json and the checkpoint metadata.
-        device: where the method actually ran when that is not the settings' device (demons: the CPU).
-    """
-
-    transform: Transform
-    log: pd.DataFrame
-    wall_s: float
-    iterations: int
-    batch_size: int | None
-    n_points: int
-    compared_terms: list[str]
-    extra: dict[str, Any] = field(default_factory=dict)
-    device: torch.device | None = None
-
-    @property
-    def intermediate_used(self) -> bool:
-        return len(self.compared_terms) > 1
 
 
 @dataclass(frozen=True)
@@ -96,23 +42,9 @@ class Method:
 
     name: str
     settings: type[MethodSettings]
-    fit: Callable[[FitContext], MethodOutcome]
+    fit: Callable[[FitContext[Any]], MethodOutcome]
     transforms: tuple[type[Transform], ...]
     summary: str
 
 
-def fit_with_loop(ctx: FitContext, objective: Objective, data: FitData) -> MethodOutcome:
-    """Run the project's loop (rnr.fit.optimise) on a loop-based method's objective with the context's
-    settings (``ctx.settings.params`` must be a :class:`rnr.config.LoopSettings`)."""
-    params = ctx.settings.params
-    sampler = make_sampler(params, ctx.settings.seed, data.n_points, ctx.device)
-    fit = optimise(objective, sampler, params.iterations, params.lr, progress=ctx.progress, label=ctx.label)
-    return MethodOutcome(
-        transform=objective.transform(),
-        log=fit.frame,
-        wall_s=fit.wall_s,
-        iterations=fit.iterations,
-        batch_size=sampler.batch_size,
-        n_points=data.n_points,
-        compared_terms=[t.label for t in data.terms],
-    )
+__all__ = ["FitContext", "Method", "MethodOutcome", "fit_with_loop"]

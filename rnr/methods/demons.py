@@ -46,93 +46,13 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from .. import coords
 from ..config import MethodSettings, SettingsError, check_positive
 from ..phases import compared_terms
-from ..transform import Transform
+from ..transform import FieldTransform
 from .base import FitContext, Method, MethodOutcome
-
-
-# ---------------------------------------------------------------------------------------------- transform
-class FieldTransform(Transform):
-    """phi(x) = x + d(x) with d a dense displacement field on the T00 grid, trilinearly interpolated.
-
-    The field is kept as a tensor (1, 3, nz, ny, nx) of displacements in *normalised* units with channels
-    (dx, dy, dz); between voxel centres it is interpolated trilinearly, outside the volume it is clamped to
-    the border value (grid_sample, align_corners=True, padding "border"), the same sampling as images.
-
-    The Jacobian (:meth:`jacobian_normalised`) is computed by central finite differences of the
-    interpolated field with a step of one voxel on each axis (one-sided at the volume border). At voxel
-    centres this is exactly ``numpy.gradient`` of the dense field, the usual discrete Jacobian of a
-    displacement field; autograd through the trilinear interpolation would instead give a one-sided
-    difference whose side depends on float rounding at voxel centres.
-    """
-
-    kind = "demons"
-
-    def __init__(
-        self,
-        size_xyz: Sequence[int],
-        spacing_xyz: Sequence[float],
-        displacement_vox: np.ndarray | torch.Tensor | None = None,
-    ):
-        """``displacement_vox``: (nz, ny, nx, 3) displacement in voxels, columns (dx, dy, dz); None = zero."""
-        super().__init__(size_xyz, spacing_xyz)
-        shape = coords.size_xyz_to_shape_zyx(self.size_xyz)
-        if displacement_vox is None:
-            displacement_vox = np.zeros(shape + (3,), dtype=np.float32)
-        disp = torch.as_tensor(np.asarray(displacement_vox, dtype=np.float32))
-        if tuple(disp.shape) != shape + (3,):
-            raise ValueError(
-                f"displacement field must have shape (nz, ny, nx, 3) = {shape + (3,)}, got {tuple(disp.shape)}"
-            )
-        half = torch.tensor([(n - 1) / 2.0 for n in self.size_xyz], dtype=torch.float32)
-        self.field = (disp / half).permute(3, 0, 1, 2).unsqueeze(0).contiguous()
-
-    def to(self, device: torch.device | str) -> FieldTransform:
-        super().to(device)
-        self.field = self.field.to(self.device)
-        return self
-
-    def displacement_normalised(self, u: torch.Tensor) -> torch.Tensor:
-        """d(u): (M, 3) normalised points -> (M, 3) normalised displacements (trilinear, border-clamped)."""
-        grid = u.to(self.field.dtype).reshape(1, 1, 1, -1, 3)
-        out = F.grid_sample(self.field, grid, mode="bilinear", padding_mode="border", align_corners=True)
-        return out.reshape(3, -1).T.to(u.dtype)
-
-    def map_normalised(self, u: torch.Tensor, step: int | None = None) -> torch.Tensor:
-        return u + self.displacement_normalised(u)
-
-    def jacobian_normalised(self, u: torch.Tensor, step: int | None = None) -> torch.Tensor:
-        """(M, 3) -> (M, 3, 3): I + central differences of d, one-voxel step (see the class docstring)."""
-        u = u.detach()
-        h = torch.tensor([2.0 / (n - 1) for n in self.size_xyz], dtype=u.dtype, device=u.device)
-        cols = []
-        for j in range(3):
-            plus, minus = u.clone(), u.clone()
-            plus[:, j] = (u[:, j] + h[j]).clamp(-1.0, 1.0)
-            minus[:, j] = (u[:, j] - h[j]).clamp(-1.0, 1.0)
-            # Divide by the distance actually spanned: a one-sided difference at the volume border.
-            span = (plus[:, j] - minus[:, j]).clamp_min(1e-12)
-            diff = self.displacement_normalised(plus) - self.displacement_normalised(minus)
-            cols.append(diff / span[:, None])
-        grad = torch.stack(cols, dim=2)  # grad[m, i, j] = d d_i / d u_j
-        return torch.eye(3, dtype=u.dtype, device=u.device) + grad
-
-    def displacement_voxels(self) -> np.ndarray:
-        """The stored field as (nz, ny, nx, 3) voxel displacements (dx, dy, dz), float32."""
-        half = torch.tensor([(n - 1) / 2.0 for n in self.size_xyz], dtype=torch.float32)
-        return (self.field[0].detach().cpu().permute(1, 2, 3, 0) * half).numpy()
-
-    def state(self) -> dict[str, Any]:
-        return {"displacement_vox": torch.from_numpy(self.displacement_voxels())}
-
-    @classmethod
-    def from_state(cls, state, size_xyz, spacing_xyz, device):  # noqa: D102
-        return cls(size_xyz, spacing_xyz, state["displacement_vox"].numpy()).to(device)
 
 
 # ---------------------------------------------------------------------------------------------- settings
@@ -297,7 +217,7 @@ def fit_demons(
     return FieldTransform(size_xyz, spacing_xyz, disp), time.perf_counter() - start
 
 
-def fit(ctx: FitContext) -> MethodOutcome:
+def fit(ctx: FitContext[DemonsSettings]) -> MethodOutcome:
     """Demons on one case (not iterative in the project's loop).
 
     Runs on the CPU (SimpleITK) whatever the device setting; the map is returned on the CPU. The log
@@ -305,7 +225,7 @@ def fit(ctx: FitContext) -> MethodOutcome:
     mean squared difference of the [0, 1]-scaled images at that level), ``level`` (0 = coarsest),
     ``level_iteration`` and ``elapsed_s``.
     """
-    params: DemonsSettings = ctx.settings.params  # type: ignore[assignment]
+    params = ctx.settings.params
     fixed, moving = ctx.case.image("T00"), ctx.case.image("T50")
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()

@@ -44,8 +44,8 @@ from ..case import ConvertedCase
 from ..config import MethodSettings, SettingsError
 from ..io import InputError, read_image_header
 from ..phases import compared_terms
+from ..transform import FieldTransform
 from .base import FitContext, Method, MethodOutcome
-from .demons import FieldTransform
 
 #: Spacing and origin of a field may differ from T00's by this much (mm): DIR-Lab spacings have two
 #: decimals, and NIfTI stores the header in float32.
@@ -222,9 +222,9 @@ class FieldSettings(MethodSettings):
         return Path(self.fields.replace(CASE_PLACEHOLDER, str(int(case))))
 
 
-def fit(ctx: FitContext) -> MethodOutcome:
+def fit(ctx: FitContext[FieldSettings]) -> MethodOutcome:
     """Read ``fields`` for ``ctx.case`` (module docstring); no fitting: wall time 0, no iterations, empty log."""
-    params: FieldSettings = ctx.settings.params  # type: ignore[assignment]
+    params = ctx.settings.params
     path = params.path(ctx.case.case)
     if not path.is_file():
         raise InputError(

@@ -22,7 +22,7 @@ class IdentitySettings(MethodSettings):
     """No settings of its own (only the shared method, seed and device)."""
 
 
-def fit(ctx: FitContext) -> MethodOutcome:
+def fit(ctx: FitContext[IdentitySettings]) -> MethodOutcome:
     """Nothing to fit: the identity on the case's grid, an empty log."""
     return MethodOutcome(
         transform=IdentityTransform(ctx.case.size_xyz, ctx.case.spacing_xyz).to(ctx.device),

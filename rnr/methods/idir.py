@@ -44,13 +44,13 @@ import torch
 from torch import nn
 
 from ..config import LoopSettings, Settings, check_positive
-from ..fit import Objective
+from ..fit import FitContext, MethodOutcome, Objective, fit_with_loop
 from ..fit_data import FitData, prepare_data
 from ..losses import dissimilarity
 from ..phases import compared_terms
 from ..sampling import sample_volumes
 from ..transform import Transform
-from .base import FitContext, Method, MethodOutcome, fit_with_loop
+from .base import Method
 
 #: Sine layers of the SIREN (an architecture constant, not a setting).
 N_HIDDEN = 3
@@ -283,13 +283,13 @@ class IDIRObjective(Objective):
 
     term_names = ("dissimilarity", "bending")
 
-    def __init__(self, data: FitData, settings: Settings):
+    def __init__(self, data: FitData, settings: Settings[IDIRSettings]):
         if len(data.terms) != 1 or (data.terms[0].moving, data.terms[0].fixed) != ("T50", "T00"):
             raise ValueError(f"IDIR compares T50 with T00 only; got terms {[t.label for t in data.terms]}")
         self.data = data
         self.settings = settings
         device = data.points.device
-        self.params: IDIRSettings = settings.params  # type: ignore[assignment]
+        self.params = settings.params
         self.model = Siren(self.params.idir_width, N_HIDDEN, self.params.omega0, settings.seed).to(device)
 
     def parameters(self) -> list[torch.Tensor]:
@@ -308,7 +308,7 @@ class IDIRObjective(Objective):
         return SirenTransform(self.data.size_xyz, self.data.spacing_xyz, self.model)
 
 
-def fit(ctx: FitContext) -> MethodOutcome:
+def fit(ctx: FitContext[IDIRSettings]) -> MethodOutcome:
     """IDIR on one case: the project's loop on :class:`IDIRObjective` (T50 at phi(x) vs T00 at x only)."""
     data = prepare_data(ctx.case, ctx.mask, compared_terms("seed", False, 1), ctx.device)
     return fit_with_loop(ctx, IDIRObjective(data, ctx.settings), data)

@@ -15,13 +15,13 @@ import torch
 
 from .. import losses
 from ..config import LoopSettings, Settings, check_choice, check_positive
-from ..fit import Objective
+from ..fit import FitContext, MethodOutcome, Objective, fit_with_loop
 from ..fit_data import FitData, prepare_data
 from ..network import ResNetMap, ResNetTransform
 from ..phases import PAIRINGS, compared_terms
 from ..sampling import sample_volumes
 from ..transform import Transform
-from .base import FitContext, Method, MethodOutcome, fit_with_loop
+from .base import Method
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,10 @@ class RNRObjective(Objective):
     OpenMP barrier per small kernel, which on a busy shared machine costs a scheduler time slice each.
     """
 
-    def __init__(self, data: FitData, settings: Settings, dtype: torch.dtype = torch.float32):
+    def __init__(self, data: FitData, settings: Settings[RNRSettings], dtype: torch.dtype = torch.float32):
         self.data = data
         self.settings = settings
-        self.params: RNRSettings = settings.params  # type: ignore[assignment]
+        self.params = settings.params
         device = data.points.device
         self.workers = torch.get_num_threads() if device.type == "cpu" else 1
         self.main_threads = 1 if device.type == "cpu" else None
@@ -114,15 +114,15 @@ class RNRObjective(Objective):
         return ResNetTransform(self.data.size_xyz, self.data.spacing_xyz, self.model)
 
 
-def rnr_data(ctx: FitContext) -> FitData:
+def rnr_data(ctx: FitContext[RNRSettings]) -> FitData:
     """The compared terms of these settings on this case, loaded onto the device."""
-    params: RNRSettings = ctx.settings.params  # type: ignore[assignment]
+    params = ctx.settings.params
     use_intermediate = params.intermediate and ctx.case.has_intermediate
     terms = compared_terms(params.pairing, use_intermediate, params.n_blocks)
     return prepare_data(ctx.case, ctx.mask, terms, ctx.device)
 
 
-def fit(ctx: FitContext) -> MethodOutcome:
+def fit(ctx: FitContext[RNRSettings]) -> MethodOutcome:
     """RNR on one case: the project's loop on :class:`RNRObjective`."""
     data = rnr_data(ctx)
     return fit_with_loop(ctx, RNRObjective(data, ctx.settings), data)
