@@ -7,11 +7,12 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from rnr import layout
 from rnr.case import load_case
 from rnr.evaluate import compute_metrics
-from rnr.transform import IdentityTransform
+from rnr.transform import IdentityTransform, Transform
 from rnr.truth import TruthTransform, exact_metrics, load_case_truth
 
 
@@ -61,3 +62,34 @@ def test_a_case_without_truth_has_no_exact_record(case, tmp_path):
         step_folding=False,
     )
     assert record["exact"] is None
+
+
+class StepTranslation(Transform):
+    """phi_n(x) = x + (n / 5) d: five steps, each adding a fifth of a translation d (voxels); phi = phi_5."""
+
+    kind = "test-step-translation"
+    n_steps = 5
+
+    def __init__(self, size_xyz, spacing_xyz, shift_vox):
+        super().__init__(size_xyz, spacing_xyz)
+        self.shift = torch.as_tensor(2 * np.asarray(shift_vox) / (np.asarray(size_xyz) - 1), dtype=torch.float32)
+
+    def map_normalised(self, u, step=None):
+        n = self.n_steps if step is None else step
+        return u + self.shift.to(u) * n / self.n_steps
+
+
+def test_the_default_evaluation_scores_the_full_map_against_the_truth(case):
+    """compute_metrics' default path (step folding: every phi_n in one pass) must score phi = phi_5 against the
+    true T50 motion, not phi_1. Expected values from the truth and the translation alone."""
+    truth = load_case_truth(case)
+    mask = case.load_mask(case.provided_mask_path)
+    shift = (truth.landmarks["T50"] - truth.landmarks["T00"]).mean(axis=0)  # the mean landmark motion, voxels
+    record = compute_metrics(case, StepTranslation(case.size_xyz, case.spacing_xyz, shift), mask, "seed")
+    points = np.argwhere(mask)[:, ::-1].astype(float)
+    error = np.linalg.norm((points + shift - truth.positions(points, "T50", lung=True)) * case.spacing_xyz, axis=1)
+    dense = record["exact"]["dense"]
+    assert dense["n_points"] == len(points)
+    assert dense["rms_mm"] == pytest.approx(np.sqrt(np.mean(error**2)), abs=1e-3)
+    assert dense["mean_mm"] == pytest.approx(error.mean(), abs=1e-3)
+    assert dense["max_mm"] == pytest.approx(error.max(), abs=1e-3)
