@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 from rnr import coords, dirlab, layout, phantom
+from rnr.data import DATASETS
+from rnr.data.dirlab import NO_REGISTRATION_TRE_MM
 from rnr.io import InputError
 
 SIZE = (12, 10, 8)  # x, y, z
@@ -443,31 +445,18 @@ def test_identity_tre_by_hand(tmp_path):
     assert np.array_equal(frame[["x_vox", "y_vox", "z_vox"]].to_numpy(), t50 - 1)
 
 
-# rnr/DATA.md, "No-registration TRE" (mean, std with ddof = 1, mm): reproduced exactly from real data only.
-DIRLAB_IDENTITY_TRE = {
-    1: (3.89, 2.78),
-    2: (4.34, 3.90),
-    3: (6.94, 4.05),
-    4: (9.83, 4.86),
-    5: (7.48, 5.51),
-    6: (10.89, 6.97),
-    7: (11.03, 7.43),
-    8: (14.99, 9.01),
-    9: (7.92, 3.98),
-    10: (7.30, 6.35),
-}
+# rnr/DATA.md, "No-registration TRE" (rnr.data.dirlab.NO_REGISTRATION_TRE_MM: mean, std with ddof = 1, mm):
+# reproduced exactly from real data only.
 REAL_DIRLAB = os.environ.get("RNR_DIRLAB_DIR")
 
 
 @pytest.mark.skipif(not REAL_DIRLAB, reason="set RNR_DIRLAB_DIR to a folder holding the real DIR-Lab cases")
-@pytest.mark.parametrize("case", range(1, 11))
+@pytest.mark.parametrize("case", DATASETS["dirlab"].cases)
 def test_real_dirlab_identity_tre(case):
-    """On the real data, reader + coords reproduce rnr/DATA.md's table to its two decimals."""
+    """On the real data, reader + coords reproduce rnr/DATA.md's table to its two decimals. A case the reader
+    cannot read fails (a broken reader must not turn into ten skips)."""
     root = Path(REAL_DIRLAB)
-    try:
-        files = dirlab.find_case_files(root, case)
-    except InputError as exc:
-        pytest.skip(f"case {case} not usable in {root}: {exc}")
+    files = dirlab.find_case_files(root, case)
     size = dirlab.case_geometry(root, case).size_xyz
     spacing = dirlab.case_geometry(root, case).spacing_xyz
     p0, p1 = (dirlab.read_landmarks(files.landmarks[p], size) for p in ("T00", "T50"))
@@ -476,6 +465,6 @@ def test_real_dirlab_identity_tre(case):
         - coords.voxel_to_mm(coords.from_dirlab_index(p0), spacing),
         axis=1,
     )
-    mean, std = DIRLAB_IDENTITY_TRE[case]
+    mean, std = NO_REGISTRATION_TRE_MM[case]
     assert dist.mean() == pytest.approx(mean, abs=0.0051)  # equal to the table's two decimals
     assert dist.std(ddof=1) == pytest.approx(std, abs=0.0051)
