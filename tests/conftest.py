@@ -9,16 +9,25 @@
 * ``phantom_case8``: phantom case 8 (the largest motion) at scale 0.5, converted; for the baselines' fits.
 * ``one_thread``: torch on one thread for the test (fits of tiny cases: no OpenMP hand-offs on two shared
   cores).
+* ``tiny_run``: the suite's one complete real workflow run (tests/workflow_configs/tiny.yaml: phantom cases 1
+  and 2 at scale 0.5, two RNR configurations), killed after its first registration and resumed; every test
+  that reads a finished run's outputs shares it (test_workflow.py), and test_reliability.py starts its
+  workflow tests from a copy of its converted data. Treat it as read-only: copy it to run more.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 PHANTOM_CASES = (1, 2)
 PHANTOM_SCALE = 0.5
+TINY = Path(__file__).resolve().parent / "workflow_configs" / "tiny.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -67,3 +76,49 @@ def phantom_case8(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("phantom_case8")
     write_dataset(root / "source", cases=[8], seed=0, scale=PHANTOM_SCALE)
     return convert_case(root / "source", 8, root / "case8")
+
+
+def finished_registrations(workdir: Path) -> dict[Path, float]:
+    """Registrations Snakemake has finished (their benchmark record exists, written when the job ends):
+    checkpoint -> its modification time (ns)."""
+    done = {}
+    results = workdir / "results" / "phantom"
+    for bench in (results / "benchmarks" / "register").glob("*/case*/seed*.tsv"):
+        checkpoint = results / "runs" / bench.parent.parent.name / bench.parent.name / bench.stem / "checkpoint.pt"
+        if checkpoint.is_file():
+            done[checkpoint] = checkpoint.stat().st_mtime_ns
+    return done
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Run the tiny config in a fresh directory, kill it after the first registration, resume it:
+    ``{"workdir", "finished_before_kill" (checkpoint -> mtime), "resume_log"}``."""
+    from reliability_helpers import child_env, snakemake, snakemake_command
+
+    workdir = tmp_path_factory.mktemp("tiny_workflow")
+    args = ("--configfile", str(TINY), "--cores", "1", "all")
+    with open(workdir / "first.log", "w") as log:
+        proc = subprocess.Popen(
+            snakemake_command(workdir, *args),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=child_env(),
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 600
+            while not finished_registrations(workdir):
+                assert proc.poll() is None, (workdir / "first.log").read_text()
+                assert time.monotonic() < deadline, "no registration finished within 10 min"
+                time.sleep(0.5)
+            time.sleep(2.0)  # let Snakemake record the job as finished and start the next one
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    finished = finished_registrations(workdir)
+    unlock = snakemake(workdir, "--configfile", str(TINY), "--unlock")
+    assert unlock.code == 0, unlock.text
+    resumed = snakemake(workdir, *args, "--rerun-incomplete", timeout=900)
+    assert resumed.code == 0, resumed.text
+    return {"workdir": workdir, "finished_before_kill": finished, "resume_log": resumed.text}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from test_workflow import job_counts, snakemake
+from reliability_helpers import job_counts, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -30,11 +30,11 @@ def _config(tmp_path, overrides=None):
 
 def test_all_with_a_field_configuration_exports_its_source_first(tmp_path):
     result = snakemake(tmp_path, "all", "--dry-run", "--cores", "1", "--configfile", _config(tmp_path))
-    assert result.returncode == 0, result.stdout + result.stderr
-    counts = job_counts(result.stdout)
+    assert result.code == 0, result.text
+    counts = job_counts(result.out)
     # Two configurations x two cases, and the export of rnr's two runs first.
     assert counts["register"] == 4 and counts["export_run"] == 2 and counts["evaluate"] == 6
-    assert "results/phantom/export/rnr/case2/seed3/field.nii.gz" in result.stdout
+    assert "results/phantom/export/rnr/case2/seed3/field.nii.gz" in result.out
 
 
 def test_export_target_is_opt_in_and_covers_every_run(tmp_path):
@@ -42,9 +42,9 @@ def test_export_target_is_opt_in_and_covers_every_run(tmp_path):
         tmp_path, {"configurations": {**CONFIG["configurations"], "rnr_field": False, "d": {"method": "demons"}}}
     )
     result = snakemake(tmp_path, "all", "--dry-run", "--cores", "1", "--configfile", config)
-    assert result.returncode == 0 and "export_run" not in job_counts(result.stdout)
+    assert result.code == 0 and "export_run" not in job_counts(result.out)
     result = snakemake(tmp_path, "export", "--dry-run", "--cores", "1", "--configfile", config)
-    assert result.returncode == 0, result.stdout + result.stderr
-    counts = job_counts(result.stdout)
+    assert result.code == 0, result.text
+    counts = job_counts(result.out)
     assert counts["export_run"] == 4 and "tables" not in counts  # rnr and d, two cases each
-    assert "results/phantom/export/d/case1/seed3/export.json" in result.stdout
+    assert "results/phantom/export/d/case1/seed3/export.json" in result.out

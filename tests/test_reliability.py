@@ -27,6 +27,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 import yaml
+from conftest import TINY
 from reliability_helpers import (
     REPO,
     child_env,
@@ -500,12 +501,13 @@ def test_register_killed_mid_run_leaves_no_complete_looking_file(quick, tmp_path
 
 
 # ============================================================================ the workflow, for real
+# The data settings of tests/workflow_configs/tiny.yaml: the prepared folder is a copy of conftest's tiny_run
+# (its phantom, conversions and masks), which Snakemake then finds up to date.
+TINY_DATA = {
+    k: yaml.safe_load(TINY.read_text())[k] for k in ("dataset", "cases", "register_threads", "masks", "phantom")
+}
 WORKFLOW_CONFIG = {
-    "dataset": "phantom",
-    "cases": [1],
-    "register_threads": 1,
-    "masks": {"method": "auto"},  # the phantom's Masks/ lung mask: no lungmask weights needed
-    "phantom": {"scale": 0.5, "seed": 0},
+    **TINY_DATA,
     "configurations": {
         "fast": {"iterations": 3, "batch_size": 200, "intermediate": False, "n_blocks": 1, "width": 16},
         "absurd": {"iterations": 10, "batch_size": 200, "intermediate": False, "n_blocks": 1, "width": 16, "lr": 1e30},
@@ -526,13 +528,15 @@ def _write_config(path: Path, config: dict) -> Path:
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    """A workflow directory where the phantom, case 1's conversion and its mask are done (Snakemake ran
-    them), with the config ``reliability.yaml``; tests copy it."""
+def prepared(tiny_run, tmp_path_factory) -> Path:
+    """A workflow directory where the phantom, the conversions and the masks are done (conftest's tiny_run:
+    Snakemake ran them, and its records come along), with the config ``reliability.yaml``; tests copy it."""
     workdir = tmp_path_factory.mktemp("workflow_prepared")
+    for part in ("results/phantom/source", "results/phantom/data", ".snakemake/metadata"):
+        copy_tree(tiny_run["workdir"] / part, workdir / part)
     config = _write_config(workdir / "reliability.yaml", WORKFLOW_CONFIG)
-    result = snakemake(workdir, "--configfile", config, "--cores", "1", "results/phantom/data/case1/mask_T00.nii.gz")
-    assert result.code == 0, result.text
+    result = snakemake(workdir, "--configfile", config, "--dry-run", "results/phantom/data/case1/mask_T00.nii.gz")
+    assert result.code == 0 and "Nothing to be done" in result.text, result.text
     return workdir
 
 

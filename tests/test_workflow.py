@@ -8,75 +8,34 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from conftest import TINY
+from reliability_helpers import REPO, job_counts, snakemake
 
 pytestmark = pytest.mark.workflow
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "tests" / "workflow_configs" / "tiny.yaml"
-
-
-def _env() -> dict[str, str]:
-    """The test interpreter's bin folder first on PATH, so the rules find this environment's `rnr`."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return env
-
-
-def _command(workdir: Path, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        *args,
-    ]
-
-
-def snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(_command(workdir, *args), capture_output=True, text=True, env=_env(), timeout=timeout)
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """The "Job stats" table of a (dry) run: rule -> number of jobs."""
-    block = output.split("Job stats:", 1)[1]
-    counts = {}
-    for line in block.splitlines()[3:]:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
 
 
 def test_lint_is_clean(tmp_path):
     result = snakemake(tmp_path, "--lint")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Lints for" not in result.stdout + result.stderr
+    assert result.code == 0, result.text
+    assert "Lints for" not in result.text
 
 
 def test_dry_run_default_config(tmp_path):
     result = snakemake(tmp_path, "--dry-run", "--cores", "4", "all")
-    assert result.returncode == 0, result.stderr
+    assert result.code == 0, result.text
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     n_cases, n_configs = len(config["cases"]), len(config["configurations"])
     assert n_cases == 10
-    assert job_counts(result.stdout) == {
+    assert job_counts(result.out) == {
         "all": 1,
         "phantom": 1,
         "convert": n_cases,
@@ -88,7 +47,7 @@ def test_dry_run_default_config(tmp_path):
         "figures": 1,
         "total": 4 + 3 * n_cases + n_configs + 2 * n_cases * n_configs,
     }
-    assert "results/phantom/tables/tre.md" in result.stdout
+    assert "results/phantom/tables/tre.md" in result.out
 
 
 def test_schema_describes_every_key():
@@ -107,45 +66,7 @@ def test_schema_describes_every_key():
     walk(schema, "config")
 
 
-# -- a real tiny run ---------------------------------------------------------------------------------------
-def _finished_registrations(workdir: Path) -> dict[Path, float]:
-    """Registrations Snakemake has finished: their benchmark record exists (written when the job ends)."""
-    done = {}
-    results = workdir / "results" / "phantom"
-    for bench in (results / "benchmarks" / "register").glob("*/case*/seed*.tsv"):
-        checkpoint = results / "runs" / bench.parent.parent.name / bench.parent.name / bench.stem / "checkpoint.pt"
-        if checkpoint.is_file():
-            done[checkpoint] = checkpoint.stat().st_mtime_ns
-    return done
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> dict:
-    """Run the tiny config in a fresh directory, kill it after the first registration, resume it."""
-    workdir = tmp_path_factory.mktemp("tiny_workflow")
-    args = ("--configfile", str(TINY), "--cores", "1", "all")
-    with open(workdir / "first.log", "w") as log:
-        proc = subprocess.Popen(
-            _command(workdir, *args), stdout=log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True
-        )
-        try:
-            deadline = time.monotonic() + 600
-            while not _finished_registrations(workdir):
-                assert proc.poll() is None, (workdir / "first.log").read_text()
-                assert time.monotonic() < deadline, "no registration finished within 10 min"
-                time.sleep(0.5)
-            time.sleep(2.0)  # let Snakemake record the job as finished and start the next one
-        finally:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    finished = _finished_registrations(workdir)
-    unlock = snakemake(workdir, "--configfile", str(TINY), "--unlock")
-    assert unlock.returncode == 0, unlock.stderr
-    resumed = snakemake(workdir, *args, "--rerun-incomplete")
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    return {"workdir": workdir, "finished_before_kill": finished, "resume_log": resumed.stdout + resumed.stderr}
-
-
+# -- the tiny run (conftest's session fixture tiny_run) ----------------------------------------------------
 @pytest.mark.slow
 def test_resume_keeps_finished_registrations(tiny_run):
     finished = tiny_run["finished_before_kill"]
@@ -206,8 +127,8 @@ def tiny_report(tiny_run) -> Path:
     workdir = tiny_run["workdir"]
     report = workdir / "report.html"
     result = snakemake(workdir, "--configfile", str(TINY), "--report", str(report))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "ERROR" not in result.stdout + result.stderr  # a caption that docutils could not render
+    assert result.code == 0, result.text
+    assert "ERROR" not in result.text  # a caption that docutils could not render
     return report
 
 
@@ -289,7 +210,7 @@ def test_tiny_run_report_in_a_browser(tiny_report, tmp_path):
         text=True,
         timeout=900,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.code == 0, result.text
     for name in ("landing.png", "tables.png", "tre_page.png", "stats.png"):
         assert (out / name).stat().st_size > 10_000, name
 
@@ -297,8 +218,8 @@ def test_tiny_run_report_in_a_browser(tiny_report, tmp_path):
 @pytest.mark.slow
 def test_complete_run_has_nothing_to_do(tiny_run):
     result = snakemake(tiny_run["workdir"], "--configfile", str(TINY), "--dry-run", "all")
-    assert result.returncode == 0, result.stderr
-    assert "Nothing to be done" in result.stdout + result.stderr
+    assert result.code == 0, result.text
+    assert "Nothing to be done" in result.text
 
 
 @pytest.mark.slow
@@ -325,7 +246,7 @@ def test_dirlab_dataset_reads_a_dirlab_folder(phantom_dataset, tmp_path):
         f"dirlab_dir={phantom_dataset}",
         "masks={method: auto}",
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.code == 0, result.text
     case = load_case(tmp_path / "results" / "dirlab" / "data" / "case1")
     assert np.array_equal(case.load_mask(), load_truth(phantom_dataset, 1).mask_T00)
     assert "provided mask" in (tmp_path / "results" / "dirlab" / "logs" / "segment" / "case1.log").read_text()
