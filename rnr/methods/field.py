@@ -2,7 +2,7 @@
 
 Nothing is fitted. For each case the file named by the pattern (``{case}`` replaced by the case number;
 a relative path starts in the working directory of ``rnr register``, in the workflow Snakemake's) is read,
-checked and wrapped as a :class:`~rnr.methods.demons.FieldTransform`, so ``rnr register`` writes a run
+checked and wrapped as a :class:`~rnr.transform.FieldTransform`, so ``rnr register`` writes a run
 folder like any method's and ``rnr evaluate``, the tables, statistics and figures score it by the same code.
 
 **The file format** is the one ``rnr export`` writes and ITK defines for a displacement field (a
