@@ -97,7 +97,9 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from reliability_helpers import child_env, snakemake, snakemake_command
 
     workdir = tmp_path_factory.mktemp("tiny_workflow")
-    args = ("--configfile", str(TINY), "--cores", "1", "all")
+    # Two jobs at a time (each on one thread): the test machine's two cores; the resume check counts jobs, so a
+    # registration killed in flight alongside the finished one is simply redone.
+    args = ("--configfile", str(TINY), "--cores", "2", "all")
     with open(workdir / "first.log", "w") as log:
         proc = subprocess.Popen(
             snakemake_command(workdir, *args),
