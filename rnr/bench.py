@@ -4,7 +4,7 @@ Both run in the same process on the same data with the same settings and seed, t
 (:func:`rnr.fit.optimise`: sampler, Adam, logging); they differ only in how the energy is formulated:
 
 * ``project``: :class:`rnr.fit.RNRObjective`, one jet pass with closed-form Jacobians and a hand-written
-  backward (rnr/jet.py);
+  backward (rnr/fitting/jet.py);
 * ``reference``: :class:`rnr.reference.ReferenceRNRObjective`, a separate forward pass per step and
   autograd Jacobians with ``create_graph=True`` (the test suite's reference).
 
@@ -30,7 +30,7 @@ import torch
 from .case import ConvertedCase
 from .config import Settings
 from .fit import FitContext, make_sampler, optimise
-from .fit_data import FitData
+from .fitting.fit_data import FitData
 from .methods.rnr import RNRObjective, rnr_data
 from .reference import ReferenceRNRObjective
 from .runtime import device_description, package_versions, resolve_device
@@ -255,18 +255,18 @@ def run_evaluation_benchmark(
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Time the evaluation pass (every phi_n and det J of every phi_n at ``n_points`` voxels, through
-    :meth:`rnr.network.ResNetTransform.map_steps_and_detj`) against the matrix-rate limit measured here.
+    :meth:`rnr.fitting.network.ResNetTransform.map_steps_and_detj`) against the matrix-rate limit measured here.
 
     Points: uniform in the DIR-Lab-size grid :data:`EVAL_SIZE_XYZ`; network: RNR's initialisation (seeded).
     Each repeat runs, interleaved in this process: (1) the limit, the pass's matrix products alone on the same
-    shapes, chunks and threads (:func:`rnr.jet.products_only_pass`), and one large product of the same width
+    shapes, chunks and threads (:func:`rnr.fitting.jet.products_only_pass`), and one large product of the same width
     with torch's own threads — the faster of the two rates is the limit; (2) the evaluation pass; (3) with
     ``old_points`` > 0, the previous path (one chained single-threaded pass per step, phi_1..phi_N, autograd-
     free closed form, :meth:`Transform.jacobian_det_voxels` of the base class) on that many points, whose
     time is scaled to ``n_points``. Figures are medians over repeats; the ratio is pass time / limit time.
     """
-    from . import jet
-    from .network import ResNetMap, ResNetTransform
+    from .fitting import jet
+    from .fitting.network import ResNetMap, ResNetTransform
     from .transform import Transform
 
     device = torch.device(device)

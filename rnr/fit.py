@@ -2,9 +2,9 @@
 
 A loop-based method (rnr/methods/rnr.py, rnr/methods/idir.py) provides an :class:`Objective`: its trainable
 parameters, its loss on a batch of mask-point indices and the fitted transform. :func:`optimise` runs Adam
-on it with a :class:`~rnr.sampling.PointSampler`, keeps a per-iteration log on the device and stops with
+on it with a :class:`~rnr.fitting.sampling.PointSampler`, keeps a per-iteration log on the device and stops with
 :class:`FitError` when the loss stops being finite. Everything else (which data, which method, where the
-run folder goes) lives elsewhere: rnr/fit_data.py, rnr/methods/, rnr/registration.py.
+run folder goes) lives elsewhere: rnr/fitting/fit_data.py, rnr/methods/, rnr/registration.py.
 
 A method's ``fit`` gets a :class:`FitContext` typed by its settings block and returns a
 :class:`MethodOutcome`; a loop-based method ends with :func:`fit_with_loop` (this loop, that outcome).
@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from .case import ConvertedCase
 from .config import LoopSettings, MethodSettings, Settings
-from .fit_data import FitData
-from .sampling import PointSampler
+from .fitting.fit_data import FitData
+from .fitting.sampling import PointSampler
 from .transform import Transform
 
 #: A method's settings block (the type of ``FitContext.settings.params``); L: a loop-based method's.

@@ -27,9 +27,9 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .convergence import convergence, describe  # noqa: E402
+from .evaluation.convergence import convergence, describe  # noqa: E402
+from .evaluation.warp import take_slice  # noqa: E402
 from .figure_style import PAGES, save_figure, styled  # noqa: E402
-from .warp import take_slice  # noqa: E402
 
 LUNG_WINDOW_HU = (-1000.0, 200.0)
 DIFF_WINDOW_HU = 500.0  # difference images are shown in [-500, 500] HU (symmetric, fixed for comparability)
@@ -329,7 +329,7 @@ def build_loss_curve(frame: pd.DataFrame, title: str) -> plt.Figure:
     """Did the optimisation settle? The numeric columns of a loss log (e.g. loss, dissimilarity, penalty
     terms; all dimensionless) against the iteration, two panels per row; per-term columns (``name_<term>``)
     share one panel with a legend. The ``loss`` panel shades the two windows of the convergence measure
-    (rnr.convergence: last 10 % vs the preceding 10 % of the iterations) and states its verdict.
+    (rnr.evaluation.convergence: last 10 % vs the preceding 10 % of the iterations) and states its verdict.
     """
     xcol = next((c for c in ("iteration", "iter", "step") if c in frame.columns), None)
     x = frame[xcol].to_numpy() if xcol else np.arange(len(frame))

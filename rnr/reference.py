@@ -5,7 +5,7 @@ n a separate forward pass from x through blocks 1..n (15 block evaluations for N
 the n-th residual with respect to the original x built row by row with three autograd calls that keep the
 graph (``create_graph=True``) so that the penalty can be differentiated again. Everything else (sampling,
 NCC, weight penalty, the way terms are combined, the loop) is shared with :class:`rnr.methods.rnr.RNRObjective`,
-so comparing the two isolates the one-pass jet of rnr/jet.py.
+so comparing the two isolates the one-pass jet of rnr/fitting/jet.py.
 
 Used by ``tests/test_fit.py`` (loss and parameter gradients must agree to float precision) and by
 ``rnr bench`` (timing and the same equality check on the first iteration).
@@ -17,9 +17,9 @@ import math
 
 import torch
 
-from . import losses
+from .fitting import losses
+from .fitting.network import ResNetMap
 from .methods.rnr import RNRObjective
-from .network import ResNetMap
 
 
 def reference_passes(model: ResNetMap, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnr.convergence import Convergence, convergence
+from rnr.evaluation.convergence import Convergence, convergence
 
 
 def _log(loss: np.ndarray, **extra) -> pd.DataFrame:

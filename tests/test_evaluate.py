@@ -13,8 +13,9 @@ import torch
 from evaluation_case import make_case
 
 import rnr.methods
-from rnr import cli, coords, layout, metrics, warp
+from rnr import cli, coords, layout, metrics
 from rnr.case import load_case
+from rnr.evaluation import warp
 from rnr.io import write_csv, write_image, write_json
 from rnr.panels import slice_geometry
 from rnr.transform import AffineTransform, IdentityTransform, Transform

@@ -1,4 +1,4 @@
-"""``rnr export`` (rnr/export.py), checked by an outside reader: SimpleITK alone, on the exported files, must
+"""``rnr export`` (rnr/evaluation/export.py), checked by an outside reader: SimpleITK alone, on the exported files, must
 reproduce what ``rnr register`` wrote (the warped landmarks) and the project's own warped images, for RNR,
 IDIR and demons runs; and an exported field scored as ``method: field`` gives the run's TRE back.
 
@@ -39,7 +39,7 @@ import SimpleITK as sitk
 from rnr import coords, layout, metrics
 from rnr.case import load_case
 from rnr.cli import main
-from rnr.export import field_step_name, warped_name
+from rnr.evaluation.export import field_step_name, warped_name
 from rnr.layout import DETJ, FIELD, MANIFEST
 from rnr.methods import load_transform
 from rnr.tables import TABLES, write_tables

@@ -8,7 +8,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from rnr import layout
-from rnr.export import export_run
+from rnr.evaluation.export import export_run
 from rnr.transform import AffineTransform
 
 # phi(u) = A u + t in normalised coordinates: a different scaling per axis and a shift, so that a field read

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from evaluation_case import AFFINE_CONFIGS, make_runs
 
-from rnr import cli, figure_style, layout, panels, plots
+from rnr import cli, figure_style, layout, panels
 from rnr.io import write_csv
+from rnr.reporting import plots
 
 FIGURES = ("tre_distribution", "tre_mean_per_configuration", "tre_before_after", "folding_runtime", "loss_curves")
 #: Written by `rnr figures` next to FIGURES: the paired differences (two or more registered configurations).

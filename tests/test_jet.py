@@ -1,4 +1,4 @@
-"""The one-pass evaluation of every step (rnr.jet.jet_steps, Transform.map_steps_and_detj) and the device
+"""The one-pass evaluation of every step (rnr.fitting.jet.jet_steps, Transform.map_steps_and_detj) and the device
 branches of the jet, forced on CPU tensors so that a GPU run differs from a tested run only in the device."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from rnr import coords
-from rnr import jet as jet_module
+from rnr.fitting import jet as jet_module
+from rnr.fitting.network import ResNetMap, ResNetTransform
 from rnr.methods import load_transform
-from rnr.network import ResNetMap, ResNetTransform
 from rnr.transform import AffineTransform, IdentityTransform, Transform
 
 
@@ -123,7 +123,7 @@ def test_default_implementation_steps_through_the_per_step_methods():
 # -- device branches forced on CPU tensors --------------------------------------------------------------
 @pytest.fixture
 def gpu_branches(monkeypatch):
-    """Make every device test of rnr/jet.py take its non-CPU branch (torch sin/cos, one chunk of all points,
+    """Make every device test of rnr/fitting/jet.py take its non-CPU branch (torch sin/cos, one chunk of all points,
     one worker) while the tensors stay on the CPU."""
     monkeypatch.setattr(jet_module, "_is_cpu", lambda device: False)
 

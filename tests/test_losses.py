@@ -1,12 +1,12 @@
-"""Energy terms (rnr/losses.py): NCC, gradient penalty (against finite differences), weight penalty."""
+"""Energy terms (rnr/fitting/losses.py): NCC, gradient penalty (against finite differences), weight penalty."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from rnr import losses
-from rnr.network import ResNetMap
+from rnr.fitting import losses
+from rnr.fitting.network import ResNetMap
 from rnr.reference import reference_passes
 
 

@@ -13,7 +13,7 @@ import torch
 from rnr import coords, layout, metrics
 from rnr.case import load_case
 from rnr.config import SettingsError
-from rnr.evaluate import evaluate_run
+from rnr.evaluation.evaluate import evaluate_run
 from rnr.methods import load_transform, settings_from_mapping
 from rnr.methods.demons import DemonsSettings, demons_register, level_factors, preprocess
 from rnr.registration import register_case

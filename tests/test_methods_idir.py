@@ -14,7 +14,7 @@ import torch
 from rnr import layout, metrics
 from rnr.case import load_case
 from rnr.config import SettingsError
-from rnr.evaluate import evaluate_run
+from rnr.evaluation.evaluate import evaluate_run
 from rnr.methods import load_transform, settings_for_method, settings_from_mapping
 from rnr.methods.idir import IDIRSettings, Siren, SirenTransform, bending_energy, idir_energy
 from rnr.registration import register_case
@@ -95,7 +95,7 @@ def test_idir_energy_combines_ncc_and_weighted_bending():
     a, b = sample(x + u), fixed
     a0, b0 = a - a.mean(), b - b.mean()
     ncc = (a0 * b0).mean() / (a0.square().mean().sqrt() * b0.square().mean().sqrt())
-    assert float(dis) == pytest.approx(1 - float(ncc), abs=1e-6)  # rnr.losses.ncc adds eps = 1e-8
+    assert float(dis) == pytest.approx(1 - float(ncc), abs=1e-6)  # rnr.fitting.losses.ncc adds eps = 1e-8
     assert float(bend) == pytest.approx(float(bending_energy(net, x).detach()), rel=1e-9)
     assert float(loss) == pytest.approx(float(dis) + 1e-3 * float(bend), rel=1e-12)
     loss0, _, bend0 = (t.detach() for t in idir_energy(net, x, fixed, sample, alpha_bending=0.0))

@@ -7,16 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from rnr import coords, layout, losses
+from rnr import coords, layout
 from rnr.case import load_case
 from rnr.config import Settings, SettingsError
 from rnr.fit import FitContext, make_sampler
+from rnr.fitting import losses
+from rnr.fitting.network import ResNetTransform
+from rnr.fitting.sampling import sample_volumes
 from rnr.methods import load_transform, settings_for_method
 from rnr.methods.rnr import RNRObjective, RNRSettings, rnr_data
-from rnr.network import ResNetTransform
 from rnr.reference import ReferenceRNRObjective
 from rnr.registration import register_case
-from rnr.sampling import sample_volumes
 
 CPU = torch.device("cpu")
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -235,7 +235,7 @@ def test_folding_steps_is_one_call_and_matches_each_step():
 
 
 def test_folding_steps_of_an_rnr_map_come_from_one_pass(monkeypatch):
-    from rnr.network import ResNetMap, ResNetTransform
+    from rnr.fitting.network import ResNetMap, ResNetTransform
 
     size = (8, 7, 5)
     model = ResNetMap(5, 16, seed=3)

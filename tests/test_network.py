@@ -1,13 +1,13 @@
-"""The ResNet map (rnr/network.py) and its one-pass jet with hand-written backward (rnr/jet.py)."""
+"""The ResNet map (rnr/fitting/network.py) and its one-pass jet with hand-written backward (rnr/fitting/jet.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from rnr import jet as jet_module
+from rnr.fitting import jet as jet_module
+from rnr.fitting.network import ResidualBlock, ResNetMap, ResNetTransform
 from rnr.methods import load_transform
-from rnr.network import ResidualBlock, ResNetMap, ResNetTransform
 from rnr.reference import reference_passes
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -12,9 +12,9 @@ from rnr import layout
 from rnr.case import load_case
 from rnr.config import Settings
 from rnr.fit import FitError
+from rnr.fitting.network import ResNetTransform
 from rnr.io import read_csv, read_json, write_image
 from rnr.methods import load_transform, settings_for_method, settings_from_mapping
-from rnr.network import ResNetTransform
 from rnr.registration import register_case
 
 

@@ -55,9 +55,9 @@ from reliability_helpers import (
 
 from rnr import dirlab, layout, phantom
 from rnr.case import check_checkpoint_case, load_case
+from rnr.data.segment import read_mask_record
 from rnr.dirlab import HU_OFFSET
 from rnr.methods import load_transform
-from rnr.segment import read_mask_record
 
 #: Snakemake's own exit code when it stops (config error, failed job).
 SNAKEMAKE_FAILED = 1

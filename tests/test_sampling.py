@@ -1,4 +1,4 @@
-"""Trilinear sampling with border clamping and the point samplers (rnr/sampling.py)."""
+"""Trilinear sampling with border clamping and the point samplers (rnr/fitting/sampling.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rnr import coords
-from rnr.sampling import PointSampler, sample_volumes
+from rnr.fitting.sampling import PointSampler, sample_volumes
 
 
 def test_sample_volumes_at_voxel_centres_between_them_and_outside():

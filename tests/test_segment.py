@@ -1,4 +1,4 @@
-"""Lung masks (rnr.segment, `rnr segment`): threshold vs the phantom's true lungs, provided masks, and the
+"""Lung masks (rnr.data.segment, `rnr segment`): threshold vs the phantom's true lungs, provided masks, and the
 real lungmask code path with a weights file made here (random weights of lungmask's own U-Net)."""
 
 from __future__ import annotations
@@ -16,10 +16,7 @@ from scipy import ndimage
 from rnr import layout
 from rnr.case import load_case
 from rnr.cli import main as rnr_main
-from rnr.dirlab import convert_case
-from rnr.io import InputError, array_from_image, read_image, write_image
-from rnr.phantom import load_truth, write_dataset
-from rnr.segment import (
+from rnr.data.segment import (
     LUNGMASK_FILE,
     LUNGMASK_URL,
     dice,
@@ -29,6 +26,9 @@ from rnr.segment import (
     segment_case,
     threshold_lung_mask,
 )
+from rnr.dirlab import convert_case
+from rnr.io import InputError, array_from_image, read_image, write_image
+from rnr.phantom import load_truth, write_dataset
 
 CASES = (1, 2)  # the cases of conftest's phantom_dataset
 

@@ -1,4 +1,4 @@
-"""rnr.stat_plots: the paired-difference and seed-spread figures are real 6.3 in PNG + PDF files."""
+"""rnr.reporting.stat_plots: the paired-difference and seed-spread figures are real 6.3 in PNG + PDF files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnr import figure_style, stat_plots, stats
+from rnr import figure_style, stats
+from rnr.reporting import stat_plots
 
 
 def _frame(cases=(1, 2, 3), seeds=(0, 1, 2)) -> pd.DataFrame:

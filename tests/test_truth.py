@@ -11,7 +11,7 @@ import torch
 
 from rnr import layout
 from rnr.case import load_case
-from rnr.evaluate import compute_metrics
+from rnr.evaluation.evaluate import compute_metrics
 from rnr.transform import IdentityTransform, Transform
 from rnr.truth import TruthTransform, exact_metrics, load_case_truth
 

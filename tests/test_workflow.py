@@ -146,8 +146,8 @@ def _text(caption_html: str) -> str:
 
 @pytest.mark.slow
 def test_tiny_run_report(tiny_report):
-    from rnr import plots
     from rnr.layout import sortable_number
+    from rnr.reporting import plots
     from rnr.tables import HTML_TABLES, TABLES
 
     text = tiny_report.read_text(errors="replace")

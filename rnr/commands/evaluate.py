@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluate import evaluate_run
+    from ..evaluation.evaluate import evaluate_run
 
     record = evaluate_run(
         args.case_dir,

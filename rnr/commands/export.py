@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import export_run
+    from ..evaluation.export import export_run
 
     manifest = export_run(
         args.case_dir,

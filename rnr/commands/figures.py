@@ -1,7 +1,7 @@
 """Draw the dataset-level figures (PNG and PDF, sized for a 6.3 in text width) from every run's metrics.json.
 
 Input:  --runs-dir results/<dataset>/runs (as for rnr tables); each run's loss.csv, where there is one
-Output: --out results/<dataset>/figures (rnr.plots.QUESTIONS states the question each answers):
+Output: --out results/<dataset>/figures (rnr.reporting.plots.QUESTIONS states the question each answers):
   tre_distribution.png/.pdf           per-landmark TRE, one facet per case, one row per configuration
   tre_mean_per_configuration.png/.pdf mean of case means per configuration, std over cases, dots = cases
   tre_before_after.png/.pdf           mean ± std TRE per case before (initial) and after, one facet per configuration
@@ -64,9 +64,9 @@ def load_losses(records: list[dict[str, Any]]) -> dict[tuple[str, int], Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..plots import write_figures
+    from ..reporting.plots import write_figures
+    from ..reporting.stat_plots import paired_differences, tre_seed_spread
     from ..results import load_metrics, per_landmark_frame, summary_frame
-    from ..stat_plots import paired_differences, tre_seed_spread
     from ..tables import collect
 
     records = load_metrics(args.runs_dir, args.configurations)

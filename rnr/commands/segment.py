@@ -33,7 +33,7 @@ import argparse
 from pathlib import Path
 
 from ..case import describe_figures
-from ..segment import METHODS, read_mask_record, segment_case
+from ..data.segment import METHODS, read_mask_record, segment_case
 
 HELP = "T00 lung mask of a converted case (lungmask, provided, threshold)"
 

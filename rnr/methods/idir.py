@@ -11,8 +11,8 @@ at phi(x) for x on T00-mask voxel centres, compared with T00 at x; no intermedia
   U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as in the SIREN reference implementation. Parameters are drawn on the
   CPU from a generator seeded with ``seed``, so a seed gives the same network on every device.
 * **Loss**: (1 - NCC(T50(phi(x)), T00(x))) + alpha * B, with NCC the project's global NCC
-  (:func:`rnr.losses.ncc`), T50 sampled trilinearly with border clamping (rnr.sampling), and B the bending
-  energy of u:
+  (:func:`rnr.fitting.losses.ncc`), T50 sampled trilinearly with border clamping (rnr.fitting.sampling), and B
+  the bending energy of u:
   B = mean over the batch of sum_k ||Hess u_k(x)||_F^2 = sum_k sum_{i,j} (d^2 u_k / dx_i dx_j)^2 -- the full
   3 x 3 Hessian of every displacement component, so each mixed derivative is counted twice. alpha = 1e-3
   on that mean: the public IDIR code's effective weight, its bending weight 10 relative to its batch of
@@ -45,10 +45,10 @@ from torch import nn
 
 from ..config import LoopSettings, Settings, check_positive
 from ..fit import FitContext, MethodOutcome, Objective, fit_with_loop
-from ..fit_data import FitData, prepare_data
-from ..losses import dissimilarity
+from ..fitting.fit_data import FitData, prepare_data
+from ..fitting.losses import dissimilarity
+from ..fitting.sampling import sample_volumes
 from ..phases import compared_terms
-from ..sampling import sample_volumes
 from ..transform import Transform
 from .base import Method
 
@@ -277,7 +277,7 @@ def idir_energy(
 class IDIRObjective(Objective):
     """IDIR's model and loss for the project's loop (rnr.fit.optimise): a Siren on the fitting device.
 
-    Uses the T50 -> T00 term of :class:`rnr.fit_data.FitData` only (``data.terms`` must be that one term).
+    Uses the T50 -> T00 term of :class:`rnr.fitting.fit_data.FitData` only (``data.terms`` must be that one term).
     Logged terms: ``dissimilarity`` (1 - NCC) and ``bending`` (B, before the weight alpha).
     """
 

@@ -3,7 +3,7 @@
 This module is RNR's room in the method table: its settings (:class:`RNRSettings`, the method defaults),
 its objective (:class:`RNRObjective`: mean_n D_n + alpha_grad * P + alpha_W * S, one jet pass per batch),
 and ``fit``. The network, its closed-form Jacobians and the transform (kind ``"rnr"``) live in
-rnr/network.py and rnr/jet.py, which the objective and the transform share.
+rnr/fitting/network.py and rnr/fitting/jet.py, which the objective and the transform share.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import losses
 from ..config import LoopSettings, Settings, check_choice, check_positive
 from ..fit import FitContext, MethodOutcome, Objective, fit_with_loop
-from ..fit_data import FitData, prepare_data
-from ..network import ResNetMap, ResNetTransform
+from ..fitting import losses
+from ..fitting.fit_data import FitData, prepare_data
+from ..fitting.network import ResNetMap, ResNetTransform
+from ..fitting.sampling import sample_volumes
 from ..phases import PAIRINGS, compared_terms
-from ..sampling import sample_volumes
 from ..transform import Transform
 from .base import Method
 

@@ -75,9 +75,9 @@ def case_figure_labels(wildcards):
 
 
 def figure_questions(wildcards):
-    """rnr.plots.QUESTIONS (figures.rst states them); imported when a figures job is planned, not at parse
+    """rnr.reporting.plots.QUESTIONS (figures.rst states them); imported when a figures job is planned, not at parse
     time: matplotlib slows an import by ~2 s."""
-    from rnr.plots import QUESTIONS
+    from rnr.reporting.plots import QUESTIONS
 
     return dict(QUESTIONS)
 

@@ -3,7 +3,7 @@
 The points are the voxel centres of the T00 lung mask in normalised coordinates (rnr/coords.py). Each
 compared term (rnr/phases.py) samples phase ``moving`` at phi_step(x) and compares it with phase ``fixed``
 at x. Fixed intensities are exact voxel values (the points are voxel centres), gathered once; moving
-volumes are kept whole on the device and sampled trilinearly with border clamping (rnr/sampling.py).
+volumes are kept whole on the device and sampled trilinearly with border clamping (rnr/fitting/sampling.py).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import coords
-from .case import ConvertedCase
-from .phases import Term
+from .. import coords
+from ..case import ConvertedCase
+from ..phases import Term
 
 
 @dataclass

@@ -14,17 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from . import coords, layout, metrics, panels
-from .case import ConvertedCase, check_checkpoint_case, load_case
+from .. import coords, layout, metrics, panels
+from ..case import ConvertedCase, check_checkpoint_case, load_case
+from ..data.segment import read_mask_record
+from ..io import InputError, read_csv, read_json, write_json
+from ..layout import INITIAL, INITIAL_SEED
+from ..methods import load_transform
+from ..phases import PAIRINGS
+from ..runtime import resolve_device
+from ..transform import DEFAULT_CHUNK, IdentityTransform, Transform
+from ..truth import exact_metrics, load_case_truth
 from .convergence import convergence, describe
-from .io import InputError, read_csv, read_json, write_json
-from .layout import INITIAL, INITIAL_SEED
-from .methods import load_transform
-from .phases import PAIRINGS
-from .runtime import resolve_device
-from .segment import read_mask_record
-from .transform import DEFAULT_CHUNK, IdentityTransform, Transform
-from .truth import exact_metrics, load_case_truth
 from .warp import slice_points, warp_slice
 
 SCHEMA = "rnr-metrics/1"
@@ -159,7 +159,7 @@ def compute_metrics(
 
     points = coords.mask_points(mask_zyx)
     if step_folding:
-        # One pass gives every phi_n and its det J at every mask voxel (rnr/jet.py for RNR).
+        # One pass gives every phi_n and its det J at every mask voxel (rnr/fitting/jet.py for RNR).
         mapped, detj = transform.map_steps_and_detj(points, chunk=chunk)
         stats = [metrics.det_stats(d) for d in detj]
         mapped_full = mapped[-1]
@@ -250,7 +250,7 @@ def write_run_figures(
 
 
 def run_convergence(run_dir: Path) -> dict[str, Any] | None:
-    """The convergence figures of the run's loss log (rnr/convergence.py), or None without a log."""
+    """The convergence figures of the run's loss log (rnr/evaluation/convergence.py), or None without a log."""
     path = run_dir / layout.LOSS_CSV
     if not path.is_file():
         return None

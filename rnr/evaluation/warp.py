@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import coords
-from .transform import DEFAULT_CHUNK, Transform
+from .. import coords
+from ..transform import DEFAULT_CHUNK, Transform
 
 
 def sample_normalised(volume_zyx: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

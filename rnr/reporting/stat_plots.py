@@ -21,8 +21,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from . import stats  # noqa: E402
-from .figure_style import PAGES, STYLE, save_figure  # noqa: E402  (one house style for every figure)
+from .. import stats  # noqa: E402
+from ..figure_style import PAGES, STYLE, save_figure  # noqa: E402  (one house style for every figure)
 
 WIDTH_IN = PAGES["text"][0]
 

@@ -30,10 +30,10 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
-from .convergence import RELATIVE_DROP_THRESHOLD, convergence  # noqa: E402
-from .figure_style import PAGES, save_figure, styled  # noqa: E402
-from .layout import INITIAL  # noqa: E402
-from .results import configuration_order  # noqa: E402
+from ..evaluation.convergence import RELATIVE_DROP_THRESHOLD, convergence  # noqa: E402
+from ..figure_style import PAGES, save_figure, styled  # noqa: E402
+from ..layout import INITIAL  # noqa: E402
+from ..results import configuration_order  # noqa: E402
 
 NOTE_PT = 8  # notes under a figure (what the marks mean)
 _CHAR_IN = 0.5 * 8 / 72  # rough width of one 8-pt character in inches (DejaVu Sans, mostly lower case)
@@ -423,7 +423,7 @@ def build_loss_curves(
 
     One facet per configuration (wrapped into rows), every case a line (colour = case, shared legend): the
     loss against the iteration, as a running median over 1 % of the iterations; logarithmic when it spans
-    more than 20 x. Dashed lines: runs not converged by :func:`rnr.convergence.convergence` (the loss still
+    more than 20 x. Dashed lines: runs not converged by :func:`rnr.evaluation.convergence.convergence` (the loss still
     fell by more than 1 % of its decrease so far over the last 10 % of the iterations); each facet's title
     counts them.
 

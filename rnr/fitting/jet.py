@@ -576,7 +576,7 @@ class _JetFunction(torch.autograd.Function):
         ws, layout, prepared = ctx.ws, ctx.layout, ctx.prepared
         if ws.generation != ctx.generation:
             raise RuntimeError(
-                "rnr.jet: the workspace was reused by another forward pass before this "
+                "rnr.fitting.jet: the workspace was reused by another forward pass before this "
                 "backward; call backward first (or give each pass its own workspace)"
             )
         opts = {"dtype": g_phis.dtype, "device": g_phis.device}

@@ -8,7 +8,7 @@ Three ways through the same parameters:
 
 * :meth:`ResNetMap.forward` / :meth:`ResNetMap.trajectory`: plain autograd passes (evaluation, tests).
 * :meth:`ResNetMap.jet`: the fitting fast path, one pass giving every phi_n and the squared Frobenius norms
-  of the residual Jacobians w.r.t. the original input, with a hand-written backward (rnr/jet.py).
+  of the residual Jacobians w.r.t. the original input, with a hand-written backward (rnr/fitting/jet.py).
 * :meth:`ResNetMap.steps_and_detj`: evaluation, every phi_n and det J of every phi_n in one pass
   (:meth:`ResNetTransform.map_steps_and_detj`, the folding of every step);
   :meth:`ResNetMap.jacobian`: the closed-form Jacobian of phi_n.
@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import coords
+from .. import coords
+from ..transform import DEFAULT_CHUNK, Transform
 from . import jet as _jet
-from .transform import DEFAULT_CHUNK, Transform
 
 # Standard deviation of W3 and b3 at initialisation: phi_N starts within ~1e-3 of the identity.
 OUTPUT_INIT_STD = 1e-3
@@ -55,7 +55,7 @@ class ResidualBlock(nn.Module):
         self.b3 = draw(3, std=OUTPUT_INIT_STD)
 
     def params(self) -> _jet.BlockParams:
-        """(W1, b1, W2, b2, W3, b3) in the order rnr/jet.py expects."""
+        """(W1, b1, W2, b2, W3, b3) in the order rnr/fitting/jet.py expects."""
         return self.W1, self.b1, self.W2, self.b2, self.W3, self.b3
 
     def weight_matrices(self) -> list[torch.Tensor]:
@@ -96,7 +96,7 @@ class ResNetMap(nn.Module):
         generator = torch.Generator().manual_seed(int(seed))
         n_unique = 1 if self.shared_weights else self.n_blocks
         self.blocks = nn.ModuleList(ResidualBlock(width, generator, dtype) for _ in range(n_unique))
-        # Buffers of the fast path, reused from one fitting iteration to the next (rnr/jet.py).
+        # Buffers of the fast path, reused from one fitting iteration to the next (rnr/fitting/jet.py).
         self._workspace: _jet.Workspace | None = None
 
     # -- structure ------------------------------------------------------------------------------------
@@ -159,7 +159,7 @@ class ResNetMap(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Evaluation pass (no autograd): phi_1..phi_step at x and det J of each, in one chained pass.
 
-        Returns (phis (step, M, 3) in x's dtype, det (step, M) float64), see :func:`rnr.jet.jet_steps`
+        Returns (phis (step, M, 3) in x's dtype, det (step, M) float64), see :func:`rnr.fitting.jet.jet_steps`
         (``workers``: CPU threads, ``chunk``: points per chunk; both default per device)."""
         n = self._steps(step)
         if n == 0:
@@ -200,7 +200,7 @@ class ResNetTransform(Transform):
         self, points_vox: np.ndarray, chunk: int = DEFAULT_CHUNK, *, workers: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """phi_1..phi_N and det J of each at (M, 3) 0-based voxel points in ONE chained pass per chunk of
-        points (closed-form Jacobians carried through the blocks, rnr/jet.py), on this transform's device.
+        points (closed-form Jacobians carried through the blocks, rnr/fitting/jet.py), on this transform's device.
 
         Returns (mapped (N, M, 3) float64 voxels, detj (N, M) float64), as :meth:`Transform.map_steps_and_detj`.
         ``chunk``: points sent to the device per pass (within a pass the CPU uses cache-sized chunks shared by

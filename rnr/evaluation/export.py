@@ -39,14 +39,14 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from . import layout
-from .case import ConvertedCase, load_case
-from .io import InputError, write_image, write_json
-from .layout import DETJ, FIELD, MANIFEST
-from .methods import load_transform
-from .methods.field import Frame, read_header, voxel_to_world_vectors
-from .runtime import resolve_device
-from .transform import DEFAULT_CHUNK, Transform
+from .. import layout
+from ..case import ConvertedCase, load_case
+from ..io import InputError, write_image, write_json
+from ..layout import DETJ, FIELD, MANIFEST
+from ..methods import load_transform
+from ..methods.field import Frame, read_header, voxel_to_world_vectors
+from ..runtime import resolve_device
+from ..transform import DEFAULT_CHUNK, Transform
 from .warp import warp_volume
 
 SCHEMA = "rnr-export/1"

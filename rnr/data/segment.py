@@ -35,8 +35,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from . import layout
-from .case import (
+from .. import layout
+from ..case import (
     AIR_HU,
     MIN_AIR_FRACTION,
     MIN_MAIN_FRACTION,
@@ -47,7 +47,7 @@ from .case import (
     load_case,
     oriented_mask,
 )
-from .io import InputError, array_from_image, read_image, read_json, write_image, write_json
+from ..io import InputError, array_from_image, read_image, read_json, write_image, write_json
 
 log = logging.getLogger(__name__)
 
