@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import warnings
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -372,3 +373,41 @@ def test_provenance_separates_differing_shared_and_method_only_settings():
     assert lines[0] == "Settings that differ: method: a rnr, b rnr, d demons; iterations: a 200, b 300."
     assert lines[1] == "Settings shared by every configuration: seeds 3."
     assert lines[2] == "Settings of some configurations only (their method's): a, b: width 100; d: demons_sigma 1.5."
+
+
+def test_tre_csv_spread_is_that_of_the_seed_averaged_landmarks(seeded):
+    """tre_std_mm, median, p95 and max in tre.csv, recomputed from tre_landmarks.csv with numpy: statistics of
+    each landmark's TRE averaged over the seeds first (not the mean over seeds of each run's statistic)."""
+    landmarks = pd.read_csv(seeded / "tre_landmarks.csv")
+    summary = pd.read_csv(seeded / "tre.csv").set_index(["case", "configuration"])
+    averaged = landmarks.groupby(["case", "configuration", "landmark"])["tre_mm"].mean()
+    for (case, config), t in averaged.groupby(level=["case", "configuration"]):
+        row, t = summary.loc[(case, config)], t.to_numpy()
+        assert row["tre_std_mm"] == pytest.approx(np.std(t, ddof=1), rel=1e-9), (case, config)
+        assert row["tre_median_mm"] == pytest.approx(np.median(t), rel=1e-9)
+        assert row["tre_p95_mm"] == pytest.approx(np.percentile(t, 95), rel=1e-9)
+        assert row["tre_max_mm"] == pytest.approx(np.max(t), rel=1e-9)
+    # The seeds differ, so a per-run std averaged over seeds would not match to 1e-9.
+    per_run_std = landmarks.groupby(["case", "configuration", "seed"])["tre_mm"].std().groupby(level=[0, 1]).mean()
+    registered = [k for k in per_run_std.index if k[1] != "initial"]
+    assert any(abs(per_run_std[k] - summary.loc[k, "tre_std_mm"]) > 1e-6 for k in registered)
+
+
+def test_mean_row_interval_resamples_the_case_means(seeded):
+    """The mean row's 95 % interval in tre.md, recomputed from tre_landmarks.csv with scipy: the bootstrap of the
+    mean over the case means (BCa, percentile where BCa fails), seed 0, 10000 resamples."""
+    from scipy.stats import bootstrap
+
+    landmarks = pd.read_csv(seeded / "tre_landmarks.csv")
+    rows = _md_rows((seeded / "tre.md").read_text())
+    case_means = landmarks.groupby(["configuration", "case"])["tre_mm"].mean()  # equal landmark sets per seed
+    for config, cell in zip(CONFIGS, rows["mean"], strict=True):
+        x = case_means[config].to_numpy()
+        for method in ("BCa", "percentile"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = bootstrap((x,), np.mean, n_resamples=10000, method=method, rng=np.random.default_rng(0))
+            low, high = res.confidence_interval
+            if np.isfinite(low) and np.isfinite(high):
+                break
+        assert cell.strip("*†‡") == f"{x.mean():.2f} [{low:.2f}–{high:.2f}]", config
