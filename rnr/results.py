@@ -10,6 +10,8 @@ Frames:
 
 * :func:`run_frame`: one row per run (case x configuration x seed);
 * :func:`per_landmark_frame`: one row per landmark x run (the tidy data for statistics and figures);
+* :func:`exact_landmark_frame`: the same for the TRE on the exact landmark positions, where the dataset
+  carries its exact motion (the phantom);
 * :func:`summary_frame`: one row per case x configuration, seeds pooled (:data:`CONTRACT_COLUMNS` first);
 * :func:`configurations_frame`: one row per configuration, its effective settings and provenance.
 """
@@ -78,6 +80,18 @@ TRE_LANDMARK_COLUMNS = (
     "tre_mm",
     "tre_snapped_mm",
     "tre_legacy_mm",
+    "dx_mm",
+    "dy_mm",
+    "dz_mm",
+)
+#: Columns of the per-landmark exact TRE (the phantom), the rows of tre_exact_landmarks.csv.
+TRE_EXACT_LANDMARK_COLUMNS = (
+    "case",
+    "configuration",
+    "seed",
+    "method",
+    "landmark",
+    "tre_exact_mm",
     "dx_mm",
     "dy_mm",
     "dz_mm",
@@ -260,6 +274,41 @@ def per_landmark_frame(records: Sequence[dict[str, Any]], order: Sequence[str] |
         rows.insert(0, "case", int(r["case"]))
         parts.append(rows)
     frame = pd.concat(parts, ignore_index=True).reindex(columns=list(TRE_LANDMARK_COLUMNS))
+    return _sorted(frame, order, ["case", "seed", "landmark"])
+
+
+def exact_landmark_frame(records: Sequence[dict[str, Any]], order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Tidy per-landmark exact TRE (rnr/truth.py), one row per landmark x run like :func:`per_landmark_frame`
+    (:data:`TRE_EXACT_LANDMARK_COLUMNS`); an empty frame when the dataset carries no exact motion.
+
+    Raises InputError when some runs carry the exact record and others do not (one dataset either has its
+    exact motion or not), or when a run's exact record lacks the per-landmark values (written by an older
+    ``rnr evaluate``: evaluate it again).
+    """
+    have = [r for r in records if r.get("exact")]
+    if not have:
+        return pd.DataFrame(columns=list(TRE_EXACT_LANDMARK_COLUMNS))
+    if len(have) != len(records):
+        lacking = [str(r["_path"]) for r in records if not r.get("exact")]
+        raise InputError(
+            f"{len(lacking)} of {len(records)} runs have no exact-truth record, the others have one; expected all "
+            f"or none (one dataset): {', '.join(lacking[:3])}{' ...' if len(lacking) > 3 else ''}"
+        )
+    parts = []
+    for r in records:
+        rows = _get(r, "exact.tre", r["_path"]).get("per_landmark")
+        if rows is None:
+            raise InputError(
+                f"{r['_path']}: expected key 'exact.tre.per_landmark' (the per-landmark exact TRE); the record was "
+                "written by an older 'rnr evaluate': evaluate the run again"
+            )
+        frame = pd.DataFrame(rows).rename(columns={"tre_mm": "tre_exact_mm"})
+        frame.insert(0, "method", r.get("method", ""))
+        frame.insert(0, "seed", int(r["_seed"]))
+        frame.insert(0, "configuration", r["configuration"])
+        frame.insert(0, "case", int(r["case"]))
+        parts.append(frame)
+    frame = pd.concat(parts, ignore_index=True).reindex(columns=list(TRE_EXACT_LANDMARK_COLUMNS))
     return _sorted(frame, order, ["case", "seed", "landmark"])
 
 

@@ -16,7 +16,9 @@ from evaluation_case import AFFINE_CONFIGS, make_runs
 
 from rnr import cli, layout
 from rnr.results import CONTRACT_COLUMNS, TRE_LANDMARK_COLUMNS
-from rnr.tables import HTML_TABLES, TABLES, TableData, frame_html, markdown_html, provenance_lines
+from rnr.provenance import provenance_lines
+from rnr.table_render import Block, Cell, View, frame_view, html
+from rnr.table_specs import HTML_TABLES, STATS, TABLES, Column, Table
 
 CONFIGS = ["initial", *sorted(AFFINE_CONFIGS)]
 
@@ -116,7 +118,8 @@ def test_tex_snapped_folding_and_landmark_tables(tables):
     assert folding.loc[folding["configuration"] == "affine_large", "min_det"].to_numpy() == pytest.approx(0.9)
     assert "| 1 | affine_large |" in (tables / "folding.md").read_text()
     landmarks = pd.read_csv(tables / "tre_landmarks.csv")
-    assert list(landmarks.columns) == list(TRE_LANDMARK_COLUMNS)
+    assert list(landmarks.columns) == [*TRE_LANDMARK_COLUMNS, "label"]
+    assert (landmarks["label"] == landmarks["configuration"]).all()  # no labels given: the names
     assert len(landmarks) == int(frame["n_landmarks"].sum())
     per_case = landmarks.groupby(["case", "configuration"])["tre_mm"].mean()
     np.testing.assert_allclose(
@@ -236,15 +239,18 @@ def test_html_stats_page_lists_every_test(seeded):
     assert [float(row[column]) for row in page[1:]] == pytest.approx(list(tests["p_value"]), rel=1e-3)
 
 
-def test_an_empty_csv_table_is_a_page_that_says_so(tmp_path):
-    page = frame_html(pd.DataFrame(columns=["configuration", "reference"]), "Paired tests", "What it is.")
+def test_an_empty_csv_table_is_a_page_that_says_so():
+    frame = pd.DataFrame(columns=list(STATS.names))
+    page = html(frame_view(STATS, frame, "Paired tests", ["What it is."], {}), "Paired tests")
     assert "<table" not in page and "The table is empty." in page and "What it is." in page
 
 
-def test_markdown_html_escapes_and_renders_inline_markup():
-    page = markdown_html("**Title <x>**\n\n| a | b |\n|---|---:|\n| `c&d` | **1.0** |\n\nnote `k`\n", "T")
-    assert "<strong>Title &lt;x&gt;</strong>" in page
-    assert '<td class="text"><code>c&amp;d</code></td><td class="num"><strong>1.0</strong></td>' in page
+def test_html_escapes_and_renders_inline_markup():
+    table = Table("t", "t", ("html",), "T", "", "", (Column("a", format="text"), Column("b", format=".1f")))
+    view = View(table, "Title <x>", [Block([[Cell("c&d"), Cell(1.0, bold=True)]])], ["note `k`"])
+    page = html(view, "T")
+    assert "<strong>Title &lt;x&gt;.</strong>" in page
+    assert '<td class="text">c&amp;d</td><td class="num"><strong>1.0</strong></td>' in page
     assert '<p class="note">note <code>k</code></p>' in page
 
 
@@ -368,8 +374,7 @@ def test_provenance_separates_differing_shared_and_method_only_settings():
             "versions": ["torch x", "torch x", "torch x"],
         }
     )
-    data = TableData(pd.DataFrame(), configurations, None, None, pd.DataFrame())
-    lines = provenance_lines(data)
+    lines = provenance_lines(configurations)
     assert lines[0] == "Settings that differ: method: a rnr, b rnr, d demons; iterations: a 200, b 300."
     assert lines[1] == "Settings shared by every configuration: seeds 3."
     assert lines[2] == "Settings of some configurations only (their method's): a, b: width 100; d: demons_sigma 1.5."

@@ -14,6 +14,8 @@ rule tables:
         configurations=" ".join([INITIAL, *CONFIGURATIONS]),
         compare_to=COMPARE_TO,
         labels=table_labels(),
+        # The report captions of the tables (rnr.table_specs), shown by workflow/report/tables/<name>.rst.
+        captions=CAPTIONS,
     log:
         f"{RESULTS}/logs/tables.log",
     conda:
