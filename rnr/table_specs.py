@@ -118,13 +118,12 @@ _AXIS_STDS = "the matching stds (ddof = 1)"
 _EXACT = "phantom only: TRE of φ on the exact landmark positions (no voxel rounding)"
 _DENSE = "phantom only: \\|φ(x) − φ_true(x)\\| over every T00 lung-mask voxel"
 _CONVERGENCE = (
-    "iterations run; the convergence figure (the loss fall over the last 10 % of iterations as a fraction of "
-    "the run's whole fall, `rnr/convergence.py`); `False` when that exceeds 1 % (marked ‡ in the tables), empty "
-    "for methods without a loss log"
+    "the convergence figure: the loss fall over the last 10 % of iterations as a fraction of the run's whole "
+    "fall (`rnr/convergence.py`); empty for methods without a loss log"
 )
 _MASK = (
-    "how the T00 lung mask was made; the fraction of its voxels below −500 HU in T00, its volume (litres) and "
-    "connected components (a sanity check of the mask)"
+    "the fraction of the T00 lung mask's voxels below −500 HU in T00, its volume (litres) and connected "
+    "components (a sanity check of the mask)"
 )
 
 TRE_SUMMARY = Table(
@@ -143,8 +142,12 @@ TRE_SUMMARY = Table(
     (
         _CASE,
         Column("configuration", format="text", description=_CONFIGURATION.description),
-        Column("tre_mean_mm", description="continuous TRE over the landmarks of the case (each averaged over seeds)"),
-        Column("tre_std_mm", description="… and its std (ddof = 1), mm"),
+        Column(
+            "tre_mean_mm",
+            description="mean continuous TRE over the landmarks of the case (each landmark's TRE averaged over "
+            "the seeds first), mm",
+        ),
+        Column("tre_std_mm", description="std (ddof = 1) of the same seed-averaged per-landmark TRE, mm"),
         Column("tre_x_mm", description=_AXES),
         Column("tre_y_mm", description=_AXES),
         Column("tre_z_mm", description=_AXES),
@@ -180,7 +183,7 @@ TRE_SUMMARY = Table(
             "sdlogj",
             description="SDlogJ: std (ddof = 1) of log det J over the mask voxels (smoothness; 0 for any affine map)",
         ),
-        Column("iterations", description=_CONVERGENCE),
+        Column("iterations", description="iterations run"),
         Column("loss_relative_drop", description=_CONVERGENCE),
         Column("mask_air_fraction", description=_MASK),
         Column("mask_volume_l", description=_MASK),
@@ -190,8 +193,12 @@ TRE_SUMMARY = Table(
         Column("dense_error_rms_mm", description=_DENSE),
         Column("dense_error_p95_mm", description=_DENSE),
         Column("dense_error_max_mm", description=_DENSE),
-        Column("converged", description=_CONVERGENCE),
-        Column("mask_method", format="text", description=_MASK),
+        Column(
+            "converged",
+            description="`False` when `loss_relative_drop` exceeds 1 % in a seed's run (marked ‡ in the tables), "
+            "empty for methods without a loss log",
+        ),
+        Column("mask_method", format="text", description="how the T00 lung mask was made (`rnr segment`)"),
         _LABEL,
     ),
 )

@@ -15,8 +15,8 @@ import pytest
 from evaluation_case import AFFINE_CONFIGS, make_runs
 
 from rnr import cli, layout
-from rnr.results import CONTRACT_COLUMNS, TRE_LANDMARK_COLUMNS
 from rnr.provenance import provenance_lines
+from rnr.results import CONTRACT_COLUMNS, TRE_LANDMARK_COLUMNS
 from rnr.table_render import Block, Cell, View, frame_view, html
 from rnr.table_specs import HTML_TABLES, STATS, TABLES, Column, Table
 
