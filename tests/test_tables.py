@@ -416,3 +416,96 @@ def test_mean_row_interval_resamples_the_case_means(seeded):
             if np.isfinite(low) and np.isfinite(high):
                 break
         assert cell.strip("*†‡") == f"{x.mean():.2f} [{low:.2f}–{high:.2f}]", config
+
+
+# -- datasets that carry their exact motion ------------------------------------------------------------------
+#: Exact TRE of each configuration as a function of its file-landmark TRE t: on the exact positions the ranking
+#: of the two affine maps is the reverse of the file landmarks' (affine_large better), as can happen when the
+#: file landmarks' rounding to whole voxels hides the difference.
+EXACT = {"initial": lambda t: t, "affine_small": lambda t: 0.6 * t + 0.4, "affine_large": lambda t: 0.3 * t + 0.1}
+
+
+@pytest.fixture(scope="module")
+def exact_tables(seeded, tmp_path_factory) -> Path:
+    """The seeded runs with an exact-truth record added to every metrics.json (as rnr evaluate writes it for
+    the phantom, rnr/truth.py), tabled with a display label for affine_small."""
+    runs = tmp_path_factory.mktemp("exact") / "runs"
+    shutil.copytree(seeded.parent / "runs", runs)
+    for path in runs.rglob(layout.METRICS_JSON):
+        record = json.loads(path.read_text())
+        t = np.array([r["tre_mm"] for r in record["tre"]["per_landmark"]])
+        exact = EXACT[record["configuration"]](t) + 0.01 * (record.get("seed") or 0)
+        rows = [
+            {"landmark": i, "tre_mm": float(v), "dx_mm": float(v), "dy_mm": 0.0, "dz_mm": 0.0}
+            for i, v in enumerate(exact)
+        ]
+        record["exact"] = {
+            "tre": {"mean_mm": float(exact.mean()), "std_mm": float(exact.std(ddof=1)), "per_landmark": rows},
+            "dense": {"rms_mm": float(exact.mean()), "p95_mm": 1.0, "max_mm": 2.0},
+        }
+        path.write_text(json.dumps(record))
+    out = runs.parent / "tables"
+    argv = ["tables", "--runs-dir", str(runs), "--out", str(out), "--compare-to", "affine_small"]
+    assert cli.main([*argv, "--configurations", *CONFIGS, "--label", "affine_small=Affine, 3 %"]) == 0
+    return out
+
+
+def test_exact_landmarks_and_tests_recomputed_with_scipy(exact_tables):
+    """tre_exact_landmarks.csv has the rows of tre_landmarks.csv; stats.csv tests both values, and its exact
+    rows equal scipy's Wilcoxon on the seed-averaged exact per-landmark TRE of that file."""
+    from scipy.stats import wilcoxon
+
+    landmarks = pd.read_csv(exact_tables / "tre_landmarks.csv")
+    exact = pd.read_csv(exact_tables / "tre_exact_landmarks.csv")
+    keys = ["case", "configuration", "seed", "landmark"]
+    assert exact[keys].equals(landmarks[keys])
+    tests = pd.read_csv(exact_tables / "stats.csv")
+    assert sorted(tests["value"].unique()) == ["tre_exact_mm", "tre_mm"]
+    averaged = exact.groupby(["configuration", "case", "landmark"])["tre_exact_mm"].mean()
+    rows = tests[tests["value"] == "tre_exact_mm"]
+    for case in (1, 2, 3):
+        diff = (averaged["affine_large"][case] - averaged["affine_small"][case]).to_numpy()
+        row = rows[(rows["scope"] == "case") & (rows["case"] == case)].iloc[0]
+        assert row["p_value"] == pytest.approx(wilcoxon(diff).pvalue, rel=1e-9)
+        assert row["median_diff_mm"] == pytest.approx(np.median(diff), rel=1e-9) and row["median_diff_mm"] < 0
+    file_rows = tests[(tests["value"] == "tre_mm") & (tests["scope"] == "case")]
+    assert (file_rows["median_diff_mm"] > 0).sum() >= 2  # the file landmarks rank the other way round
+
+
+def test_tre_exact_is_marked_from_the_exact_tests(exact_tables):
+    """Each table's cells carry the markers of its own value's tests: tre_exact.md those on tre_exact_mm,
+    tre.md those on tre_mm (which rank the two maps the other way round here)."""
+    tests = pd.read_csv(exact_tables / "stats.csv")
+    exact_md = _md_rows((exact_tables / "tre_exact.md").read_text().split("\n\n| case (dense")[0])
+    tre_md = _md_rows((exact_tables / "tre.md").read_text())
+    column = CONFIGS.index("affine_large")
+    shown = {}
+    for value, rows in (("tre_exact_mm", exact_md), ("tre_mm", tre_md)):
+        for r in tests[(tests["value"] == value) & (tests["scope"] == "case")].itertuples():
+            expected = ("*" if r.median_diff_mm < 0 else "†") if r.significant else ""
+            cell = rows[str(int(r.case))][column].replace("**", "").rstrip("‡")  # bold drawn, ‡ not tested here
+            shown[(value, int(r.case))] = cell[-1] if cell[-1] in "*†" else ""
+            assert shown[(value, int(r.case))] == expected, (value, r.case, cell)
+    assert {shown[("tre_exact_mm", c)] for c in (1, 2, 3)} == {"*"}
+    assert any(shown[("tre_mm", c)] == "†" for c in (1, 2, 3))
+    assert "exact TREs" in (exact_tables / "tre_exact.md").read_text()  # the legend names the tested value
+
+
+def test_display_labels_in_every_format(exact_tables):
+    label = "Affine, 3 %"
+    assert f"| case | initial | affine_large | {label} |" in (exact_tables / "tre.md").read_text()
+    assert f"| 1 | {label} |" in (exact_tables / "folding.md").read_text()
+    assert html_tables(exact_tables / "tre.html").tables[0][0] == ["case", "initial", "affine_large", label]
+    assert r"\multicolumn{2}{c}{Affine, 3 \%}" in (exact_tables / "tre.tex").read_text()
+    assert f"{label} = `affine_small`" in (exact_tables / "tre_exact.md").read_text()
+    for name in (
+        "tre.csv",
+        "folding.csv",
+        "tre_landmarks.csv",
+        "tre_exact_landmarks.csv",
+        "stats.csv",
+        "configurations.csv",
+    ):
+        frame = pd.read_csv(exact_tables / name)
+        expected = frame["configuration"].map({"affine_small": label}).fillna(frame["configuration"])
+        assert frame.columns[-1] == "label" and (frame["label"] == expected).all(), name
