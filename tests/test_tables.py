@@ -509,3 +509,10 @@ def test_display_labels_in_every_format(exact_tables):
         frame = pd.read_csv(exact_tables / name)
         expected = frame["configuration"].map({"affine_small": label}).fillna(frame["configuration"])
         assert frame.columns[-1] == "label" and (frame["label"] == expected).all(), name
+
+
+def test_figures_of_a_dataset_with_exact_motion_add_the_exact_paired_differences(exact_tables, tmp_path):
+    out = tmp_path / "figures"
+    argv = ["figures", "--runs-dir", str(exact_tables.parent / "runs"), "--out", str(out)]
+    assert cli.main([*argv, "--configurations", *CONFIGS, "--compare-to", "affine_small"]) == 0
+    assert (out / "paired_differences.png").is_file() and (out / "paired_differences_exact.png").is_file()
