@@ -42,7 +42,7 @@ import pandas as pd
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 WINDOW = "1600,1000"
-#: The label of the table page the check opens (rnr.tables.HTML_TABLES["tre_html"]).
+#: The label of the table page the check opens (rnr.table_specs.HTML_TABLES["tre_html"]).
 TRE_LABEL = "TRE per case"
 
 # Appended to a copy of the report: after the app has drawn, open a category and a result as a click would.
