@@ -263,18 +263,33 @@ def run_frame(records: Sequence[dict[str, Any]], order: Sequence[str] | None = N
     return _sorted(pd.DataFrame(rows), order, ["case", "seed"])
 
 
-def per_landmark_frame(records: Sequence[dict[str, Any]], order: Sequence[str] | None = None) -> pd.DataFrame:
-    """Tidy per-landmark TRE: one row per landmark x case x configuration x seed (:data:`TRE_LANDMARK_COLUMNS`)."""
+def _tidy(records: Sequence[dict[str, Any]], rows_of, columns: Sequence[str], order) -> pd.DataFrame:
+    """One row per landmark x run: each run's per-landmark records (``rows_of(record)``) after its keys."""
     parts = []
     for r in records:
-        rows = pd.DataFrame(_get(r, "tre.per_landmark", r["_path"]))
+        rows = pd.DataFrame(rows_of(r))
         rows.insert(0, "method", r.get("method", ""))
         rows.insert(0, "seed", int(r["_seed"]))
         rows.insert(0, "configuration", r["configuration"])
         rows.insert(0, "case", int(r["case"]))
         parts.append(rows)
-    frame = pd.concat(parts, ignore_index=True).reindex(columns=list(TRE_LANDMARK_COLUMNS))
+    frame = pd.concat(parts, ignore_index=True).reindex(columns=list(columns))
     return _sorted(frame, order, ["case", "seed", "landmark"])
+
+
+def per_landmark_frame(records: Sequence[dict[str, Any]], order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Tidy per-landmark TRE: one row per landmark x case x configuration x seed (:data:`TRE_LANDMARK_COLUMNS`)."""
+    return _tidy(records, lambda r: _get(r, "tre.per_landmark", r["_path"]), TRE_LANDMARK_COLUMNS, order)
+
+
+def _exact_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = _get(record, "exact.tre", record["_path"]).get("per_landmark")
+    if rows is None:
+        raise InputError(
+            f"{record['_path']}: expected key 'exact.tre.per_landmark' (the per-landmark exact TRE); the record "
+            "was written by an older 'rnr evaluate': evaluate the run again"
+        )
+    return [{**row, "tre_exact_mm": row["tre_mm"]} for row in rows]
 
 
 def exact_landmark_frame(records: Sequence[dict[str, Any]], order: Sequence[str] | None = None) -> pd.DataFrame:
@@ -294,22 +309,7 @@ def exact_landmark_frame(records: Sequence[dict[str, Any]], order: Sequence[str]
             f"{len(lacking)} of {len(records)} runs have no exact-truth record, the others have one; expected all "
             f"or none (one dataset): {', '.join(lacking[:3])}{' ...' if len(lacking) > 3 else ''}"
         )
-    parts = []
-    for r in records:
-        rows = _get(r, "exact.tre", r["_path"]).get("per_landmark")
-        if rows is None:
-            raise InputError(
-                f"{r['_path']}: expected key 'exact.tre.per_landmark' (the per-landmark exact TRE); the record was "
-                "written by an older 'rnr evaluate': evaluate the run again"
-            )
-        frame = pd.DataFrame(rows).rename(columns={"tre_mm": "tre_exact_mm"})
-        frame.insert(0, "method", r.get("method", ""))
-        frame.insert(0, "seed", int(r["_seed"]))
-        frame.insert(0, "configuration", r["configuration"])
-        frame.insert(0, "case", int(r["case"]))
-        parts.append(frame)
-    frame = pd.concat(parts, ignore_index=True).reindex(columns=list(TRE_EXACT_LANDMARK_COLUMNS))
-    return _sorted(frame, order, ["case", "seed", "landmark"])
+    return _tidy(records, _exact_rows, TRE_EXACT_LANDMARK_COLUMNS, order)
 
 
 def _all_or_none(values: pd.Series) -> Any:

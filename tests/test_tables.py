@@ -516,3 +516,19 @@ def test_figures_of_a_dataset_with_exact_motion_add_the_exact_paired_differences
     argv = ["figures", "--runs-dir", str(exact_tables.parent / "runs"), "--out", str(out)]
     assert cli.main([*argv, "--configurations", *CONFIGS, "--compare-to", "affine_small"]) == 0
     assert (out / "paired_differences.png").is_file() and (out / "paired_differences_exact.png").is_file()
+
+
+def test_runs_without_exact_per_landmark_values_are_clear_errors(exact_tables, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    shutil.copytree(exact_tables.parent / "runs", runs)
+    path = runs / "affine_small" / "case2" / "seed4" / layout.METRICS_JSON
+    record = json.loads(path.read_text())
+    del record["exact"]["tre"]["per_landmark"]  # as an older rnr evaluate wrote it
+    path.write_text(json.dumps(record))
+    assert cli.main(["tables", "--runs-dir", str(runs), "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "exact.tre.per_landmark" in err and "evaluate the run again" in err
+    record["exact"] = None  # one run of a dataset without truth among runs with it
+    path.write_text(json.dumps(record))
+    assert cli.main(["tables", "--runs-dir", str(runs), "--out", str(tmp_path / "t")]) == 2
+    assert "expected all or none" in capsys.readouterr().err and not (tmp_path / "t").exists()

@@ -2,24 +2,12 @@
 
 Input:  --runs-dir results/<dataset>/runs, holding <configuration>/case<N>/seed<S>/metrics.json (rnr evaluate);
         every configuration must have every case, and all runs of a configuration the same settings.
-Output: --out results/<dataset>/tables, every table of rnr/table_specs.py (results/README.md lists their
-        columns, generated from the same specs):
-  tre.csv              one row per case x configuration (initial included), seeds pooled: case, configuration,
-                       tre_mean_mm, tre_std_mm, tre_x_mm, tre_y_mm, tre_z_mm, tre_snapped_mean_mm,
-                       folding_fraction, runtime_s, device, then the spread over seeds, median, p95, max,
-                       SDlogJ, convergence and mask figures, and the display label
-  tre.md/.tex/.html    thesis table: cases as rows plus a mean row (95 % bootstrap interval over cases),
-                       configurations as columns (initial first, headed by their labels), cells mean ± std
-                       (ddof = 1) over the landmarks; markers of the paired Wilcoxon tests against --compare-to
-                       (Holm); notes with the conventions and every setting that differs between configurations
-  tre_snapped.*        the same for snapped TRE (prediction rounded to the nearest voxel)
-  tre_exact.*          where the dataset carries its exact motion (the phantom): exact TRE, marked from the
-                       paired tests on the exact per-landmark TRE, and the dense error
-  folding.csv/.md/.html  folding, det J statistics, SDlogJ, convergence, runtime and device
-  tre_landmarks.csv    tidy per-landmark TRE (one row per landmark x case x configuration x seed)
-  tre_exact_landmarks.csv  the same for the exact TRE (header only without an exact motion)
-  stats.csv/.html      the paired tests, per case and across cases, on tre_mm and (phantom) tre_exact_mm
-  configurations.csv/.html  effective settings, seeds, devices and package versions of every configuration
+Output: --out results/<dataset>/tables: every table of rnr/table_specs.py, e.g. tre.csv (one row per case x
+        configuration, the contract columns first), tre.md/.tex/.html (the thesis table: cases as rows plus a
+        mean row with a 95 % bootstrap interval over cases, configurations as columns headed by their labels,
+        markers of the paired tests against --compare-to), tre_exact.* and tre_exact_landmarks.csv (datasets
+        that carry their exact motion: the phantom), stats.csv (the paired tests); results/README.md lists every
+        file and column (generated from the same specs).
 
 Example:
   rnr tables --runs-dir results/phantom/runs --out results/phantom/tables --compare-to rnr
