@@ -327,9 +327,10 @@ def test_runs_of_one_configuration_with_different_settings_are_an_error(seeded, 
     assert str(path) in err and not (tmp_path / "t").exists()
 
 
-def test_latex_tables_compile_and_keep_the_list_of_tables_short(seeded, tmp_path):
-    """tre.tex, tre_snapped.tex and tre_exact.tex drop into a document with booktabs alone: compiled with
-    pdflatex; the List of Tables gets the short caption, the conventions sit under the table."""
+def test_latex_tables_compile_and_keep_the_list_of_tables_short(seeded, exact_tables, tmp_path):
+    """tre.tex, tre_snapped.tex and tre_exact.tex drop into a document with booktabs alone, without and with an
+    exact motion (and a display label with a LaTeX special character): compiled with pdflatex; the List of
+    Tables gets the short caption, the conventions sit under the table."""
     import shutil as sh
     import subprocess
 
@@ -339,7 +340,8 @@ def test_latex_tables_compile_and_keep_the_list_of_tables_short(seeded, tmp_path
     if sh.which("pdflatex") is None:
         pytest.skip("pdflatex is not installed (Debian: texlive-latex-base texlive-latex-recommended)")
     document = tmp_path / "doc.tex"
-    inputs = "\n".join(rf"\input{{{seeded / name}}}" for name in ("tre.tex", "tre_snapped.tex", "tre_exact.tex"))
+    names = ("tre.tex", "tre_snapped.tex", "tre_exact.tex")
+    inputs = "\n".join(rf"\input{{{folder / name}}}" for folder in (seeded, exact_tables) for name in names)
     document.write_text(
         "\\documentclass{article}\n\\usepackage[utf8]{inputenc}\n\\usepackage{booktabs}\n"
         f"\\begin{{document}}\n\\listoftables\n{inputs}\n\\end{{document}}\n"
@@ -354,7 +356,7 @@ def test_latex_tables_compile_and_keep_the_list_of_tables_short(seeded, tmp_path
         )
         assert result.returncode == 0, result.stdout[-3000:]
     lot = (tmp_path / "doc.lot").read_text()
-    assert "TRE (mm) per case" in lot and "ddof" not in lot
+    assert "TRE (mm) per case" in lot and "TRE against the exact motion" in lot and "ddof" not in lot
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
 
 
