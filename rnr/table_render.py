@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from .io import write_csv
-from .table_marks import LATEX_MARKS
-from .table_specs import Column, Table
+from .table_marks import LATEX_MARKS, MARK_NOT_CONVERGED
+from .table_specs import Column, Table, with_columns
 
 
 @dataclass
@@ -71,13 +71,11 @@ def _missing(value: Any) -> bool:
 def value_text(column: Column, value: Any, labels: dict[str, str] | None = None) -> str:
     """A value as a page shows it, by the column's format (rnr.table_specs.FORMATS)."""
     fmt = column.format
-    if isinstance(value, str) and fmt not in ("configuration",):
+    if isinstance(value, str) and fmt != "configuration":
         return value
     if fmt == "configuration":
         return (labels or {}).get(str(value), str(value))
     if fmt == "yes_no":
-        from .table_marks import MARK_NOT_CONVERGED
-
         return "n/a" if _missing(value) else ("yes" if bool(value) else f"no {MARK_NOT_CONVERGED}")
     if _missing(value):
         return "–" if fmt == "full" else "n/a"
@@ -114,6 +112,11 @@ def cell_text(column: Column, cell: Cell, labels: dict[str, str] | None = None) 
 
 
 # -- Markdown ---------------------------------------------------------------------------------------------
+def _md_escape(text: str) -> str:
+    """A pipe inside a cell (a label such as 'A | B') would end the cell."""
+    return text.replace("|", "\\|")
+
+
 def markdown(view: View) -> str:
     """Markdown: the bold title line, one pipe table per block (a block's heading joins the first header
     cell), then the notes as paragraphs."""
@@ -123,12 +126,12 @@ def markdown(view: View) -> str:
         headings = [c.heading for c in columns]
         if block.heading:
             headings[0] = f"{headings[0]} ({block.heading})"
-        lines.append("| " + " | ".join(headings) + " |")
+        lines.append("| " + " | ".join(_md_escape(h) for h in headings) + " |")
         lines.append("|" + "".join("---:|" if c.numeric else "---|" for c in columns))
         for row in block.rows:
             cells = []
             for column, cell in _page(view.table, row):
-                text = cell_text(column, cell, view.labels)
+                text = _md_escape(cell_text(column, cell, view.labels))
                 cells.append((f"**{text}**" if cell.bold else text) + cell.mark)
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
@@ -339,6 +342,4 @@ def frame_view(table: Table, frame: pd.DataFrame, title: str, notes: list[str], 
     known = {c.name: c for c in table.columns}
     columns = tuple(known.get(name, Column(name)) for name in frame.columns)
     rows = [[Cell(v) for v in row] for row in frame.itertuples(index=False)]
-    from .table_specs import with_columns
-
     return View(with_columns(table, columns), title, [Block(rows)], notes, labels)

@@ -41,6 +41,7 @@ from .table_specs import (
     LATEX,
     MARKDOWN,
     STATS,
+    TABLE_SPECS,
     TABLES,
     TRE_EXACT,
     TRE_EXACT_LANDMARKS,
@@ -354,8 +355,6 @@ def write_tables(
     ``compare_to``: the reference configuration of the paired tests (default: the first registered one in
     ``order``); ``labels``: configuration -> display label, shown in every format. Returns the paths written.
     """
-    from .table_specs import TABLE_SPECS
-
     data = collect(runs_dir, order, compare_to, labels)
     out = Path(out_dir)
     csv_frames = frames(data)
