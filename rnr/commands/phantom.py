@@ -75,6 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "4DCT: 20-40)",
     )
     parser.add_argument(
+        "--jobs", type=int, default=1, help="cases written at once, in worker processes (default 1; same output)"
+    )
+    parser.add_argument(
         "--no-masks",
         action="store_true",
         help="do not write Masks/case{N}_T00_mask.mhd (the true lung mask, placed as a user-provided mask)",
@@ -93,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         scale=args.scale,
         with_masks=not args.no_masks,
         noise_hu=args.noise,
+        jobs=max(1, args.jobs),
     )
     for case in args.cases:
         summary = load_truth(out, case).summary

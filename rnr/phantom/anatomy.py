@@ -54,6 +54,21 @@ class Anatomy:
         ex, ey, ez = self.extent
         return (self.cx + 0.06 * ex, self.cy - 0.10 * ey, 0.64 * ez), (0.15 * ex, 0.17 * ey, 0.17 * ez)
 
+    def lung_box(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi) mm (x, y, z): a box holding both lungs (:meth:`lung` is False outside it)."""
+        ex, ey, ez = self.extent
+        lo = np.array([self.cx - 0.345 * ex, self.cy - 0.26 * ey, 0.07 * ez])
+        hi = np.array([self.cx + 0.345 * ex, self.cy + 0.32 * ey, 0.90 * ez])
+        return lo, hi
+
+    def lung_points(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """:meth:`lung` of 1-D point coordinates, evaluated only inside :meth:`lung_box` (faster)."""
+        lo, hi = self.lung_box()
+        box = (x > lo[0]) & (x < hi[0]) & (y > lo[1]) & (y < hi[1]) & (z > lo[2]) & (z < hi[2])
+        out = np.zeros(x.shape, dtype=bool)
+        out[box] = self.lung(x[box], y[box], z[box])
+        return out
+
     def lung(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, margin: float = 0.0) -> np.ndarray:
         """True inside either lung, eroded by ``margin`` mm (approximately). Broadcastable arrays."""
         ex, ey, ez = self.extent

@@ -226,19 +226,23 @@ def render_phase(
     lung_count = np.zeros(shape_zyx, dtype=np.float64)
     other_sum = np.zeros(shape_zyx, dtype=np.float64)
     offsets = _offsets(spacing)
+    n = int(np.prod(shape_zyx))
     for off in offsets:
         x, y, z = x0 + off[0], y0 + off[1], z0 + off[2]
         vx, vy, vz, m, wall = motion.fields(x, y, z, tau)
-        lung_src = [np.broadcast_to(c + v, shape_zyx) for c, v in ((x, vx), (y, vy), (z, vz))]
-        in_lung = anat.lung(*lung_src)
-        lung_sum[in_lung] += raster.sample(raster.density, *(c[in_lung] for c in lung_src))
+        lung_src = [np.broadcast_to(c + v, shape_zyx).reshape(n) for c, v in ((x, vx), (y, vy), (z, vz))]
+        in_lung = anat.lung_points(*lung_src).reshape(shape_zyx)
+        flat = in_lung.reshape(n)
+        lung_sum[in_lung] += raster.sample(raster.density, *(c[flat] for c in lung_src))
         lung_count += in_lung
         out = ~in_lung
         body_src = [np.broadcast_to(c + m * v, shape_zyx)[out] for c, v in ((x, vx), (y, vy - wall), (z, vz))]
         # Where the lungs slid away and the body does not follow, the body point is a T00 lung point: soft
         # tissue (no_lung) fills that room.
-        gap = anat.lung(*body_src)
-        values = np.where(gap, raster.sample(raster.no_lung, *body_src), raster.sample(raster.density, *body_src))
+        gap = anat.lung_points(*body_src)
+        values = np.empty(len(gap))
+        values[gap] = raster.sample(raster.no_lung, *(c[gap] for c in body_src))
+        values[~gap] = raster.sample(raster.density, *(c[~gap] for c in body_src))
         other_sum[out] += values
     # Per-phase parenchyma detail, in the lung part of each voxel, before the density change.
     detail = ndimage.gaussian_filter(rng.normal(size=shape_zyx), (0.0, 0.6, 0.6))

@@ -31,6 +31,8 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -473,11 +475,14 @@ def write_dataset(
     *,
     with_masks: bool = True,
     noise_hu: float = NOISE_HU,
+    jobs: int = 1,
 ) -> Path:
     """Write the phantom cases ``cases`` into ``out_dir`` in the DIR-Lab layout; return ``out_dir``.
 
     ``geometry.json`` and ``truth/summary.csv`` list the written cases (merged with entries already there for
     other cases). ``with_masks`` writes each case's true T00 lung mask as a user-provided ``Masks/`` mask.
+    ``jobs`` > 1 writes that many cases at once in worker processes (each case is independent and seeded
+    on its own, so the output does not depend on ``jobs``).
     """
     check_options(scale, noise_hu)
     cases = [int(c) for c in cases]
@@ -499,8 +504,13 @@ def write_dataset(
         old = pd.read_csv(summary_path)
         if list(old.columns) == list(REALISM_COLUMNS):
             rows = {int(r["case"]): r for r in old.to_dict("records")}
-    for case in cases:
-        summary = write_case(out, case, seed=seed, scale=scale, with_mask=with_masks, noise_hu=noise_hu)
+    options = {"seed": seed, "scale": scale, "with_mask": with_masks, "noise_hu": noise_hu}
+    if jobs > 1 and len(cases) > 1:
+        with ProcessPoolExecutor(min(jobs, len(cases))) as pool:
+            summaries = list(pool.map(partial(write_case, out, **options), cases))
+    else:
+        summaries = [write_case(out, case, **options) for case in cases]
+    for case, summary in zip(cases, summaries, strict=True):
         entries[str(case)] = {
             "size_xyz": summary["size_xyz"],
             "spacing_xyz": summary["spacing_xyz"],
