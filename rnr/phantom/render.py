@@ -18,7 +18,10 @@ Why (each step argued from how a 4DCT scanner sees breathing lungs):
    lungs between phases; when a region's volume shrinks by the factor ``1 / det(grad b)``, the same tissue
    fills it, so its density, i.e. ``HU + 1000`` (HU is linear in the attenuation, -1000 for air), rises by
    ``det(grad b)``: ``HU_phase(y) + 1000 = (HU_T00(b(y)) + 1000) * det(grad b)(y)``. At exhale the lungs
-   compress (det > 1), most at the bases. ``det(grad b)`` is computed by central finite differences of the
+   compress (det > 1), most at the bases. Tissue and blood are incompressible (compression only expels
+   air), so the lung part of a voxel gets no denser than air-free tissue (:data:`TISSUE_DENSITY`); only
+   voxels that are nearly all vessel reach that cap, and lung mass is conserved to within a few per cent
+   (truth/summary.csv states it per case). ``det(grad b)`` is computed by central finite differences of the
    analytic backward map in mm (step :data:`JACOBIAN_STEP_MM`), at the voxel centre (the map is smooth on
    the scale of a voxel). The body compartment (soft tissue, bone) is incompressible and keeps its HU.
 4. **Sub-resolution parenchyma detail is only partly shared between phases.** Alveoli and small airways
@@ -56,6 +59,8 @@ JACOBIAN_STEP_MM = 0.5
 SHARED_TEXTURE_HU, SHARED_TEXTURE_MM = 20.0, 2.0
 #: Per-phase lung texture (std HU on the acquisition grid, Gaussian sigma 0.6 voxel): what breathing reshuffles.
 PHASE_TEXTURE_HU = 8.0
+#: Density (HU + 1000) of air-free lung tissue and blood (+60 HU): what compression can reach at most.
+TISSUE_DENSITY = 1060.0
 #: HU of the parenchyma at T00 (end-inhale), before texture, vessels and the gravity gradient.
 PARENCHYMA_HU = -870.0
 
@@ -249,7 +254,9 @@ def render_phase(
     detail *= PHASE_TEXTURE_HU / max(float(detail.std()), 1e-6)
     lung_sum += lung_count * detail
     jac = np.broadcast_to(jacobian_det(motion, x0, y0, z0, tau), shape_zyx)
-    density = (jac * lung_sum + other_sum) / len(offsets)
+    # Compression expels air only: the lung part of a voxel gets no denser than air-free tissue.
+    lung_density = np.minimum(jac * lung_sum, TISSUE_DENSITY * lung_count)
+    density = (lung_density + other_sum) / len(offsets)
     hu = ndimage.gaussian_filter(density, (0.0, PSF_SIGMA_VOXELS, PSF_SIGMA_VOXELS)) - 1000.0
     noise = ndimage.gaussian_filter(
         rng.normal(size=shape_zyx), (0.0, NOISE_CORRELATION_VOXELS, NOISE_CORRELATION_VOXELS)
