@@ -4,7 +4,10 @@ Use it to run and test the whole pipeline without downloading DIR-Lab. Each case
 (end-inhale) .. T50 (end-exhale) with realistic HU (air, body, ribs, spine, two lungs with vessel trees)
 and a known breathing motion: lungs sliding along a still spine and chest wall, mostly cranio-caudal and
 largest at the bases, with region-dependent phase lags; calibrated so that the no-registration TRE mean and
-std of the landmark files match the DIR-Lab case with the same number (3.9 .. 15 mm).
+std of the landmark files match the DIR-Lab case with the same number (3.9 .. 15 mm). Every phase is
+rendered from the anatomy like a 4DCT acquisition: partial volume, slices 2.2-2.6 times the in-plane
+spacing (DIR-Lab's ratio) with a slice-thick z profile, lung density that follows the motion (mass
+preserving: denser at exhale, most at the bases), partly new parenchyma detail per phase, and CT noise.
 
 Output (OUT_DIR):
   Case1Pack/ .. Case10Pack/ (Case8Deploy/)   DIR-Lab layout and file names: Images/*.img (raw int16,
@@ -12,17 +15,22 @@ Output (OUT_DIR):
                                              1-based voxel indices), Sampled4D/ (75 landmarks per phase),
                                              Masks/case{N}_T00_mask.mhd (the true lung mask)
   geometry.json                              size and spacing per case (rnr convert reads it)
-  truth/case{N}.npz, truth/case{N}.json      exact landmark positions, true lung mask, motion; the .npz
+  truth/case{N}.npz, truth/case{N}.json      exact landmark positions, true lung mask, motion, each
+                                             phase's lung volume, mean lung HU and lung mass; the .npz
                                              alone gives the exact position of any T00 point at any phase
-                                             (rnr.phantom.load_truth_file(...).positions)
+                                             (rnr.truth.load_truth_file(...).positions)
+  truth/summary.csv                          the realism table (printed too): lung volume T50/T00, mean
+                                             lung HU at T00 and T50, lung mass T50/T00, noise, spacing,
+                                             NCC of T00 with T50 under the true motion
 
-The phantom is smaller than DIR-Lab (about 110 x 85 x 60 voxels of ~2.9 x 2.9 x 3.2 mm; --scale 0.5
-halves each axis) and takes a few seconds for all ten cases. Same seed, same data.
+At scale 1 a voxel is DIR-Lab's times 2.2 (about 2.1-2.6 mm in-plane, 5.4-5.5 mm slices; 0.4-0.6 M voxels
+per case); --scale 0.5 doubles the spacing. About 10 s of one core per case at scale 1 (--jobs runs
+cases in parallel). Same seed, same data.
 
 Next step: rnr convert --dirlab-dir OUT_DIR --case N --out CASE_DIR
 
 Example:
-  rnr phantom results/phantom/source                      # all ten cases
+  rnr phantom results/phantom/source --jobs 2             # all ten cases
   rnr phantom /tmp/phantom --cases 1 2 --scale 0.5        # two small cases for a quick test
 """
 

@@ -68,7 +68,7 @@ class Motion:
       T00 -> T50.
 
     A T00 point moves with the field of its T00 compartment (:meth:`forward`, inverting ``psi`` by relaxed
-    fixed-point iteration). Images (see ``_warp``) show at a phase point ``y`` the lung point ``psi_lung(y)``
+    fixed-point iteration). Images (render.py) show at a phase point ``y`` the lung point ``psi_lung(y)``
     if that lies in the T00 lungs, else the body point ``psi_body(y)``.
     """
 
