@@ -214,7 +214,7 @@ def test_cli_phantom(tmp_path, capsys):
     assert (tmp_path / "ph" / "Case2Pack" / "Images" / "case2_T50-ssm.img").is_file()
     assert not (tmp_path / "ph" / "Case2Pack" / "Masks").exists()
     # Out-of-range options: one line naming the option and its range.
-    for option, value, expected in (("--scale", "0.3", "[0.5, 1.5]"), ("--noise", "100", "[0, 60] HU")):
+    for option, value, expected in (("--scale", "0.3", "[0.5, 2]"), ("--noise", "100", "[0, 60] HU")):
         with pytest.raises(SystemExit):
             rnr_main(["phantom", str(tmp_path / "ph"), option, value])
         err = capsys.readouterr().err.strip().splitlines()[-1]

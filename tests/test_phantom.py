@@ -415,7 +415,7 @@ def test_geometry_file_lists_written_cases(phantom_dataset):
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match=r"--scale must be in \[0.5, 1.5\]"):
+    with pytest.raises(ValueError, match=r"--scale must be in \[0.5, 2\]"):
         phantom.write_dataset("/nonexistent", cases=[1], scale=0.4)
     with pytest.raises(ValueError, match=r"--noise must be in \[0, 60\] HU"):
         phantom.write_dataset("/nonexistent", cases=[1], noise_hu=80.0)
