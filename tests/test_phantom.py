@@ -209,7 +209,7 @@ def test_realism_recomputed_from_written_images(case, phantom_dataset, cases_4_8
     assert 20.0 < (t50[still] - t00[still]).std() / np.sqrt(2.0) < 40.0
     row = phantom.read_summary(dataset).set_index("case").loc[case]
     assert row["lung_mass_ratio"] == pytest.approx(mass["T50"] / mass["T00"], rel=1e-9)
-    assert row["mean_lung_hu_T50"] - row["mean_lung_hu_T00"] == pytest.approx(rise, abs=1e-6)
+    assert row["mean_lung_hu_T50"] - row["mean_lung_hu_T00"] == pytest.approx(rise, abs=1e-3)
     assert 0.5 < row["ncc_true_motion"] < 1.0
 
 

@@ -346,7 +346,7 @@ def write_case(
         mask = lung_mask(motion, tau, shape, spacing)
         phases[phase] = {
             "lung_volume_ml": float(mask.sum()) * voxel_ml,
-            "mean_lung_hu": float(hu[mask].mean()),
+            "mean_lung_hu": float(hu[mask].astype(np.float64).mean()),
             # HU + 1000 is density in mg/ml (water 1000, air 0): grams = sum / 1e6 * voxel ml * 1000.
             "lung_mass_g": float((hu[mask].astype(np.float64) + 1000.0).sum()) * voxel_ml / 1000.0,
         }
