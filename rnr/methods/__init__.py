@@ -8,7 +8,7 @@ registers itself on import: this table is the whole list.
 from __future__ import annotations
 
 from ..transform import AffineTransform, Transform
-from . import demons, field, identity, idir, rnr
+from . import ants, command, demons, elastix, field, identity, idir, rnr
 from .base import FitContext, Method, MethodOutcome
 
 METHODS: dict[str, Method] = {
@@ -19,6 +19,9 @@ METHODS: dict[str, Method] = {
         demons.METHOD,
         identity.METHOD,
         field.METHOD,
+        elastix.METHOD,
+        ants.METHOD,
+        command.METHOD,
     )
 }
 

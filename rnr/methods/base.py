@@ -14,8 +14,10 @@ by the project's optimisation loop builds an :class:`rnr.fit.Objective` and call
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -23,7 +25,7 @@ import pandas as pd
 import torch
 
 from ..case import ConvertedCase
-from ..config import MethodSettings, Settings
+from ..config import MethodSettings, Settings, SettingsError
 from ..fit import Objective, make_sampler, optimise
 from ..fit_data import FitData
 from ..transform import Transform
@@ -116,3 +118,19 @@ def fit_with_loop(ctx: FitContext, objective: Objective, data: FitData) -> Metho
         n_points=data.n_points,
         compared_terms=[t.label for t in data.terms],
     )
+
+
+#: The optional dependency group (pyproject.toml) that holds the packages of the classical baselines.
+BASELINES_EXTRA = "baselines"
+
+
+def import_extra(module: str, method: str, package: str, extra: str = BASELINES_EXTRA) -> ModuleType:
+    """Import ``module`` of an optional package a method needs; without it, a one-line
+    :class:`~rnr.config.SettingsError` naming the method, the package and the extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise SettingsError(
+            f"method {method!r} needs the package {package} ({exc.msg}); install it with "
+            f'pip install -e ".[{extra}]" (or pip install "rnr[{extra}]")'
+        ) from None
