@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import string
 import subprocess
 import sys
@@ -142,6 +143,38 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "(nothing on stderr)"
 
 
+def run_command(line: str, env: dict[str, str], timeout_s: float, where: str) -> tuple[int, str]:
+    """Run ``line`` with ``/bin/sh -c``; return (exit code, standard error). The command runs in its own process
+    group so that a timeout (or Ctrl-C) stops everything it started, not only the shell."""
+    process = subprocess.Popen(
+        line,
+        shell=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
+    try:
+        _, stderr = process.communicate(timeout=timeout_s or None)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        raise FitError(f"{where} did not finish within command_timeout_s = {timeout_s:g} s") from None
+    except BaseException:
+        _kill_group(process)
+        raise
+    return process.returncode, stderr
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.communicate()
+
+
 def fit(ctx: FitContext) -> MethodOutcome:
     """Run the command for ``ctx.case`` and read the field it wrote (module docstring)."""
     params: CommandSettings = ctx.settings.params  # type: ignore[assignment]
@@ -166,24 +199,11 @@ def fit(ctx: FitContext) -> MethodOutcome:
         line = params.command.format(**{k: shlex.quote(str(v)) for k, v in values.items()})
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": str(threads)}
         start = time.perf_counter()
-        try:
-            done = subprocess.run(
-                line,
-                shell=True,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-                errors="replace",
-                timeout=params.command_timeout_s or None,
-            )
-        except subprocess.TimeoutExpired:
-            limit = params.command_timeout_s
-            raise FitError(f"{where} did not finish within command_timeout_s = {limit:g} s") from None
+        returncode, stderr = run_command(line, env, params.command_timeout_s, where)
         wall = time.perf_counter() - start
-        sys.stderr.write(done.stderr)
-        if done.returncode != 0:
-            raise FitError(f"{where} exited with code {done.returncode}; its stderr ends: {_last_line(done.stderr)}")
+        sys.stderr.write(stderr)
+        if returncode != 0:
+            raise FitError(f"{where} exited with code {returncode}; its stderr ends: {_last_line(stderr)}")
         field_path = Path(values["field"])
         if not field_path.is_file():
             raise FitError(f"{where} exited with code 0 but wrote no field at {{field}} ({field_path})")
@@ -201,8 +221,8 @@ def fit(ctx: FitContext) -> MethodOutcome:
         compared_terms=[t.label for t in compared_terms("seed", False, 1)],
         extra={
             "command_line": line,
-            "command_exit_code": done.returncode,
-            "command_stderr_tail": stderr_tail(done.stderr),
+            "command_exit_code": returncode,
+            "command_stderr_tail": stderr_tail(stderr),
         },
     )
 
