@@ -100,7 +100,7 @@ def test_seeds_and_cases_from_the_command_line(tmp_path):
 
 
 def test_dry_run_dirlab_config(tmp_path):
-    """config/dirlab.yaml merges over the default: five RNR configurations at the model defaults and the two
+    """config/dirlab.yaml merges over the default: five RNR configurations at the model defaults and the four
     baselines, GPU jobs."""
     (tmp_path / "dirlab").mkdir()
     result = snakemake(
@@ -117,7 +117,7 @@ def test_dry_run_dirlab_config(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
-    assert counts["register"] == 2 * 7 * 3 and counts["settings"] == 7 and "phantom" not in counts  # 3 seeds
+    assert counts["register"] == 2 * 9 * 3 and counts["settings"] == 9 and "phantom" not in counts  # 3 seeds
     assert "runs/idir_cpu/" not in result.stdout  # config.yaml's CPU-sized IDIR is switched off (false)
     assert "gpu=1" in result.stdout
     for name in (
@@ -128,8 +128,22 @@ def test_dry_run_dirlab_config(tmp_path):
         "rnr_trajectory",
         "idir",
         "demons",
+        "elastix",
+        "ants",
     ):
         assert f"results/dirlab/runs/{name}/case2/seed3/checkpoint.pt" in result.stdout
+
+
+def test_dry_run_baselines_config(tmp_path):
+    """config/baselines.yaml adds elastix and ANTs to the default phantom run."""
+    result = snakemake(
+        tmp_path, "all", "--dry-run", "--cores", "4", "--configfile", str(REPO / "config" / "baselines.yaml")
+    )
+    assert result.returncode == 0, result.stderr
+    n_default = len(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["configurations"])
+    assert job_counts(result.stdout)["register"] == 10 * (n_default + 2)
+    for name in ("elastix", "ants"):
+        assert f"results/phantom/runs/{name}/case10/seed3/checkpoint.pt" in result.stdout
 
 
 @pytest.mark.parametrize(
