@@ -42,12 +42,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ..config import MethodSettings, SettingsError, check_positive
-from ..phases import compared_terms
-from .base import FitContext, Method, MethodOutcome, import_extra
+from .base import FitContext, Method, MethodOutcome, import_extra, pair_outcome
 from .demons import FieldTransform
 from .field import world_to_voxel_vectors
 
@@ -153,14 +151,10 @@ def fit(ctx: FitContext) -> MethodOutcome:
         case.image("T00"), case.image("T50"), ctx.mask, case.spacing_xyz, params, threads=torch.get_num_threads()
     )
     wall = time.perf_counter() - start
-    return MethodOutcome(
-        transform=AntsFieldTransform(case.size_xyz, case.spacing_xyz, disp),
-        log=pd.DataFrame({"iteration": [], "loss": [], "elapsed_s": []}),
-        wall_s=wall,
-        iterations=0,
-        batch_size=None,
-        n_points=int(np.count_nonzero(ctx.mask)),
-        compared_terms=[t.label for t in compared_terms("seed", False, 1)],
+    return pair_outcome(
+        ctx,
+        AntsFieldTransform(case.size_xyz, case.spacing_xyz, disp),
+        wall,
         extra={"ants_max_iterations": int(sum(params.ants_iterations))},
         device=torch.device("cpu"),
     )

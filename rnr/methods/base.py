@@ -28,6 +28,7 @@ from ..case import ConvertedCase
 from ..config import MethodSettings, Settings, SettingsError
 from ..fit import Objective, make_sampler, optimise
 from ..fit_data import FitData
+from ..phases import compared_terms
 from ..transform import Transform
 
 
@@ -134,3 +135,31 @@ def import_extra(module: str, method: str, package: str, extra: str = BASELINES_
             f"method {method!r} needs the package {package} ({exc.msg}); install it with "
             f'pip install -e ".[{extra}]" (or pip install "rnr[{extra}]")'
         ) from None
+
+
+def pair_outcome(
+    ctx: FitContext,
+    transform: Transform,
+    wall_s: float,
+    *,
+    log: pd.DataFrame | None = None,
+    iterations: int = 0,
+    extra: dict[str, Any] | None = None,
+    device: torch.device | None = None,
+) -> MethodOutcome:
+    """The outcome of a method that registers T50 to T00 alone, outside the project's loop (a tool or a file):
+    no batches, the T00 mask's voxel count as ``n_points``, the one T50-vs-T00 term. ``log`` defaults to an
+    empty log (the tool reports none)."""
+    if log is None:
+        log = pd.DataFrame({"iteration": [], "loss": [], "elapsed_s": []})
+    return MethodOutcome(
+        transform=transform,
+        log=log,
+        wall_s=wall_s,
+        iterations=iterations,
+        batch_size=None,
+        n_points=int(np.count_nonzero(ctx.mask)),
+        compared_terms=[t.label for t in compared_terms("seed", False, 1)],
+        extra=dict(extra or {}),
+        device=device,
+    )

@@ -46,7 +46,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import SimpleITK as sitk
 import torch
 
@@ -54,8 +53,7 @@ from ..case import ConvertedCase
 from ..config import MethodSettings, SettingsError, check_positive
 from ..fit import FitError
 from ..io import InputError, read_image_header, write_image
-from ..phases import compared_terms
-from .base import FitContext, Method, MethodOutcome
+from .base import FitContext, Method, MethodOutcome, pair_outcome
 from .demons import FieldTransform
 from .field import read_field
 
@@ -211,14 +209,10 @@ def fit(ctx: FitContext) -> MethodOutcome:
             disp = read_field(field_path, case)
         except InputError as exc:
             raise FitError(f"{where} wrote a field that cannot be used: {exc}") from None
-    return MethodOutcome(
-        transform=CommandFieldTransform(case.size_xyz, case.spacing_xyz, disp).to(ctx.device),
-        log=pd.DataFrame({"iteration": [], "loss": [], "elapsed_s": []}),
-        wall_s=wall,
-        iterations=0,
-        batch_size=None,
-        n_points=int(np.count_nonzero(ctx.mask)),
-        compared_terms=[t.label for t in compared_terms("seed", False, 1)],
+    return pair_outcome(
+        ctx,
+        CommandFieldTransform(case.size_xyz, case.spacing_xyz, disp).to(ctx.device),
+        wall,
         extra={
             "command_line": line,
             "command_exit_code": returncode,

@@ -45,8 +45,7 @@ import pandas as pd
 import torch
 
 from ..config import MethodSettings, SettingsError, check_choice, check_positive
-from ..phases import compared_terms
-from .base import FitContext, Method, MethodOutcome, import_extra
+from .base import FitContext, Method, MethodOutcome, import_extra, pair_outcome
 from .demons import FieldTransform
 from .field import world_to_voxel_vectors
 
@@ -249,14 +248,12 @@ def fit(ctx: FitContext) -> MethodOutcome:
         threads=torch.get_num_threads(),
     )
     wall = time.perf_counter() - start
-    return MethodOutcome(
-        transform=ElastixFieldTransform(case.size_xyz, case.spacing_xyz, disp),
+    return pair_outcome(
+        ctx,
+        ElastixFieldTransform(case.size_xyz, case.spacing_xyz, disp),
+        wall,
         log=log,
-        wall_s=wall,
         iterations=len(log),
-        batch_size=None,
-        n_points=int(np.count_nonzero(ctx.mask)),
-        compared_terms=[t.label for t in compared_terms("seed", False, 1)],
         extra={"parameter_map": parameter_map(params, ctx.settings.seed)},
         device=torch.device("cpu"),
     )
