@@ -16,12 +16,14 @@ Method (configuration ``{method: ants}``; every number below is an :class:`AntsS
 * **Registration**: ``ants.registration(type_of_transform="SyNOnly")``, symmetric normalisation without
   rigid or affine stages (T00 and T50 are phases of one scan), metric CC with neighbourhood radius
   ``ants_cc_radius`` = 2 voxels, ``SyN[gradient step 0.2, update-field sigma 3, total-field sigma 0]``
-  (voxels), four resolutions with ``ants_iterations`` = (100, 70, 50, 20), which antspyx runs at shrink factors
-  8, 4, 2, 1 with Gaussian smoothing 3, 2, 1, 0 voxels: the schedule of ANTs' ``antsRegistrationSyN.sh``,
-  whose CC radius is 4. The smaller radius (a 5 x 5 x 5 instead of a 9 x 9 x 9 neighbourhood) and the
-  iteration counts keep a DIR-Lab-size case within minutes on a 2-core CPU; antspyx's own ``SyNCC`` preset
-  (radius 4, 2100 x 1200 x 1200 x 20 iterations after an affine stage) did not finish a 256 x 256 x 94 case
-  within 15 minutes there.
+  (voxels), four resolutions with ``ants_iterations`` = (100, 70, 50, 0), which antspyx runs at shrink factors
+  8, 4, 2, 1 with Gaussian smoothing 3, 2, 1, 0 voxels. That is the schedule of ANTs'
+  ``antsRegistrationSyN.sh`` (100, 70, 50, 20 iterations, CC radius 4) made to fit a CPU: no iterations at
+  full resolution (the field of the half-resolution level is upsampled; about 2 mm voxels on DIR-Lab) and a
+  radius of 2 (a 5 x 5 x 5 instead of a 9 x 9 x 9 neighbourhood). On a 256 x 256 x 94 case on a loaded 2-core
+  CPU this took 9 min of CPU time (27 min wall); with 20 full-resolution iterations it had not finished after
+  10 min of CPU time (28 min wall), and antspyx's own ``SyNCC`` preset (radius 4, an affine stage, then
+  2100 x 1200 x 1200 x 20 iterations) not within 15 minutes.
 * **Output**: the composed field (mm along the index axes, identity frame), divided by the spacing, becomes
   an :class:`AntsFieldTransform` (trilinear between voxel centres, det J from central differences of the
   field, as for demons).
@@ -64,14 +66,15 @@ class AntsSettings(MethodSettings):
 
     Attributes:
         ants_iterations: SyN iterations per resolution, coarse to fine; n entries run at shrink factors
-            2^(n-1), ..., 2, 1 with Gaussian smoothing n-1, ..., 1, 0 voxels (antspyx's rule).
+            2^(n-1), ..., 2, 1 with Gaussian smoothing n-1, ..., 1, 0 voxels (antspyx's rule); a last 0 skips
+            the full resolution (its field is the upsampled field of the level before).
         ants_cc_radius: neighbourhood radius of the CC metric (voxels).
         ants_grad_step: SyN gradient step.
         ants_flow_sigma: Gaussian smoothing of the update field (voxels).
         ants_total_sigma: Gaussian smoothing of the total field (voxels; 0 = none).
     """
 
-    ants_iterations: tuple[int, ...] = (100, 70, 50, 20)
+    ants_iterations: tuple[int, ...] = (100, 70, 50, 0)
     ants_cc_radius: int = 2
     ants_grad_step: float = 0.2
     ants_flow_sigma: float = 3.0
