@@ -33,10 +33,12 @@ def _register(phi_inverse):
 
 
 @pytest.mark.parametrize("shift_mm", [(2.0, 0.0, -5.0), (-3.0, 1.5, 0.0)])
-def test_a_translation_is_recovered_with_its_sign_and_size(shift_mm):
+def test_a_translation_is_recovered_with_its_sign_and_size(shift_mm, tmp_path, monkeypatch):
     """T50 = T00 content moved by ``shift_mm``: phi must carry T00 points by +shift (x, y, z), in voxels."""
     phi, psi = translation(shift_mm)
+    monkeypatch.chdir(tmp_path)
     disp, log, t00, grid = _register(psi)
+    assert list(tmp_path.iterdir()) == []  # elastix and transformix write into a temporary folder only
     assert disp.shape == t00.shape + (3,) and disp.dtype == np.float32
     recovered, true = recovered_vs_true(disp, phi, t00, grid)
     np.testing.assert_allclose(np.median(recovered, axis=0), shift_mm, atol=0.25)

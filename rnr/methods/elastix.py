@@ -228,7 +228,15 @@ def elastix_register(
         registration.SetLogToFile(True)
         registration.UpdateLargestPossibleRegion()
         log = read_iteration_log(Path(folder), len(params.elastix_pyramid))
-        field = itk.transformix_deformation_field(moving, registration.GetTransformParameterObject())
+        # transformix with its output folder set: itk.transformix_deformation_field writes its files into
+        # the working directory.
+        transformix = itk.TransformixFilter.New(moving)
+        transformix.SetTransformParameterObject(registration.GetTransformParameterObject())
+        transformix.SetComputeDeformationField(True)
+        transformix.SetOutputDirectory(folder)
+        transformix.SetLogToConsole(False)
+        transformix.UpdateLargestPossibleRegion()
+        field = transformix.GetOutputDeformationField()
     vec_mm = np.asarray(itk.GetArrayFromImage(field), dtype=np.float32)  # (nz, ny, nx, 3), x y z in mm
     return world_to_voxel_vectors(vec_mm, np.eye(3), spacing_xyz), log
 
