@@ -77,7 +77,6 @@ def test_without_the_package_the_method_names_the_extra(phantom_case8, tmp_path,
     assert not (tmp_path / "run" / layout.CHECKPOINT).exists()
 
 
-@pytest.mark.slow
 def test_ants_halves_tre_without_folding_and_evaluates_like_any_map(phantom_case8, tmp_path):
     """The preset on a phantom case (56 x 44 x 30 voxels), through register_case and evaluate_run."""
     case = load_case(phantom_case8)
