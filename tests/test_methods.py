@@ -18,10 +18,10 @@ from rnr.methods.identity import IdentitySettings
 
 
 def test_the_table_lists_every_method_once_with_unique_transform_kinds():
-    assert list(METHODS) == ["rnr", "idir", "demons", "identity", "field"]
+    assert list(METHODS) == ["rnr", "idir", "demons", "identity", "field", "elastix", "ants", "command"]
     assert all(m.name == name for name, m in METHODS.items())
     kinds = transform_kinds()
-    assert {"rnr", "idir", "demons", "identity", "field", "affine"} <= set(kinds)
+    assert {"rnr", "idir", "demons", "identity", "field", "elastix", "ants", "command", "affine"} <= set(kinds)
     for method in METHODS.values():
         assert method.summary and method.transforms
         assert field_names(method.settings) == list(method.settings().__dict__)  # every key has a default

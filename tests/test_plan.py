@@ -67,7 +67,7 @@ def test_default_config_is_not_changed():
 
 
 def test_dirlab_config(tmp_path):
-    """config/dirlab.yaml over the default: five RNR configurations at the model defaults and the two baselines,
+    """config/dirlab.yaml over the default: five RNR configurations at the model defaults and the four baselines,
     three seeds, GPU; config.yaml's CPU-sized IDIR switched off."""
     dirlab = yaml.safe_load((REPO / "config" / "dirlab.yaml").read_text())
     p = plan(dirlab, {"dirlab_dir": str(tmp_path), "cases": ["1", "2"]})
@@ -81,6 +81,8 @@ def test_dirlab_config(tmp_path):
             "rnr_trajectory",
             "idir",
             "demons",
+            "elastix",
+            "ants",
         )
     )
     assert all(c.seeds == (3, 4, 5) for c in p.configurations)
@@ -88,7 +90,16 @@ def test_dirlab_config(tmp_path):
     assert all(c.settings["device"] == "cuda" for c in p.configurations)
     assert p.configuration("rnr").settings["iterations"] == 2500
     assert "results/dirlab/runs/demons/case2/seed5/metrics.json" in p.metrics_files()
-    assert len(p.metrics_files()) == 2 * (1 + 7 * 3)
+    assert len(p.metrics_files()) == 2 * (1 + 9 * 3)
+
+
+def test_baselines_config():
+    """config/baselines.yaml adds elastix and ANTs to the default phantom run."""
+    baselines = yaml.safe_load((REPO / "config" / "baselines.yaml").read_text())
+    p = plan(baselines)
+    assert p.names == (*DEFAULT["configurations"], "elastix", "ants")
+    assert p.configuration("elastix").method == "elastix" and p.configuration("ants").method == "ants"
+    assert "results/phantom/runs/ants/case10/seed3/metrics.json" in p.metrics_files()
 
 
 def test_command_line_strings_are_read_as_meant():

@@ -18,7 +18,7 @@ import yaml
 
 from ..config import Settings, SettingsError, SharedSettings, build, field_names
 from ..transform import AffineTransform, Transform, read_checkpoint
-from . import demons, field, identity, idir, rnr
+from . import ants, command, demons, elastix, field, identity, idir, rnr
 from .base import FitContext, Method, MethodOutcome
 
 METHODS: dict[str, Method] = {
@@ -29,6 +29,9 @@ METHODS: dict[str, Method] = {
         demons.METHOD,
         identity.METHOD,
         field.METHOD,
+        elastix.METHOD,
+        ants.METHOD,
+        command.METHOD,
     )
 }
 
