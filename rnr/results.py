@@ -10,6 +10,8 @@ Frames:
 
 * :func:`run_frame`: one row per run (case x configuration x seed);
 * :func:`per_landmark_frame`: one row per landmark x run (the tidy data for statistics and figures);
+* :func:`exact_landmark_frame`: the same for the TRE on the exact landmark positions, where the dataset
+  carries its exact motion (the phantom);
 * :func:`summary_frame`: one row per case x configuration, seeds pooled (:data:`CONTRACT_COLUMNS` first);
 * :func:`configurations_frame`: one row per configuration, its effective settings and provenance.
 """
@@ -78,6 +80,18 @@ TRE_LANDMARK_COLUMNS = (
     "tre_mm",
     "tre_snapped_mm",
     "tre_legacy_mm",
+    "dx_mm",
+    "dy_mm",
+    "dz_mm",
+)
+#: Columns of the per-landmark exact TRE (the phantom), the rows of tre_exact_landmarks.csv.
+TRE_EXACT_LANDMARK_COLUMNS = (
+    "case",
+    "configuration",
+    "seed",
+    "method",
+    "landmark",
+    "tre_exact_mm",
     "dx_mm",
     "dy_mm",
     "dz_mm",
@@ -249,18 +263,53 @@ def run_frame(records: Sequence[dict[str, Any]], order: Sequence[str] | None = N
     return _sorted(pd.DataFrame(rows), order, ["case", "seed"])
 
 
-def per_landmark_frame(records: Sequence[dict[str, Any]], order: Sequence[str] | None = None) -> pd.DataFrame:
-    """Tidy per-landmark TRE: one row per landmark x case x configuration x seed (:data:`TRE_LANDMARK_COLUMNS`)."""
+def _tidy(records: Sequence[dict[str, Any]], rows_of, columns: Sequence[str], order) -> pd.DataFrame:
+    """One row per landmark x run: each run's per-landmark records (``rows_of(record)``) after its keys."""
     parts = []
     for r in records:
-        rows = pd.DataFrame(_get(r, "tre.per_landmark", r["_path"]))
+        rows = pd.DataFrame(rows_of(r))
         rows.insert(0, "method", r.get("method", ""))
         rows.insert(0, "seed", int(r["_seed"]))
         rows.insert(0, "configuration", r["configuration"])
         rows.insert(0, "case", int(r["case"]))
         parts.append(rows)
-    frame = pd.concat(parts, ignore_index=True).reindex(columns=list(TRE_LANDMARK_COLUMNS))
+    frame = pd.concat(parts, ignore_index=True).reindex(columns=list(columns))
     return _sorted(frame, order, ["case", "seed", "landmark"])
+
+
+def per_landmark_frame(records: Sequence[dict[str, Any]], order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Tidy per-landmark TRE: one row per landmark x case x configuration x seed (:data:`TRE_LANDMARK_COLUMNS`)."""
+    return _tidy(records, lambda r: _get(r, "tre.per_landmark", r["_path"]), TRE_LANDMARK_COLUMNS, order)
+
+
+def _exact_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = _get(record, "exact.tre", record["_path"]).get("per_landmark")
+    if rows is None:
+        raise InputError(
+            f"{record['_path']}: expected key 'exact.tre.per_landmark' (the per-landmark exact TRE); the record "
+            "was written by an older 'rnr evaluate': evaluate the run again"
+        )
+    return [{**row, "tre_exact_mm": row["tre_mm"]} for row in rows]
+
+
+def exact_landmark_frame(records: Sequence[dict[str, Any]], order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Tidy per-landmark exact TRE (rnr/truth.py), one row per landmark x run like :func:`per_landmark_frame`
+    (:data:`TRE_EXACT_LANDMARK_COLUMNS`); an empty frame when the dataset carries no exact motion.
+
+    Raises InputError when some runs carry the exact record and others do not (one dataset either has its
+    exact motion or not), or when a run's exact record lacks the per-landmark values (written by an older
+    ``rnr evaluate``: evaluate it again).
+    """
+    have = [r for r in records if r.get("exact")]
+    if not have:
+        return pd.DataFrame(columns=list(TRE_EXACT_LANDMARK_COLUMNS))
+    if len(have) != len(records):
+        lacking = [str(r["_path"]) for r in records if not r.get("exact")]
+        raise InputError(
+            f"{len(lacking)} of {len(records)} runs have no exact-truth record, the others have one; expected all "
+            f"or none (one dataset): {', '.join(lacking[:3])}{' ...' if len(lacking) > 3 else ''}"
+        )
+    return _tidy(records, _exact_rows, TRE_EXACT_LANDMARK_COLUMNS, order)
 
 
 def _all_or_none(values: pd.Series) -> Any:

@@ -23,8 +23,11 @@ import seaborn as sns  # noqa: E402
 
 from . import stats  # noqa: E402
 from .figure_style import PAGES, STYLE, save_figure  # noqa: E402  (one house style for every figure)
+from .table_marks import MARK_BETTER, MARK_WORSE, markers  # noqa: E402
 
 WIDTH_IN = PAGES["text"][0]
+#: What a compared value is called in the figure.
+VALUE_TITLES = {"tre_mm": "TRE", "tre_exact_mm": "exact TRE", "tre_snapped_mm": "snapped TRE"}
 
 
 def _configurations(names: Sequence[str], order: Sequence[str] | None, drop: Sequence[str]) -> list[str]:
@@ -43,6 +46,9 @@ def paired_differences(
     name: str = "paired_differences",
 ) -> list[Path]:
     """Per-landmark paired TRE differences against ``reference``, one panel per compared configuration.
+
+    ``value``: the per-landmark column compared, ``tre_mm`` (file landmarks) or ``tre_exact_mm`` (exact
+    positions, the phantom); ``tests`` may hold the tests of several values, the figure uses those of ``value``.
 
     Each panel: x = case, y = ``t_l(config) - t_l(reference)`` in mm for every landmark l (TRE averaged over
     seeds first, as in the tests), a box (quartiles, whiskers 1.5 IQR, no fliers) under the points, the
@@ -65,7 +71,10 @@ def paired_differences(
         parts.append(diff.assign(configuration=config))
     data = pd.concat(parts, ignore_index=True)
     cases = sorted(data["case"].unique())
-    marks = stats.markers(tests) if tests is not None else {}
+    what = VALUE_TITLES.get(value, value)
+    if tests is not None:
+        tests = tests[tests["value"] == value]
+    marks = markers(tests, value) if tests is not None else {}
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(
             len(configs),
@@ -107,19 +116,19 @@ def paired_differences(
                         f"{' ' + marks[('all', config)] if marks.get(('all', config)) else ''})"
                     )
             ax.set_title(title, loc="left")
-            ax.set_ylabel("\u0394TRE (mm)")
+            ax.set_ylabel(f"\u0394{what} (mm)")
             ax.set_xlabel("")
             ax.grid(axis="y", alpha=0.3)
         axes[-1, 0].set_xlabel("case")
         axes[0, 0].legend(loc="lower right", frameon=False)
         lines = [
-            f"Paired per-landmark TRE differences against {reference}",
-            "TRE averaged over seeds per landmark; below 0: smaller TRE than the reference",
+            f"Paired per-landmark {what} differences against {reference}",
+            f"{what} averaged over seeds per landmark; below 0: smaller {what} than the reference",
         ]
         if marks:
             alpha = float(tests["alpha"].iloc[0])
             lines.append(
-                f"{stats.MARK_BETTER} / {stats.MARK_WORSE}: significantly smaller / larger "
+                f"{MARK_BETTER} / {MARK_WORSE}: significantly smaller / larger "
                 f"(Wilcoxon signed-rank, Holm, \u03b1 = {alpha:g})"
             )
         fig.suptitle("\n".join(lines))

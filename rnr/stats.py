@@ -2,9 +2,10 @@
 
 Pure functions on the tidy per-landmark frame (one row per case x configuration x seed x landmark, columns
 ``case``, ``configuration``, ``seed``, ``landmark``, ``tre_mm`` and optionally ``tre_snapped_mm``, ``dx_mm``,
-...). Nothing here reads or writes files.
+...; or the exact per-landmark TRE ``tre_exact_mm``). Nothing here reads or writes files, and nothing here
+decides how a table shows a result (markers, bold, legends: rnr/table_marks.py).
 
-Conventions (stated again in the docstrings and in :func:`legend_text`):
+Conventions (stated again in the docstrings; the tables' legends, rnr/table_marks.py, repeat them):
 
 * **Seed averaging.** The unit of a case is the landmark: a landmark's TRE is first averaged over the seeds of
   its configuration, and every per-case quantity (mean, std, median, percentiles, paired differences) is
@@ -46,9 +47,6 @@ TEST = "wilcoxon signed-rank"
 # method used can be recorded per row.
 EXACT_MAX_N = 50
 PERMUTATION_MAX_N = 13
-MARK_BETTER = "*"
-MARK_WORSE = "\u2020"  # dagger
-LATEX_MARKS = {MARK_BETTER: r"$^{*}$", MARK_WORSE: r"$^{\dagger}$"}
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
@@ -502,42 +500,3 @@ def paired_tests(
     out = out.assign(_s=(out["scope"] == "all").astype(int), _c=out["configuration"].map(rank))
     out = out.sort_values(["_s", "case", "_c"], na_position="last").drop(columns=["_s", "_c"])
     return out[columns].reset_index(drop=True)
-
-
-# -- 4. markers --------------------------------------------------------------------------------------------
-def significance_marker(p_holm: float, median_diff_mm: float, alpha: float = 0.05, latex: bool = False) -> str:
-    """Marker of one table cell: ``*`` significantly better (smaller TRE), ``†`` significantly worse, else "".
-
-    Significant means ``p_holm < alpha``; the direction is the sign of the median paired difference
-    (configuration - reference): negative is better. A NaN p-value or a zero median difference gives "".
-    ``latex=True`` returns ``$^{*}$`` / ``$^{\\dagger}$``.
-    """
-    if p_holm is None or pd.isna(p_holm) or pd.isna(median_diff_mm) or not p_holm < alpha or median_diff_mm == 0:
-        return ""
-    mark = MARK_BETTER if median_diff_mm < 0 else MARK_WORSE
-    return LATEX_MARKS[mark] if latex else mark
-
-
-def markers(tests: pd.DataFrame, latex: bool = False) -> dict[tuple[int | str, str], str]:
-    """Markers of :func:`paired_tests`'s rows, keyed ``(case, configuration)`` and ``("all", configuration)``.
-
-    Uses each row's own ``alpha``. Rows without a marker map to "".
-    """
-    out = {}
-    for row in tests.itertuples(index=False):
-        key = ("all" if row.scope == "all" else int(row.case), row.configuration)
-        out[key] = significance_marker(row.p_holm, row.median_diff_mm, row.alpha, latex=latex)
-    return out
-
-
-def legend_text(alpha: float = 0.05, reference: str | None = None, latex: bool = False) -> str:
-    """One-sentence legend of the markers: the test, the correction, alpha and the marker meanings."""
-    better, worse = (LATEX_MARKS[MARK_BETTER], LATEX_MARKS[MARK_WORSE]) if latex else (MARK_BETTER, MARK_WORSE)
-    ref = f"`{reference}`" if reference and not latex else (rf"\texttt{{{reference}}}" if reference else "")
-    against = f"against the reference {ref}" if reference else "against the reference configuration"
-    a = f"$\\alpha = {alpha:g}$" if latex else f"α = {alpha:g}"
-    return (
-        f"{better} significantly smaller TRE, {worse} significantly larger TRE {against}: two-sided Wilcoxon "
-        "signed-rank test on the paired per-landmark TREs averaged over seeds (per case) or on the paired case "
-        f"means (mean row), Holm correction over the compared configurations, {a}."
-    )

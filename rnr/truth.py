@@ -10,7 +10,8 @@ methods; against the exact truth it scores 0.
 :func:`exact_metrics` returns, for a map phi (T00 -> T50):
 
 * ``tre``: TRE of phi on the exact T00 landmark positions against the exact T50 positions (continuous;
-  mean, std ddof = 1, per axis);
+  mean, std ddof = 1, per axis), and ``per_landmark``: each landmark's exact TRE and signed difference in mm
+  (``landmark``, ``tre_mm``, ``dx_mm``, ``dy_mm``, ``dz_mm``; the rows of ``tre_exact_landmarks.csv``);
 * ``dense``: the error |phi(x) - phi_true(x)| in mm over every T00 lung-mask voxel x: RMS, mean, 95th
   percentile (numpy linear), maximum;
 * ``steps``: for maps with a step per phase interval, the exact TRE of every phi_n on the exact positions of
@@ -60,7 +61,7 @@ def exact_metrics(
             {"step": pair.interval, "source_phase": pair.source, "target_phase": pair.target, **result.summary()}
         )
     return {
-        "tre": landmark.summary(),
+        "tre": {**landmark.summary(), "per_landmark": per_landmark_records(landmark)},
         "dense": {
             "n_points": int(len(error)),
             "rms_mm": float(np.sqrt(np.mean(error**2))),
@@ -70,6 +71,20 @@ def exact_metrics(
         },
         "steps": steps,
     }
+
+
+def per_landmark_records(result: metrics.TREStats) -> list[dict[str, float]]:
+    """One record per landmark (0-based row of the landmark files): exact TRE and signed difference in mm."""
+    return [
+        {
+            "landmark": i,
+            "tre_mm": float(result.per_landmark_mm[i]),
+            "dx_mm": float(result.diff_mm[i, 0]),
+            "dy_mm": float(result.diff_mm[i, 1]),
+            "dz_mm": float(result.diff_mm[i, 2]),
+        }
+        for i in range(result.n)
+    ]
 
 
 class TruthTransform(Transform):

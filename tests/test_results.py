@@ -3,7 +3,6 @@ match its folder; anything else is one clear error naming the files, and no tabl
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import pytest
 from evaluation_case import make_runs
 
 from rnr import cli, layout
-from rnr.results import CONTRACT_COLUMNS, EXTRA_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +36,3 @@ def test_missing_and_inconsistent_runs_are_clear_errors(runs_dir, tmp_path, caps
     assert cli.main(["tables", "--runs-dir", str(copy2), "--out", str(tmp_path / "t")]) == 2
     assert "expected configuration 'renamed'" in capsys.readouterr().err
     assert not (tmp_path / "t").exists()
-
-
-def test_results_readme_documents_every_tre_csv_column():
-    """results/README.md, "Columns of tre.csv", names every column summary_frame writes, and no other."""
-    text = (Path(__file__).resolve().parents[1] / "results" / "README.md").read_text()
-    section = text.split("### Columns of `tre.csv`", 1)[1].split("\n\n", 2)[1]
-    documented = set()
-    for row in section.splitlines()[2:]:
-        documented |= set(re.findall(r"`([a-z0-9_]+)`", row.split("|")[1]))
-    assert documented == {*CONTRACT_COLUMNS, *EXTRA_COLUMNS}

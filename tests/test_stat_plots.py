@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from rnr import figure_style, stat_plots, stats
+from rnr.table_marks import markers
 
 
 def _frame(cases=(1, 2, 3), seeds=(0, 1, 2)) -> pd.DataFrame:
@@ -40,6 +41,16 @@ def test_paired_differences_figure(tmp_path):
     _check(stat_plots.paired_differences(frame, "ref", tmp_path, ["better", "initial"], name="p2"), "p2")
     with pytest.raises(ValueError, match="at least one other"):
         stat_plots.paired_differences(frame, "ref", tmp_path, ["ref"])
+
+
+def test_paired_differences_of_the_exact_tre_use_its_own_tests(tmp_path):
+    frame = _frame()
+    # On the exact positions 'better' is worse than the reference (about +0.3 mm): other tests, other markers.
+    frame["tre_exact_mm"] = np.where(frame["configuration"] == "better", frame["tre_mm"] + 0.6, frame["tre_mm"])
+    tests = pd.concat([stats.paired_tests(frame, "ref", value=v) for v in ("tre_mm", "tre_exact_mm")])
+    assert markers(tests, "tre_exact_mm") != markers(tests, "tre_mm")
+    paths = stat_plots.paired_differences(frame, "ref", tmp_path, tests=tests, value="tre_exact_mm", name="exact")
+    _check(paths, "exact")
 
 
 def test_seed_spread_figure(tmp_path):

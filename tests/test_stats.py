@@ -255,20 +255,3 @@ def test_paired_tests_errors_and_missing_cases():
     assert "cases not in both, left out: [3]" in out.iloc[-1]["note"] and out.iloc[-1]["n_pairs"] == 2
     with_initial = stats.paired_tests(frame, "ref", ["initial"])
     assert (with_initial["median_diff_mm"] > 4).all()  # initial only when asked; its TRE is 5 mm larger
-
-
-# -- markers ------------------------------------------------------------------------------------------------
-def test_markers_and_legend():
-    assert stats.significance_marker(0.01, -0.4) == "*"
-    assert stats.significance_marker(0.01, 0.4) == "\u2020"
-    assert stats.significance_marker(0.01, 0.4, latex=True) == r"$^{\dagger}$"
-    assert stats.significance_marker(0.05, -0.4, alpha=0.05) == ""  # p_holm < alpha, strictly
-    assert stats.significance_marker(float("nan"), -0.4) == ""
-    assert stats.significance_marker(0.001, 0.0) == ""
-    out = stats.paired_tests(_synthetic(cases=(1, 2, 3), seeds=(0, 1)), "ref")
-    marks = stats.markers(out)
-    assert marks[(1, "better")] == "*" and ("all", "better") in marks
-    text = stats.legend_text(0.05, reference="ref")
-    for word in ("Wilcoxon signed-rank", "Holm", "α = 0.05", "`ref`", "*", "\u2020"):
-        assert word in text
-    assert r"$\alpha = 0.01$" in stats.legend_text(0.01, latex=True)

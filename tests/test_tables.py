@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import warnings
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -14,8 +15,10 @@ import pytest
 from evaluation_case import AFFINE_CONFIGS, make_runs
 
 from rnr import cli, layout
+from rnr.provenance import provenance_lines
 from rnr.results import CONTRACT_COLUMNS, TRE_LANDMARK_COLUMNS
-from rnr.tables import HTML_TABLES, TABLES, TableData, frame_html, markdown_html, provenance_lines
+from rnr.table_render import Block, Cell, View, frame_view, html
+from rnr.table_specs import HTML_TABLES, STATS, TABLES, Column, Table
 
 CONFIGS = ["initial", *sorted(AFFINE_CONFIGS)]
 
@@ -115,7 +118,8 @@ def test_tex_snapped_folding_and_landmark_tables(tables):
     assert folding.loc[folding["configuration"] == "affine_large", "min_det"].to_numpy() == pytest.approx(0.9)
     assert "| 1 | affine_large |" in (tables / "folding.md").read_text()
     landmarks = pd.read_csv(tables / "tre_landmarks.csv")
-    assert list(landmarks.columns) == list(TRE_LANDMARK_COLUMNS)
+    assert list(landmarks.columns) == [*TRE_LANDMARK_COLUMNS, "label"]
+    assert (landmarks["label"] == landmarks["configuration"]).all()  # no labels given: the names
     assert len(landmarks) == int(frame["n_landmarks"].sum())
     per_case = landmarks.groupby(["case", "configuration"])["tre_mm"].mean()
     np.testing.assert_allclose(
@@ -235,15 +239,18 @@ def test_html_stats_page_lists_every_test(seeded):
     assert [float(row[column]) for row in page[1:]] == pytest.approx(list(tests["p_value"]), rel=1e-3)
 
 
-def test_an_empty_csv_table_is_a_page_that_says_so(tmp_path):
-    page = frame_html(pd.DataFrame(columns=["configuration", "reference"]), "Paired tests", "What it is.")
+def test_an_empty_csv_table_is_a_page_that_says_so():
+    frame = pd.DataFrame(columns=list(STATS.names))
+    page = html(frame_view(STATS, frame, "Paired tests", ["What it is."], {}), "Paired tests")
     assert "<table" not in page and "The table is empty." in page and "What it is." in page
 
 
-def test_markdown_html_escapes_and_renders_inline_markup():
-    page = markdown_html("**Title <x>**\n\n| a | b |\n|---|---:|\n| `c&d` | **1.0** |\n\nnote `k`\n", "T")
-    assert "<strong>Title &lt;x&gt;</strong>" in page
-    assert '<td class="text"><code>c&amp;d</code></td><td class="num"><strong>1.0</strong></td>' in page
+def test_html_escapes_and_renders_inline_markup():
+    table = Table("t", "t", ("html",), "T", "", "", (Column("a", format="text"), Column("b", format=".1f")))
+    view = View(table, "Title <x>", [Block([[Cell("c&d"), Cell(1.0, bold=True)]])], ["note `k`"])
+    page = html(view, "T")
+    assert "<strong>Title &lt;x&gt;.</strong>" in page
+    assert '<td class="text">c&amp;d</td><td class="num"><strong>1.0</strong></td>' in page
     assert '<p class="note">note <code>k</code></p>' in page
 
 
@@ -320,9 +327,10 @@ def test_runs_of_one_configuration_with_different_settings_are_an_error(seeded, 
     assert str(path) in err and not (tmp_path / "t").exists()
 
 
-def test_latex_tables_compile_and_keep_the_list_of_tables_short(seeded, tmp_path):
-    """tre.tex, tre_snapped.tex and tre_exact.tex drop into a document with booktabs alone: compiled with
-    pdflatex; the List of Tables gets the short caption, the conventions sit under the table."""
+def test_latex_tables_compile_and_keep_the_list_of_tables_short(seeded, exact_tables, tmp_path):
+    """tre.tex, tre_snapped.tex and tre_exact.tex drop into a document with booktabs alone, without and with an
+    exact motion (and a display label with a LaTeX special character): compiled with pdflatex; the List of
+    Tables gets the short caption, the conventions sit under the table."""
     import shutil as sh
     import subprocess
 
@@ -332,7 +340,8 @@ def test_latex_tables_compile_and_keep_the_list_of_tables_short(seeded, tmp_path
     if sh.which("pdflatex") is None:
         pytest.skip("pdflatex is not installed (Debian: texlive-latex-base texlive-latex-recommended)")
     document = tmp_path / "doc.tex"
-    inputs = "\n".join(rf"\input{{{seeded / name}}}" for name in ("tre.tex", "tre_snapped.tex", "tre_exact.tex"))
+    names = ("tre.tex", "tre_snapped.tex", "tre_exact.tex")
+    inputs = "\n".join(rf"\input{{{folder / name}}}" for folder in (seeded, exact_tables) for name in names)
     document.write_text(
         "\\documentclass{article}\n\\usepackage[utf8]{inputenc}\n\\usepackage{booktabs}\n"
         f"\\begin{{document}}\n\\listoftables\n{inputs}\n\\end{{document}}\n"
@@ -347,7 +356,7 @@ def test_latex_tables_compile_and_keep_the_list_of_tables_short(seeded, tmp_path
         )
         assert result.returncode == 0, result.stdout[-3000:]
     lot = (tmp_path / "doc.lot").read_text()
-    assert "TRE (mm) per case" in lot and "ddof" not in lot
+    assert "TRE (mm) per case" in lot and "TRE against the exact motion" in lot and "ddof" not in lot
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
 
 
@@ -367,8 +376,161 @@ def test_provenance_separates_differing_shared_and_method_only_settings():
             "versions": ["torch x", "torch x", "torch x"],
         }
     )
-    data = TableData(pd.DataFrame(), configurations, None, None, pd.DataFrame())
-    lines = provenance_lines(data)
+    lines = provenance_lines(configurations)
     assert lines[0] == "Settings that differ: method: a rnr, b rnr, d demons; iterations: a 200, b 300."
     assert lines[1] == "Settings shared by every configuration: seeds 3."
     assert lines[2] == "Settings of some configurations only (their method's): a, b: width 100; d: demons_sigma 1.5."
+
+
+def test_tre_csv_spread_is_that_of_the_seed_averaged_landmarks(seeded):
+    """tre_std_mm, median, p95 and max in tre.csv, recomputed from tre_landmarks.csv with numpy: statistics of
+    each landmark's TRE averaged over the seeds first (not the mean over seeds of each run's statistic)."""
+    landmarks = pd.read_csv(seeded / "tre_landmarks.csv")
+    summary = pd.read_csv(seeded / "tre.csv").set_index(["case", "configuration"])
+    averaged = landmarks.groupby(["case", "configuration", "landmark"])["tre_mm"].mean()
+    for (case, config), t in averaged.groupby(level=["case", "configuration"]):
+        row, t = summary.loc[(case, config)], t.to_numpy()
+        assert row["tre_std_mm"] == pytest.approx(np.std(t, ddof=1), rel=1e-9), (case, config)
+        assert row["tre_median_mm"] == pytest.approx(np.median(t), rel=1e-9)
+        assert row["tre_p95_mm"] == pytest.approx(np.percentile(t, 95), rel=1e-9)
+        assert row["tre_max_mm"] == pytest.approx(np.max(t), rel=1e-9)
+    # The seeds differ, so a per-run std averaged over seeds would not match to 1e-9.
+    per_run_std = landmarks.groupby(["case", "configuration", "seed"])["tre_mm"].std().groupby(level=[0, 1]).mean()
+    registered = [k for k in per_run_std.index if k[1] != "initial"]
+    assert any(abs(per_run_std[k] - summary.loc[k, "tre_std_mm"]) > 1e-6 for k in registered)
+
+
+def test_mean_row_interval_resamples_the_case_means(seeded):
+    """The mean row's 95 % interval in tre.md, recomputed from tre_landmarks.csv with scipy: the bootstrap of the
+    mean over the case means (BCa, percentile where BCa fails), seed 0, 10000 resamples."""
+    from scipy.stats import bootstrap
+
+    landmarks = pd.read_csv(seeded / "tre_landmarks.csv")
+    rows = _md_rows((seeded / "tre.md").read_text())
+    case_means = landmarks.groupby(["configuration", "case"])["tre_mm"].mean()  # equal landmark sets per seed
+    for config, cell in zip(CONFIGS, rows["mean"], strict=True):
+        x = case_means[config].to_numpy()
+        for method in ("BCa", "percentile"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = bootstrap((x,), np.mean, n_resamples=10000, method=method, rng=np.random.default_rng(0))
+            low, high = res.confidence_interval
+            if np.isfinite(low) and np.isfinite(high):
+                break
+        assert cell.strip("*†‡") == f"{x.mean():.2f} [{low:.2f}–{high:.2f}]", config
+
+
+# -- datasets that carry their exact motion ------------------------------------------------------------------
+#: Exact TRE of each configuration as a function of its file-landmark TRE t: on the exact positions the ranking
+#: of the two affine maps is the reverse of the file landmarks' (affine_large better), as can happen when the
+#: file landmarks' rounding to whole voxels hides the difference.
+EXACT = {"initial": lambda t: t, "affine_small": lambda t: 0.6 * t + 0.4, "affine_large": lambda t: 0.3 * t + 0.1}
+
+
+@pytest.fixture(scope="module")
+def exact_tables(seeded, tmp_path_factory) -> Path:
+    """The seeded runs with an exact-truth record added to every metrics.json (as rnr evaluate writes it for
+    the phantom, rnr/truth.py), tabled with a display label for affine_small."""
+    runs = tmp_path_factory.mktemp("exact") / "runs"
+    shutil.copytree(seeded.parent / "runs", runs)
+    for path in runs.rglob(layout.METRICS_JSON):
+        record = json.loads(path.read_text())
+        t = np.array([r["tre_mm"] for r in record["tre"]["per_landmark"]])
+        exact = EXACT[record["configuration"]](t) + 0.01 * (record.get("seed") or 0)
+        rows = [
+            {"landmark": i, "tre_mm": float(v), "dx_mm": float(v), "dy_mm": 0.0, "dz_mm": 0.0}
+            for i, v in enumerate(exact)
+        ]
+        record["exact"] = {
+            "tre": {"mean_mm": float(exact.mean()), "std_mm": float(exact.std(ddof=1)), "per_landmark": rows},
+            "dense": {"rms_mm": float(exact.mean()), "p95_mm": 1.0, "max_mm": 2.0},
+        }
+        path.write_text(json.dumps(record))
+    out = runs.parent / "tables"
+    argv = ["tables", "--runs-dir", str(runs), "--out", str(out), "--compare-to", "affine_small"]
+    assert cli.main([*argv, "--configurations", *CONFIGS, "--label", "affine_small=Affine, 3 %"]) == 0
+    return out
+
+
+def test_exact_landmarks_and_tests_recomputed_with_scipy(exact_tables):
+    """tre_exact_landmarks.csv has the rows of tre_landmarks.csv; stats.csv tests both values, and its exact
+    rows equal scipy's Wilcoxon on the seed-averaged exact per-landmark TRE of that file."""
+    from scipy.stats import wilcoxon
+
+    landmarks = pd.read_csv(exact_tables / "tre_landmarks.csv")
+    exact = pd.read_csv(exact_tables / "tre_exact_landmarks.csv")
+    keys = ["case", "configuration", "seed", "landmark"]
+    assert exact[keys].equals(landmarks[keys])
+    tests = pd.read_csv(exact_tables / "stats.csv")
+    assert sorted(tests["value"].unique()) == ["tre_exact_mm", "tre_mm"]
+    averaged = exact.groupby(["configuration", "case", "landmark"])["tre_exact_mm"].mean()
+    rows = tests[tests["value"] == "tre_exact_mm"]
+    for case in (1, 2, 3):
+        diff = (averaged["affine_large"][case] - averaged["affine_small"][case]).to_numpy()
+        row = rows[(rows["scope"] == "case") & (rows["case"] == case)].iloc[0]
+        assert row["p_value"] == pytest.approx(wilcoxon(diff).pvalue, rel=1e-9)
+        assert row["median_diff_mm"] == pytest.approx(np.median(diff), rel=1e-9) and row["median_diff_mm"] < 0
+    file_rows = tests[(tests["value"] == "tre_mm") & (tests["scope"] == "case")]
+    assert (file_rows["median_diff_mm"] > 0).sum() >= 2  # the file landmarks rank the other way round
+
+
+def test_tre_exact_is_marked_from_the_exact_tests(exact_tables):
+    """Each table's cells carry the markers of its own value's tests: tre_exact.md those on tre_exact_mm,
+    tre.md those on tre_mm (which rank the two maps the other way round here)."""
+    tests = pd.read_csv(exact_tables / "stats.csv")
+    exact_md = _md_rows((exact_tables / "tre_exact.md").read_text().split("\n\n| case (dense")[0])
+    tre_md = _md_rows((exact_tables / "tre.md").read_text())
+    column = CONFIGS.index("affine_large")
+    shown = {}
+    for value, rows in (("tre_exact_mm", exact_md), ("tre_mm", tre_md)):
+        for r in tests[(tests["value"] == value) & (tests["scope"] == "case")].itertuples():
+            expected = ("*" if r.median_diff_mm < 0 else "†") if r.significant else ""
+            cell = rows[str(int(r.case))][column].replace("**", "").rstrip("‡")  # bold drawn, ‡ not tested here
+            shown[(value, int(r.case))] = cell[-1] if cell[-1] in "*†" else ""
+            assert shown[(value, int(r.case))] == expected, (value, r.case, cell)
+    assert {shown[("tre_exact_mm", c)] for c in (1, 2, 3)} == {"*"}
+    assert any(shown[("tre_mm", c)] == "†" for c in (1, 2, 3))
+    assert "exact TREs" in (exact_tables / "tre_exact.md").read_text()  # the legend names the tested value
+
+
+def test_display_labels_in_every_format(exact_tables):
+    label = "Affine, 3 %"
+    assert f"| case | initial | affine_large | {label} |" in (exact_tables / "tre.md").read_text()
+    assert f"| 1 | {label} |" in (exact_tables / "folding.md").read_text()
+    assert html_tables(exact_tables / "tre.html").tables[0][0] == ["case", "initial", "affine_large", label]
+    assert r"\multicolumn{2}{c}{Affine, 3 \%}" in (exact_tables / "tre.tex").read_text()
+    assert f"{label} = `affine_small`" in (exact_tables / "tre_exact.md").read_text()
+    for name in (
+        "tre.csv",
+        "folding.csv",
+        "tre_landmarks.csv",
+        "tre_exact_landmarks.csv",
+        "stats.csv",
+        "configurations.csv",
+    ):
+        frame = pd.read_csv(exact_tables / name)
+        expected = frame["configuration"].map({"affine_small": label}).fillna(frame["configuration"])
+        assert frame.columns[-1] == "label" and (frame["label"] == expected).all(), name
+
+
+def test_figures_of_a_dataset_with_exact_motion_add_the_exact_paired_differences(exact_tables, tmp_path):
+    out = tmp_path / "figures"
+    argv = ["figures", "--runs-dir", str(exact_tables.parent / "runs"), "--out", str(out)]
+    assert cli.main([*argv, "--configurations", *CONFIGS, "--compare-to", "affine_small"]) == 0
+    assert (out / "paired_differences.png").is_file() and (out / "paired_differences_exact.png").is_file()
+
+
+def test_runs_without_exact_per_landmark_values_are_clear_errors(exact_tables, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    shutil.copytree(exact_tables.parent / "runs", runs)
+    path = runs / "affine_small" / "case2" / "seed4" / layout.METRICS_JSON
+    record = json.loads(path.read_text())
+    del record["exact"]["tre"]["per_landmark"]  # as an older rnr evaluate wrote it
+    path.write_text(json.dumps(record))
+    assert cli.main(["tables", "--runs-dir", str(runs), "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "exact.tre.per_landmark" in err and "evaluate the run again" in err
+    record["exact"] = None  # one run of a dataset without truth among runs with it
+    path.write_text(json.dumps(record))
+    assert cli.main(["tables", "--runs-dir", str(runs), "--out", str(tmp_path / "t")]) == 2
+    assert "expected all or none" in capsys.readouterr().err and not (tmp_path / "t").exists()

@@ -47,6 +47,12 @@ def test_the_identity_scores_the_true_displacement(case):
     exact = exact_metrics(IdentityTransform(case.size_xyz, case.spacing_xyz), truth, mask, "seed")
     displacement = np.linalg.norm((truth.landmarks["T50"] - truth.landmarks["T00"]) * case.spacing_xyz, axis=1)
     assert exact["tre"]["mean_mm"] == pytest.approx(displacement.mean(), rel=1e-5)
+    # Per landmark, in file order: the identity's exact TRE is each landmark's true displacement.
+    per_landmark = exact["tre"]["per_landmark"]
+    assert [r["landmark"] for r in per_landmark] == list(range(len(displacement)))
+    np.testing.assert_allclose([r["tre_mm"] for r in per_landmark], displacement, rtol=1e-5)  # float32 mapping
+    signed = (truth.landmarks["T00"] - truth.landmarks["T50"]) * case.spacing_xyz  # predicted - target
+    np.testing.assert_allclose([[r["dx_mm"], r["dy_mm"], r["dz_mm"]] for r in per_landmark], signed, atol=1e-4)
     points = np.argwhere(mask)[:, ::-1].astype(float)
     dense = np.linalg.norm(truth.displacement_mm(points, "T50", lung=True), axis=1)
     assert exact["dense"]["rms_mm"] == pytest.approx(np.sqrt(np.mean(dense**2)), rel=1e-5)

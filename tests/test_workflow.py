@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -111,7 +112,20 @@ def test_tiny_run_tables(tiny_run):
     for name in configurations:
         assert name in markdown
     assert "±" in markdown and "tabular" in (results / "tables" / "tre.tex").read_text()
+    assert "| RNR, T00-T50 only |" in markdown  # the configuration's label heads its column
     assert (results / "tables" / "folding.csv").is_file()
+    # The phantom carries its exact motion: per-landmark exact TRE beside the file-landmark TRE, and the paired
+    # tests on both (stats.csv's value column says which).
+    landmarks = pd.read_csv(results / "tables" / "tre_landmarks.csv")
+    exact = pd.read_csv(results / "tables" / "tre_exact_landmarks.csv")
+    keys = ["case", "configuration", "seed", "landmark"]
+    assert exact[keys].equals(landmarks[keys]) and exact["tre_exact_mm"].notna().all()
+    means = exact.groupby(["case", "configuration"])["tre_exact_mm"].mean()
+    rows = list(zip(tre["case"], tre["configuration"], strict=True))
+    np.testing.assert_allclose(means.loc[rows].to_numpy(), tre["tre_exact_mean_mm"].to_numpy())
+    stats_csv = pd.read_csv(results / "tables" / "stats.csv")
+    assert sorted(stats_csv["value"].unique()) == ["tre_exact_mm", "tre_mm"]
+    assert (results / "figures" / "paired_differences_exact.png").is_file()
     assert sorted(p.name for p in (results / "figures").glob("*.png"))
     for case in config["cases"]:
         for name in configurations:
@@ -148,7 +162,7 @@ def _text(caption_html: str) -> str:
 def test_tiny_run_report(tiny_report):
     from rnr import plots
     from rnr.layout import sortable_number
-    from rnr.tables import HTML_TABLES, TABLES
+    from rnr.table_specs import HTML_TABLES, TABLE_OF, TABLES
 
     text = tiny_report.read_text(errors="replace")
     for name in ("tre.csv", "tre.md", "tre.tex", "folding.csv", "tre_distribution"):
@@ -167,6 +181,12 @@ def test_tiny_run_report(tiny_report):
         assert f"{r.tre_mean_mm:.2f} ± {r.tre_std_mm:.2f}" in page, (r.case, r.configuration)
     exact = base64.b64decode(shown["tre_exact.html"]["data_uri"].partition(",")[2]).decode()
     assert exact.count("<table>") == 2  # the phantom carries its exact motion
+    # Every table file's caption is its table's caption in rnr.table_specs.
+    for category in ("Tables", "Tables (Markdown, LaTeX, CSV)"):
+        for path in categories[category]["Other"]:
+            table = TABLE_OF[next(k for k, f in TABLES.items() if f == Path(path).name)]
+            expected = " ".join(table.caption.replace("``", "").replace("**", "").split())
+            assert _text(results[path]["caption"]).startswith(expected[:200]), path
     # Dataset figures: each caption states its own question (plots.QUESTIONS).
     figures = {results[p]["labels"]["figure"]: _text(results[p]["caption"]) for p in categories["Figures"]["Other"]}
     assert set(plots.QUESTIONS) <= set(figures)

@@ -10,6 +10,8 @@ Output: --out results/<dataset>/figures (rnr.plots.QUESTIONS states the question
                                       runs dashed (only when at least one run has a loss.csv)
   paired_differences.png/.pdf         per-landmark TRE differences against --compare-to, per case, median marked
                                       (with two or more registered configurations)
+  paired_differences_exact.png/.pdf   the same for the TRE on the exact landmark positions (datasets that carry
+                                      their exact motion: the phantom)
   tre_seed_spread.png/.pdf            mean TRE per configuration with the spread over seeds (with several seeds)
 
 Example:
@@ -79,9 +81,19 @@ def run(args: argparse.Namespace) -> int:
         losses=load_losses(records),
         page=args.page,
     )
-    data, _ = collect(args.runs_dir, args.configurations, args.compare_to)
+    data = collect(args.runs_dir, args.configurations, args.compare_to)
     if data.tests is not None:
         paths += paired_differences(landmarks, data.reference, Path(args.out), args.configurations, data.tests)
+        if not data.exact_landmarks.empty:
+            paths += paired_differences(
+                data.exact_landmarks,
+                data.reference,
+                Path(args.out),
+                args.configurations,
+                data.tests,
+                value="tre_exact_mm",
+                name="paired_differences_exact",
+            )
     if landmarks.loc[landmarks["configuration"] != "initial", "seed"].nunique() > 1:
         paths += tre_seed_spread(landmarks, Path(args.out), args.configurations)
     print(f"wrote {len(paths)} figure files to {args.out}")

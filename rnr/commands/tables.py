@@ -2,22 +2,12 @@
 
 Input:  --runs-dir results/<dataset>/runs, holding <configuration>/case<N>/seed<S>/metrics.json (rnr evaluate);
         every configuration must have every case, and all runs of a configuration the same settings.
-Output: --out results/<dataset>/tables:
-  tre.csv              one row per case x configuration (initial included), seeds pooled: case, configuration,
-                       tre_mean_mm, tre_std_mm, tre_x_mm, tre_y_mm, tre_z_mm, tre_snapped_mean_mm,
-                       folding_fraction, runtime_s, device, then the spread over seeds, median, p95, max,
-                       SDlogJ, convergence and mask figures
-  tre.md, tre.tex      thesis table: cases as rows plus a mean row (95 % bootstrap interval over cases),
-                       configurations as columns (initial first), cells mean ± std (ddof = 1) over the
-                       landmarks; markers of the paired Wilcoxon tests against --compare-to (Holm); footer with
-                       the conventions and every setting that differs between the configurations
-  tre_snapped.md/.tex  the same for snapped TRE (prediction rounded to the nearest voxel)
-  folding.csv/.md      folding, det J statistics, SDlogJ, convergence, runtime and device
-  tre_landmarks.csv    tidy per-landmark TRE (one row per landmark x case x configuration x seed)
-  stats.csv            the paired tests: per case and across cases, p-values, Holm-adjusted p-values, effects
-  configurations.csv   effective settings, seeds, devices and package versions of every configuration
-  *.html               tre, tre_exact, tre_snapped, folding, stats, configurations as self-contained HTML pages
-                       (the Snakemake report shows them inline)
+Output: --out results/<dataset>/tables: every table of rnr/table_specs.py, e.g. tre.csv (one row per case x
+        configuration, the contract columns first), tre.md/.tex/.html (the thesis table: cases as rows plus a
+        mean row with a 95 % bootstrap interval over cases, configurations as columns headed by their labels,
+        markers of the paired tests against --compare-to), tre_exact.* and tre_exact_landmarks.csv (datasets
+        that carry their exact motion: the phantom), stats.csv (the paired tests); results/README.md lists every
+        file and column (generated from the same specs).
 
 Example:
   rnr tables --runs-dir results/phantom/runs --out results/phantom/tables --compare-to rnr
@@ -52,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=TEXT",
-        help="display name of a configuration in the LaTeX tables, e.g. --label 'rnr_no_intermediate=RNR, T00-T50'",
+        help="display label of a configuration, shown in every table format (and the CSVs' label column), "
+        "e.g. --label 'rnr_no_intermediate=RNR, T00-T50'",
     )
 
 

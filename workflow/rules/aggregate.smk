@@ -14,6 +14,8 @@ rule tables:
         configurations=" ".join([INITIAL, *PLAN.names]),
         compare_to=PLAN.compare_to,
         labels=table_labels(),
+        # The report captions of the tables (rnr.table_specs), shown by workflow/report/tables/<name>.rst.
+        captions=CAPTIONS,
     log:
         PLAN.log("tables"),
     conda:

@@ -1,5 +1,5 @@
 # The plan (rnr.plan: config checks, datasets, configurations, seeds, labels, every path) and the thin input
-# functions the rule files use. File names come from rnr.layout and rnr.tables only.
+# functions the rule files use. File names come from rnr.layout and rnr.table_specs only.
 
 import re
 import shlex
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rnr import layout
 from rnr.plan import make_plan
-from rnr.tables import HTML_TABLES, TABLES
+from rnr.table_specs import CAPTIONS, HTML_TABLES, TABLES, caption_file
 
 PLAN = make_plan(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 RESULTS = PLAN.results
@@ -26,37 +26,15 @@ def table_labels():
 
 
 def table_file(key):
-    """One table of `rnr tables` (rnr.tables.TABLES)."""
+    """One table of `rnr tables` (rnr.table_specs.TABLES)."""
     return str(Path(PLAN.tables_dir()) / TABLES[key])
 
 
-# Report caption of each table of rnr.tables.TABLES (by key; the file names live in rnr.tables only).
-TABLE_CAPTIONS = {
-    "tre_csv": "tre_csv.rst",
-    "tre_md": "tre_table.rst",
-    "tre_tex": "tre_table.rst",
-    "tre_snapped_md": "tre_snapped.rst",
-    "tre_snapped_tex": "tre_snapped.rst",
-    "folding_csv": "folding_table.rst",
-    "folding_md": "folding_table.rst",
-    "tre_landmarks_csv": "tre_landmarks.rst",
-    "stats_csv": "stats.rst",
-    "configurations_csv": "configurations.rst",
-    "tre_exact_md": "tre_exact.rst",
-    "tre_exact_tex": "tre_exact.rst",
-    "tre_html": "tre_table.rst",
-    "tre_snapped_html": "tre_snapped.rst",
-    "tre_exact_html": "tre_exact.rst",
-    "folding_html": "folding_table.rst",
-    "stats_html": "stats.rst",
-    "configurations_html": "configurations.rst",
-}
-
-
 def table_report(key):
-    """One table of rnr.tables.TABLES, flagged for the report: the HTML pages (HTML_TABLES) under "Tables",
-    shown inline and labelled in reading order; the other files in a category of their own, to download."""
-    caption = f"../report/{TABLE_CAPTIONS[key]}"
+    """One table of rnr.table_specs.TABLES, flagged for the report: the HTML pages (HTML_TABLES) under "Tables",
+    shown inline and labelled in reading order; the other files in a category of their own, to download. The
+    caption file shows the table's caption from rnr.table_specs (the tables rule passes them as a param)."""
+    caption = f"../report/{caption_file(key)}"
     if key in HTML_TABLES:
         number = layout.sortable_number(list(HTML_TABLES).index(key) + 1, len(HTML_TABLES))
         labels = {"#": number, "table": HTML_TABLES[key]}

@@ -42,7 +42,7 @@ import pandas as pd
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 WINDOW = "1600,1000"
-#: The label of the table page the check opens (rnr.tables.HTML_TABLES["tre_html"]).
+#: The label of the table page the check opens (rnr.table_specs.HTML_TABLES["tre_html"]).
 TRE_LABEL = "TRE per case"
 
 # Appended to a copy of the report: after the app has drawn, open a category and a result as a click would.
@@ -217,17 +217,19 @@ def check_case_order(rows: list[list[str]]) -> list[str]:
 
 
 def compare_tre(rows: list[list[str]], tre: pd.DataFrame) -> list[str]:
-    """The table page's cells against tre.csv: the cell of each case x configuration starts with its mean TRE."""
+    """The table page's cells against tre.csv: the cell of each case x configuration starts with its mean TRE. A
+    configuration's column is headed by its display label (tre.csv's ``label``)."""
     if not rows or rows[0][:1] != ["case"]:
         return [f"TRE page: no table with a 'case' column ({rows[:1]})"]
     header, body = rows[0], {row[0]: row for row in rows[1:] if row}
     failures = []
     for r in tre.itertuples(index=False):
         row = body.get(str(r.case))
-        if row is None or r.configuration not in header:
-            failures.append(f"TRE page: no cell for case {r.case}, {r.configuration}")
+        heading = getattr(r, "label", r.configuration)
+        if row is None or heading not in header:
+            failures.append(f"TRE page: no cell for case {r.case}, {r.configuration} (column {heading!r})")
             continue
-        cell = row[header.index(r.configuration)]
+        cell = row[header.index(heading)]
         if not cell.startswith(f"{r.tre_mean_mm:.2f} ± {r.tre_std_mm:.2f}"):
             failures.append(f"TRE page: case {r.case}, {r.configuration} shows {cell!r}, tre.csv {r.tre_mean_mm:.2f}")
     return failures
