@@ -1,7 +1,7 @@
 """Shared fixtures: a tiny phantom dataset and one converted case, built once per test session.
 
-* ``phantom_dataset``: phantom cases 1 and 2 at scale 0.5 (52x42x28 and 52x42x30 voxels of ~5.7 x 5.7 x
-  6.4 mm, 300 landmarks each, Masks/ included), in the DIR-Lab layout; the folder path.
+* ``phantom_dataset``: phantom cases 1 and 2 at scale 0.5 (68x55x17 and 59x48x18 voxels of ~4.3-5.1 mm
+  in-plane and 11 mm slices, 300 landmarks each, Masks/ included), in the DIR-Lab layout; the folder path.
 * ``converted_case``: case 1 of it converted with ``rnr.dirlab.convert_case``; the case folder path
   (open it with ``rnr.case.load_case``). Treat both as read-only: copy them (shutil.copytree) to modify.
 * ``case`` / ``mask``: that converted case loaded (``ConvertedCase``) and its provided T00 mask (bool array),

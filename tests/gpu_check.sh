@@ -23,7 +23,7 @@ rnr bench --evaluate --device cuda --repeats 3 --old-points 100000 --out "$out/b
 
 echo "== one registration at the method defaults on a DIR-Lab-size phantom case, and its evaluation"
 work="$out/phantom"
-# scale 2.0 (the phantom's largest): 208 x 168 x 112 voxels, 0.59 M mask voxels, near a DIR-Lab grid
+# scale 2.0 (the phantom's largest): 273 x 220 x 65 voxels of 1.07 x 1.07 x 2.76 mm, near a DIR-Lab grid
 rnr phantom "$work/source" --cases 1 --scale 2.0
 rnr convert --dataset phantom --source "$work/source" --case 1 --out "$work/case1"
 rnr segment --case-dir "$work/case1" --method provided

@@ -221,12 +221,18 @@ def test_cli_help(command, capsys):
 
 
 def test_cli_phantom(tmp_path, capsys):
-    assert rnr_main(["phantom", str(tmp_path / "ph"), "--cases", "2", "--scale", "0.25", "--no-masks"]) == 0
+    assert rnr_main(["phantom", str(tmp_path / "ph"), "--cases", "2", "--scale", "0.5", "--no-masks"]) == 0
     out = capsys.readouterr().out
     assert "case 2:" in out and "identity TRE" in out
+    assert "realism table" in out and "| 2 |" in out  # the realism table, as truth/summary.csv holds it
+    assert (tmp_path / "ph" / "truth" / "summary.csv").is_file()
     assert (tmp_path / "ph" / "Case2Pack" / "Images" / "case2_T50-ssm.img").is_file()
     assert not (tmp_path / "ph" / "Case2Pack" / "Masks").exists()
-    with pytest.raises(SystemExit):
-        rnr_main(["phantom", str(tmp_path / "ph"), "--scale", "0.1"])
+    # Out-of-range options: one line naming the option and its range.
+    for option, value, expected in (("--scale", "0.3", "[0.5, 2]"), ("--noise", "100", "[0, 60] HU")):
+        with pytest.raises(SystemExit):
+            rnr_main(["phantom", str(tmp_path / "ph"), option, value])
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert f"{option} must be in {expected}" in err, err
     with pytest.raises(SystemExit):
         rnr_main(["phantom", str(tmp_path / "ph"), "--cases", "11"])

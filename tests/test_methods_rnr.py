@@ -153,8 +153,8 @@ def test_fitting_a_phantom_case_reduces_tre_without_folding(phantom_dataset, tmp
     """>= 40 % lower TRE in under a minute on a CPU, det J > 0 at every mask voxel.
 
     TRE is measured at the phantom's exact (unrounded) landmark positions: the landmark files hold whole
-    voxels, as DIR-Lab's do, and at this test scale (5.6 x 5.6 x 6.4 mm voxels) rounding alone leaves the
-    exact motion with 2.9 mm file-landmark TRE on case 1 (identity: 3.9 mm).
+    voxels, as DIR-Lab's do, and at this test scale (4.3 x 4.3 x 11.2 mm voxels) rounding alone leaves the
+    exact motion with 4.8 mm file-landmark TRE on case 1 (identity: 3.9 mm).
     """
     from rnr.dirlab import convert_case
     from rnr.phantom import load_truth

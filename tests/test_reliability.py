@@ -8,7 +8,7 @@ leaves no complete-looking file, and the workflow's re-run redoes exactly that j
 checks the complementary case: finished registrations are kept when a run is killed between jobs).
 
 Damage is always written into a private copy (tmp_path) of conftest's session phantom (cases 1 and 2 at
-scale 0.5, 52 x 42 x 28 voxels for case 1).
+scale 0.5, 68 x 55 x 16 voxels for case 1).
 """
 
 from __future__ import annotations
@@ -874,7 +874,7 @@ def _short_registration(case_dir: Path, run_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def case2_checkpoint(phantom_dataset, tmp_path_factory) -> Path:
-    """A short registration of phantom case 2 (52 x 42 x 30 voxels, another grid than case 1's)."""
+    """A short registration of phantom case 2 (59 x 48 x 17 voxels, another grid than case 1's)."""
     folder = tmp_path_factory.mktemp("case2")
     case_dir = dirlab.convert_case(phantom_dataset, 2, folder / "case2")
     return _short_registration(case_dir, folder / "run")
@@ -899,8 +899,9 @@ def test_checkpoint_case_check(case2_checkpoint, converted_case):
     with pytest.raises(dirlab.InputError) as info:
         check_checkpoint_case(metadata, transform.size_xyz, transform.spacing_xyz, case1, case2_checkpoint)
     message = str(info.value)
-    assert message.startswith(f"{case2_checkpoint}: expected a checkpoint of case 1 (size (x, y, z) = (52, 42, 28)")
-    assert "found one of case 2 (size (52, 42, 30)" in message and "\n" not in message
+    size1, size2 = tuple(case1.size_xyz), tuple(transform.size_xyz)
+    assert message.startswith(f"{case2_checkpoint}: expected a checkpoint of case 1 (size (x, y, z) = {size1}")
+    assert f"found one of case 2 (size {size2}" in message and "\n" not in message
     case2 = load_case(case2_checkpoint.parent.parent / "case2")
     check_checkpoint_case(metadata, transform.size_xyz, transform.spacing_xyz, case2, case2_checkpoint)  # passes
 

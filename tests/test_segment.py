@@ -393,7 +393,7 @@ def test_lungmask_random_weights_mask_is_refused(random_weights, tmp_path):
     (measured on the phantom at scale 0.5: 41 % air-like, 8.3 L) and nothing is written."""
     from reliability_helpers import error_line, files_in, rnr
 
-    dataset = write_dataset(tmp_path / "source", cases=[2], scale=0.25)
+    dataset = write_dataset(tmp_path / "source", cases=[2], scale=0.5)
     case_dir = convert_case(dataset, 2, tmp_path / "case2")
     before = files_in(case_dir)
     result = rnr(

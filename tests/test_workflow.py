@@ -100,7 +100,7 @@ def test_tiny_run_tables(tiny_run):
         "device",
     ):
         assert tre[column].notna().all(), column
-    # Scored against the phantom's exact motion: at this test scale (5.6 mm voxels) rounding the landmark files
+    # Scored against the phantom's exact motion: at this test scale (4-11 mm voxels) rounding the landmark files
     # leaves a floor near the initial TRE, the exact scores have none. 100 iterations take the exact TRE to
     # about 0.5-0.6 of the true displacement; a fit that is half broken does not reach 0.7.
     before = tre[tre.configuration == "initial"].set_index("case")["tre_exact_mean_mm"]

@@ -11,10 +11,13 @@ rule phantom:
         scale=PLAN.phantom_scale,
     log:
         PLAN.log("phantom"),
+    # Every later job waits for the phantom: it may use all cores (one case per core).
+    threads: workflow.cores
     conda:
         "../envs/rnr.yaml"
     shell:
-        "rnr phantom {output} --cases {params.cases} --seed {params.seed} --scale {params.scale} > {log} 2>&1"
+        "rnr phantom {output} --cases {params.cases} --seed {params.seed} --scale {params.scale} "
+        "--jobs {threads} > {log} 2>&1"
 
 
 rule convert:
