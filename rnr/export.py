@@ -112,6 +112,34 @@ def _image(array: np.ndarray, reference: sitk.Image, vector: bool = False) -> si
 
 
 # ------------------------------------------------------------------------------------------- the export
+def load_run_transform(case: ConvertedCase, run_dir: Path, device: str = "auto") -> tuple[Transform, Any, Frame]:
+    """The fitted map of ``run_dir``, its run record (rnr.evaluate.run_info) and T00's frame; InputError when
+    the map lies on another grid than ``case``'s T00."""
+    from .evaluate import run_info  # plotting modules: imported only when exporting
+
+    transform, metadata = load_transform(run_dir / layout.CHECKPOINT, resolve_device(device))
+    info = run_info(run_dir, metadata, transform, False, case)
+    reference_path = case.image_path("T00")
+    if tuple(transform.size_xyz) != case.size_xyz or not np.allclose(
+        transform.spacing_xyz, case.spacing_xyz, atol=1e-3
+    ):
+        raise InputError(
+            f"{run_dir / layout.CHECKPOINT}: expected a map on the grid of {reference_path} (size "
+            f"{case.size_xyz}, spacing {case.spacing_xyz} mm), found size {transform.size_xyz}, spacing "
+            f"{transform.spacing_xyz} mm"
+        )
+    return transform, info, Frame.of(read_header(reference_path))
+
+
+def reference_image(frame: Frame) -> sitk.Image:
+    """An empty image of ``frame``: the voxels of T00 are not needed, only its geometry."""
+    reference = sitk.Image(list(frame.size_xyz), sitk.sitkUInt8)
+    reference.SetSpacing(frame.spacing_xyz)
+    reference.SetOrigin(frame.origin_xyz)
+    reference.SetDirection(tuple(frame.direction.ravel()))
+    return reference
+
+
 def export_run(
     case_dir: str | Path,
     run_dir: str | Path,
@@ -132,28 +160,14 @@ def export_run(
     Raises:
         InputError: missing or unreadable checkpoint, a run of another case or grid.
     """
-    from .evaluate import panel_pairs, run_info  # plotting modules: imported only when exporting
+    from .evaluate import panel_pairs  # plotting modules: imported only when exporting
 
     start = time.perf_counter()
     case: ConvertedCase = load_case(case_dir)
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    transform, metadata = load_transform(run_dir / layout.CHECKPOINT, resolve_device(device))
-    info = run_info(run_dir, metadata, transform, False, case)
+    transform, info, frame = load_run_transform(case, run_dir, device)
     reference_path = case.image_path("T00")
-    if tuple(transform.size_xyz) != case.size_xyz or not np.allclose(
-        transform.spacing_xyz, case.spacing_xyz, atol=1e-3
-    ):
-        raise InputError(
-            f"{run_dir / layout.CHECKPOINT}: expected a map on the grid of {reference_path} (size "
-            f"{case.size_xyz}, spacing {case.spacing_xyz} mm), found size {transform.size_xyz}, spacing "
-            f"{transform.spacing_xyz} mm"
-        )
-    # The voxels of T00 are not needed, only its geometry: an empty image of the same frame is the reference.
-    frame = Frame.of(read_header(reference_path))
-    reference = sitk.Image(list(frame.size_xyz), sitk.sitkUInt8)
-    reference.SetSpacing(frame.spacing_xyz)
-    reference.SetOrigin(frame.origin_xyz)
-    reference.SetDirection(tuple(frame.direction.ravel()))
+    reference = reference_image(frame)
 
     files: list[dict[str, Any]] = []
     n_steps = transform.n_steps
