@@ -32,6 +32,7 @@ class Dataset:
             landmark pair; empty when nothing is published (a synthetic dataset).
         phantom_layout: for a generated dataset, the layout ``rnr phantom --layout`` writes (``dirlab`` or
             ``copdgene``); unused for a dataset read from the user's files.
+        title: the dataset's name in the tables' titles (e.g. "DIR-Lab COPDgene").
     """
 
     name: str
@@ -45,6 +46,7 @@ class Dataset:
     geometry: Callable[[int], tuple[tuple[int, int, int], tuple[float, float, float]]]
     no_registration_tre_mm: Mapping[int, tuple[float, float]]
     phantom_layout: str = "dirlab"
+    title: str = ""
 
     @property
     def generated(self) -> bool:

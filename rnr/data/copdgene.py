@@ -41,6 +41,7 @@ def phantom_geometry(case: int) -> tuple[tuple[int, int, int], tuple[float, floa
 
 DATASET = Dataset(
     name="copdgene",
+    title="DIR-Lab COPDgene",
     summary="DIR-Lab COPDgene: ten inhale/exhale breath-hold pairs from the user's unpacked folder (copdgene_dir)",
     cases=CASES,
     phases=PHASES,
@@ -56,6 +57,7 @@ DATASET = Dataset(
 
 PHANTOM_DATASET = Dataset(
     name="copdgene_phantom",
+    title="built-in phantom in COPDgene's layout",
     summary="the built-in phantom in COPDgene's layout (rnr phantom --layout copdgene): two breath-hold phases",
     cases=CASES,
     phases=PHASES,
