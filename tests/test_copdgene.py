@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from copdgene_files import PADDING_HU, SIZE, SPACING, identity_tre, write_case
+
 from rnr import layout
 from rnr.case import load_case
 from rnr.cli import main
@@ -92,7 +92,7 @@ def test_errors_name_the_file_what_was_expected_and_found(tmp_path):
     files["e_image"].with_suffix(".bak").rename(files["e_image"])
     # Wrong size.
     data = files["i_image"].read_bytes()
-    files["i_image"].write_bytes(data[:-2 * SIZE[0] * SIZE[1]])
+    files["i_image"].write_bytes(data[: -2 * SIZE[0] * SIZE[1]])
     with pytest.raises(InputError) as exc:
         convert_case(src, 3, tmp_path / "out")
     _one_line(exc, str(files["i_image"]), f"expected {2 * np.prod(SIZE)} bytes", "13 slices")
@@ -143,7 +143,9 @@ def test_the_plan_refuses_intermediate_phases_on_copdgene(tmp_path):
     base = {"dataset": "copdgene", "copdgene_dir": str(tmp_path), "cases": [1]}
     with pytest.raises(PlanError, match=r"configurations\.rnr: intermediate is true .* set intermediate: false"):
         make_plan({**base, "configurations": {"rnr": {"iterations": 5}}}, SCHEMA)
-    plan = make_plan({**base, "configurations": {"rnr": {"intermediate": False}, "demons": {"method": "demons"}}}, SCHEMA)
+    plan = make_plan(
+        {**base, "configurations": {"rnr": {"intermediate": False}, "demons": {"method": "demons"}}}, SCHEMA
+    )
     assert plan.dataset.name == "copdgene" and plan.source_dir == str(tmp_path)
     with pytest.raises(PlanError, match="copdgene_dir is not set"):
         make_plan({"dataset": "copdgene", "configurations": {"demons": {"method": "demons"}}}, SCHEMA)
@@ -168,4 +170,3 @@ def test_the_phantom_in_copdgene_layout_converts(tmp_path, capsys):
     assert (d.mean(), d.std(ddof=1)) == pytest.approx(tuple(summary["identity_tre_files_mm"]), abs=1e-9)
     # Loosely calibrated to twice the 4DCT phantom's target (rnr/phantom/copdgene.py).
     assert d.mean() == pytest.approx(summary["target_identity_tre_mm"], rel=0.05)
-

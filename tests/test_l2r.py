@@ -17,9 +17,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from copdgene_files import write_case
 from scipy import ndimage
 
-from copdgene_files import write_case
 from rnr import layout
 from rnr.case import load_case
 from rnr.cli import main
@@ -85,7 +85,9 @@ def test_both_formats_map_the_landmarks_to_the_same_positions(copd_case, tmp_pat
     for name, positions in mapped.items():
         assert np.abs((positions - expected) * spacing).max() <= 0.01, name
     # SimpleITK alone, on the ITK form: world points of T00 -> world points of T50.
-    transform = sitk.DisplacementFieldTransform(sitk.Cast(sitk.ReadImage(str(tmp_path / "field.nii.gz")), sitk.sitkVectorFloat64))
+    transform = sitk.DisplacementFieldTransform(
+        sitk.Cast(sitk.ReadImage(str(tmp_path / "field.nii.gz")), sitk.sitkVectorFloat64)
+    )
     world = [transform.TransformPoint(t00.TransformContinuousIndexToPhysicalPoint(p.tolist())) for p in points]
     back = np.array([t00.TransformPhysicalPointToContinuousIndex(w) for w in world])
     assert np.abs((back - mapped["l2r"]) * spacing).max() <= 0.01
@@ -101,7 +103,10 @@ def test_a_wrong_l2r_field_is_one_line_naming_the_file(copd_case, tmp_path):
     disp = _analytic_field(case.size_xyz)
     cases = {
         "missing.nii.gz": (None, "file not found"),
-        "swapped.nii.gz": (sitk.GetImageFromArray(np.moveaxis(disp, -1, 0).transpose(0, 3, 2, 1).copy()), "found (H, W, D)"),
+        "swapped.nii.gz": (
+            sitk.GetImageFromArray(np.moveaxis(disp, -1, 0).transpose(0, 3, 2, 1).copy()),
+            "found (H, W, D)",
+        ),
         "scalar.nii.gz": (sitk.GetImageFromArray(disp[..., 0]), "with 1 component"),
         "nan.nii.gz": (l2r_image(np.where(disp > 1.9, np.nan, disp), t00), "NaN"),
     }
@@ -123,7 +128,15 @@ def test_an_rnr_runs_l2r_field_gives_its_tre_back_through_method_field(converted
     rnr_settings = ["--set", "iterations=5", "--set", "width=16", "--set", "batch_size=500"]
     assert main([*argv, "--out", str(runs / "rnr" / "case1"), "--name", "rnr", *rnr_settings]) == 0
     export = tmp_path / "l2r"
-    argv_export = ["export", "--format", "l2r", "--case-dir", str(converted_case), "--run-dir", str(runs / "rnr" / "case1")]
+    argv_export = [
+        "export",
+        "--format",
+        "l2r",
+        "--case-dir",
+        str(converted_case),
+        "--run-dir",
+        str(runs / "rnr" / "case1"),
+    ]
     assert main([*argv_export, "--out", str(export), "--device", "cpu"]) == 0
     assert sorted(p.name for p in export.iterdir()) == ["disp_0001_0001.nii.gz", layout.MANIFEST]
     pattern = str(export / "disp_{case:04d}_{case:04d}.nii.gz")
@@ -132,7 +145,10 @@ def test_an_rnr_runs_l2r_field_gives_its_tre_back_through_method_field(converted
     record = {}
     for name in ("rnr", "field"):
         run = runs / name / "case1"
-        assert main(["evaluate", "--case-dir", str(converted_case), "--run-dir", str(run), "--mask", mask, "--no-figures"]) == 0
+        assert (
+            main(["evaluate", "--case-dir", str(converted_case), "--run-dir", str(run), "--mask", mask, "--no-figures"])
+            == 0
+        )
         record[name] = json.loads((run / layout.METRICS_JSON).read_text())
     assert record["field"]["tre"]["mean_mm"] == pytest.approx(record["rnr"]["tre"]["mean_mm"], abs=0.01)
     per = [np.array([p["tre_mm"] for p in r["tre"]["per_landmark"]]) for r in record.values()]

@@ -178,7 +178,9 @@ def write_case(out_dir: str | Path, case: int, seed: int = 0, scale: float = 1.0
     name = case_dir.name  # copd{N} or COPD{N}: the files take the folder's letter case
     for k, (tag, tau) in enumerate(PHASE_TIMES.items()):
         shape = coords.size_xyz_to_shape_zyx(native)
-        image = render_phase(raster, motion, tau, shape, spacing, np.random.default_rng([seed, case, 400 + k]), noise_hu)
+        image = render_phase(
+            raster, motion, tau, shape, spacing, np.random.default_rng([seed, case, 400 + k]), noise_hu
+        )
         slab = _embed(image, size_xyz, offset, np.random.default_rng([seed, case, 500 + k]), noise_hu)
         _write_raw(case_dir / f"{name}_{tag}BHCT.img", slab, padding)
     del raster
