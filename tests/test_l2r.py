@@ -104,11 +104,11 @@ def test_a_wrong_l2r_field_is_one_line_naming_the_file(copd_case, tmp_path):
     cases = {
         "missing.nii.gz": (None, "file not found"),
         "swapped.nii.gz": (
-            sitk.GetImageFromArray(np.moveaxis(disp, -1, 0).transpose(0, 3, 2, 1).copy()),
+            sitk.GetImageFromArray(np.moveaxis(disp, -1, 0).transpose(0, 3, 2, 1).copy(), isVector=False),
             "found (H, W, D)",
         ),
         "scalar.nii.gz": (sitk.GetImageFromArray(disp[..., 0]), "with 1 component"),
-        "nan.nii.gz": (l2r_image(np.where(disp > 1.9, np.nan, disp), t00), "NaN"),
+        "nan.mha": (l2r_image(np.where(disp == disp.max(), np.nan, disp), t00), "NaN or infinite"),
     }
     for name, (image, words) in cases.items():
         if image is not None:
