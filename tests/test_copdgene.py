@@ -120,9 +120,10 @@ def test_errors_name_the_file_what_was_expected_and_found(tmp_path):
     _one_line(exc, "expected one image file for case 3 T00, found 2")
 
 
-def test_rnr_convert_and_the_identity_through_evaluate(tmp_path, capsys):
+def test_rnr_convert_the_identity_through_evaluate_and_the_tables(tmp_path, capsys):
     """rnr convert --dataset copdgene, then the identity map through rnr evaluate: its TRE is the landmark
-    files' own value (to 0.01 mm, the issue's figure; here exact up to float rounding)."""
+    files' own value (to 0.01 mm, the issue's figure; here exact up to float rounding); rnr tables names the
+    dataset."""
     written = write_case(tmp_path / "src", 4, form="float_padded_crlf")
     out = tmp_path / "case4"
     argv = ["convert", "--dataset", "copdgene", "--source", str(tmp_path / "src"), "--case", "4", "--out", str(out)]
@@ -130,13 +131,21 @@ def test_rnr_convert_and_the_identity_through_evaluate(tmp_path, capsys):
     assert "phases T00 T50" in capsys.readouterr().out
     mask = sitk.ReadImage(str(out / "T00.nii.gz")) < -700  # the lungs and outside air: enough for folding
     sitk.WriteImage(sitk.Cast(mask, sitk.sitkUInt8), str(tmp_path / "mask.nii.gz"))
-    run = tmp_path / "initial"
+    runs = tmp_path / "results" / "copdgene" / "runs"
+    run = runs / layout.INITIAL / "case4" / "seed0"
     argv = ["evaluate", "--case-dir", str(out), "--run-dir", str(run), "--identity", "--no-figures"]
     assert main([*argv, "--mask", str(tmp_path / "mask.nii.gz"), "--device", "cpu"]) == 0
     record = json.loads((run / layout.METRICS_JSON).read_text())
     mean, std = identity_tre(written["files"]["i_landmarks"], written["files"]["e_landmarks"])
     assert record["tre"]["mean_mm"] == pytest.approx(mean, abs=0.01)
     assert record["tre"]["std_mm"] == pytest.approx(std, abs=0.01)
+    # The tables name the dataset: given, or taken from results/<dataset>/runs.
+    assert main(["tables", "--runs-dir", str(runs), "--out", str(tmp_path / "tables")]) == 0
+    assert "(DIR-Lab COPDgene)" in (tmp_path / "tables" / "tre.md").read_text().splitlines()[0]
+    assert "(DIR-Lab COPDgene)" in (tmp_path / "tables" / "tre.tex").read_text()
+    capsys.readouterr()
+    assert main(["tables", "--runs-dir", str(runs), "--out", str(tmp_path / "t2"), "--dataset", "copd"]) != 0
+    assert "--dataset: expected one of phantom, dirlab, copdgene" in capsys.readouterr().err
 
 
 def test_the_plan_refuses_intermediate_phases_on_copdgene(tmp_path):
