@@ -39,17 +39,18 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from . import layout
+from . import l2r, layout
 from .case import ConvertedCase, load_case
 from .io import InputError, write_image, write_json
 from .layout import DETJ, FIELD, MANIFEST
 from .methods import load_transform
-from .methods.field import Frame, read_header, voxel_to_world_vectors
+from .methods.field import Frame, read_header, voxel_to_world_vectors, world_to_voxel_vectors
 from .runtime import resolve_device
 from .transform import DEFAULT_CHUNK, Transform
 from .warp import warp_volume
 
 SCHEMA = "rnr-export/1"
+L2R_SCHEMA = "rnr-export-l2r/1"
 #: z-slices processed at once (a 512 x 512 slab of 4 slices is 1 M points).
 SLAB = 4
 
@@ -225,4 +226,35 @@ def export_run(
         "wall_s": time.perf_counter() - start,
     }
     write_json(out_dir / MANIFEST, manifest)
+    return manifest
+
+
+def export_l2r(case_dir: str | Path, run_dir: str | Path, out_dir: str | Path, device: str = "auto") -> dict[str, Any]:
+    """Write a run's map as Learn2Reg's ``disp_{N}_{N}.nii.gz`` (and ``export.json``, last) into ``out_dir``;
+    return the manifest. The field is the same as ``field.nii.gz`` of :func:`rnr.export.export_run`, in voxels
+    along the index axes instead of mm along the world axes (rnr/l2r.py)."""
+    start = time.perf_counter()
+    case = load_case(case_dir)
+    out_dir = Path(out_dir)
+    transform, info, frame = load_run_transform(case, Path(run_dir), device)
+    reference = reference_image(frame)
+    world = world_displacement(transform, frame)
+    disp = world_to_voxel_vectors(world, frame.direction, frame.spacing_xyz)
+    del world
+    name = l2r.l2r_name(case.case, case.case)
+    write_image(out_dir / name, l2r.l2r_image(disp, reference))
+    manifest = {
+        "schema": L2R_SCHEMA,
+        "case": case.case,
+        "configuration": info.configuration,
+        "method": info.method,
+        "fixed": "T00",
+        "moving": "T50",
+        "convention": l2r.CONVENTION,
+        "files": [{"file": name, "kind": "l2r_displacement_field", "what": "phi(p) - p in voxels, T00 -> T50"}],
+        "reference_image": str(case.image_path("T00")),
+        "source": {"case_dir": str(case.path), "run_dir": str(run_dir)},
+        "wall_s": time.perf_counter() - start,
+    }
+    write_json(out_dir / layout.MANIFEST, manifest)
     return manifest

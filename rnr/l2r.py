@@ -1,5 +1,5 @@
-"""Learn2Reg's displacement-field format, out (``rnr export --format l2r``) and in (``method: field`` with
-``format: l2r``).
+"""Learn2Reg's displacement-field format, out (``rnr export --format l2r``, :func:`rnr.export.export_l2r`)
+and in (``method: field`` with ``format: l2r``).
 
 **The format**, as Learn2Reg's evaluation reads it (MDL-UzL/L2R, ``evaluation/evaluation.py`` and
 ``evaluation/utils.py``, checked there): the file ``disp_{fixed}_{moving}.nii.gz`` is loaded with nibabel's
@@ -35,18 +35,14 @@ writer's responsibility (state it where the files come from).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
-from . import layout
-from .case import ConvertedCase, load_case
-from .io import InputError, write_image, write_json
+from .case import ConvertedCase
+from .io import InputError
 
-SCHEMA = "rnr-export-l2r/1"
 CONVENTION = (
     "disp_{fixed}_{moving}.nii.gz: Learn2Reg displacement field: nibabel get_fdata() gives (H, W, D, 3) = "
     "(x, y, z, component) in the fixed (T00) image's array axes; vector = phi(p) - p in voxels of the fixed grid "
@@ -103,37 +99,3 @@ def read_l2r_field(path: str | Path, case: ConvertedCase) -> np.ndarray:
     if bad:
         raise InputError(f"{path}: expected finite displacements (voxels), found {bad} NaN or infinite value(s)")
     return disp
-
-
-def export_l2r(case_dir: str | Path, run_dir: str | Path, out_dir: str | Path, device: str = "auto") -> dict[str, Any]:
-    """Write a run's map as Learn2Reg's ``disp_{N}_{N}.nii.gz`` (and ``export.json``, last) into ``out_dir``;
-    return the manifest. The field is the same as ``field.nii.gz`` of :func:`rnr.export.export_run`, in voxels
-    along the index axes instead of mm along the world axes."""
-    from .export import load_run_transform, reference_image, world_displacement
-    from .methods.field import world_to_voxel_vectors
-
-    start = time.perf_counter()
-    case = load_case(case_dir)
-    out_dir = Path(out_dir)
-    transform, info, frame = load_run_transform(case, Path(run_dir), device)
-    reference = reference_image(frame)
-    world = world_displacement(transform, frame)
-    disp = world_to_voxel_vectors(world, frame.direction, frame.spacing_xyz)
-    del world
-    name = l2r_name(case.case, case.case)
-    write_image(out_dir / name, l2r_image(disp, reference))
-    manifest = {
-        "schema": SCHEMA,
-        "case": case.case,
-        "configuration": info.configuration,
-        "method": info.method,
-        "fixed": "T00",
-        "moving": "T50",
-        "convention": CONVENTION,
-        "files": [{"file": name, "kind": "l2r_displacement_field", "what": "phi(p) - p in voxels, T00 -> T50"}],
-        "reference_image": str(case.image_path("T00")),
-        "source": {"case_dir": str(case.path), "run_dir": str(run_dir)},
-        "wall_s": time.perf_counter() - start,
-    }
-    write_json(out_dir / layout.MANIFEST, manifest)
-    return manifest

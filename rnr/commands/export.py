@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.format == "l2r":
-        from ..l2r import export_l2r
+        from ..export import export_l2r
 
         manifest = export_l2r(args.case_dir, args.run_dir, args.out, device=args.device)
         print(
