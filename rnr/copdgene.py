@@ -38,11 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import coords, layout
+from . import coords, dirlab, layout
 from .dirlab import (
     AIR_WINDOW_HU,
     DIRECTION,
-    GEOMETRY_FILE,
     HU_OFFSET,
     N_LANDMARKS,
     ORIGIN,
@@ -51,7 +50,6 @@ from .dirlab import (
     check_air,
     check_distinct_pairs,
     check_raw_size,
-    read_geometry_file,
     read_landmarks,
     volume_image,
 )
@@ -90,16 +88,7 @@ COPDGENE_GEOMETRY: dict[int, CaseGeometry] = {
 
 def case_geometry(copdgene_dir: str | Path, case: int) -> CaseGeometry:
     """Grid of ``case``: from ``copdgene_dir/geometry.json`` when it lists the case, else the COPDgene table."""
-    path = Path(copdgene_dir) / GEOMETRY_FILE
-    if path.is_file():
-        table = read_geometry_file(path)
-        if case in table:
-            return table[case]
-    if case not in COPDGENE_GEOMETRY:
-        raise InputError(
-            f"{Path(copdgene_dir)}: case {case} is not a COPDgene case (expected 1..10) and {path} does not list it"
-        )
-    return COPDGENE_GEOMETRY[case]
+    return dirlab.case_geometry(copdgene_dir, case, COPDGENE_GEOMETRY, "COPDgene")
 
 
 # ------------------------------------------------------------------------------------- finding files
