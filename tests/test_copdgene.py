@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import yaml
 from copdgene_files import PADDING_HU, SIZE, SPACING, identity_tre, write_case
+from snakemake.utils import update_config
 
 from rnr import layout
 from rnr.case import load_case
@@ -179,3 +181,24 @@ def test_the_phantom_in_copdgene_layout_converts(tmp_path, capsys):
     assert (d.mean(), d.std(ddof=1)) == pytest.approx(tuple(summary["identity_tre_files_mm"]), abs=1e-9)
     # Loosely calibrated to twice the 4DCT phantom's target (rnr/phantom/copdgene.py).
     assert d.mean() == pytest.approx(summary["target_identity_tre_mm"], rel=0.05)
+
+
+def _merged(*names: str) -> dict:
+    """config/config.yaml with the named files merged over it, as Snakemake merges --configfile files."""
+    repo = SCHEMA.parents[2]
+    config = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+    for name in names:
+        update_config(config, yaml.safe_load((repo / "config" / name).read_text()))
+    return config
+
+
+def test_the_copdgene_config_files_make_plans(tmp_path):
+    """config/copdgene.yaml (the thesis set-up: no configuration asks for intermediate phases) and
+    config/copdgene_phantom.yaml (the phantom in COPDgene's layout, threshold masks, two cases) over the default."""
+    plan = make_plan({**_merged("copdgene.yaml"), "copdgene_dir": str(tmp_path)}, SCHEMA)
+    assert plan.dataset.name == "copdgene" and plan.cases == tuple(range(1, 11))
+    assert set(plan.names) == {"rnr", "rnr_no_grad_penalty", "rnr_shared_weights", "idir", "demons"}
+    assert plan.use_gpu and all(c.seeds == (3, 4, 5) for c in plan.configurations)
+    phantom = make_plan(_merged("copdgene_phantom.yaml"), SCHEMA)
+    assert phantom.dataset.generated and phantom.dataset.phantom_layout == "copdgene"
+    assert phantom.masks_method == "threshold" and phantom.cases == (1, 2) and phantom.names == ("rnr", "demons")
