@@ -179,7 +179,7 @@ def test_the_phantom_in_copdgene_layout_converts(tmp_path, capsys):
     case = load_case(out)
     d = np.linalg.norm((case.landmarks("T50") - case.landmarks("T00")) * np.asarray(case.spacing_xyz), axis=1)
     assert (d.mean(), d.std(ddof=1)) == pytest.approx(tuple(summary["identity_tre_files_mm"]), abs=1e-9)
-    # Loosely calibrated to twice the 4DCT phantom's target (rnr/phantom/copdgene.py).
+    # Loosely calibrated: twice the 4DCT phantom's target, at most 15 mm (rnr/phantom/copdgene.py).
     assert d.mean() == pytest.approx(summary["target_identity_tre_mm"], rel=0.05)
 
 

@@ -30,7 +30,7 @@ cases in parallel). Same seed, same data.
 --layout copdgene writes two breath-hold phases per case in DIR-Lab COPDgene's layout instead
 (copd{N}/copd{N}/copd{N}_iBHCT.img, _eBHCT.img, copd{N}_300_iBH_xyz_r1.txt, ...): 512-wide slices at the
 scale, padding outside the circular field of view, the landmark text forms of COPDgene's copies, motion
-loosely calibrated (twice the 4DCT phantom's), no truth file and no mask (rnr/phantom/copdgene.py).
+loosely calibrated (twice the 4DCT phantom's, at most 15 mm mean), no truth file and no mask (rnr/phantom/copdgene.py).
 
 Next step: rnr convert --dataset phantom --source OUT_DIR --case N --out CASE_DIR
   (--layout copdgene: rnr convert --dataset copdgene_phantom --source OUT_DIR ...)

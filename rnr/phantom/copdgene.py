@@ -26,10 +26,11 @@ a trailing tab, LF or CRLF.
   so the 4DCT phantom's body sits in a wider square of air (the field of view of the whole 512-wide slice);
 * outside the inscribed circle of that square the scanner reconstructs nothing: those voxels hold the
   padding value :data:`PADDING_HU`, far below air, as the real files do;
-* the motion is calibrated **loosely**: to :data:`MOTION_FACTOR` times the 4DCT phantom's target (DIR-Lab
-  4DCT's published identity TRE of the same case number), with its saturation raised by the same factor.
+* the motion is calibrated **loosely**: to :func:`motion_factor` times the 4DCT phantom's target (DIR-Lab
+  4DCT's published identity TRE of the same case number), with its saturation raised by the same factor:
+  twice, but a mean of at most :data:`MAX_TARGET_MM` (the motion model's tested range), so 7.8-15 mm.
   COPDgene's breath-hold motion is larger than 4DCT's (12-30 mm against 4-15 mm), which the factor
-  imitates; no case is fitted to COPDgene's own values (only case 1's is published). The images are not
+  imitates only partly; no case is fitted to COPDgene's own values (only case 1's is published). The images are not
   checked against COPDgene's (no realism table): the point is the layout, the file forms and the chain;
 * no truth file for the evaluation (truth/case{N}.json is a record, not read by the pipeline) and no lung
   mask: a COPDgene folder has none, so configurations use ``masks: {method: threshold}``.
@@ -60,8 +61,11 @@ from .write import ACQUISITION_FACTOR, FIELD_OF_VIEW_MM, NOISE_HU, _case_params,
 SLICE_WIDTH = 512
 #: Value of the voxels outside the reconstructed circle (HU; raw -2000): far below air, as real padding is.
 PADDING_HU = -3024
-#: The loose calibration: target identity TRE and motion saturation = this times the 4DCT phantom's.
+#: The loose calibration: target identity TRE and motion saturation = this times the 4DCT phantom's ...
 MOTION_FACTOR = 2.0
+#: ... but a target mean of at most this (mm; DIR-Lab 4DCT's largest, case 8): the motion model is built and
+#: tested for 4DCT's range, and beyond it its forward map no longer converges for every landmark.
+MAX_TARGET_MM = 15.0
 #: The two phases written: inhale (iBH) at breathing time 0, exhale (eBH) at breathing time 1 (T50).
 PHASE_TIMES = {"i": phase_time("T00"), "e": phase_time("T50")}
 
@@ -84,6 +88,12 @@ def geometry(case: int, scale: float = 1.0) -> tuple[tuple[int, int, int], tuple
     width = int(round(SLICE_WIDTH * scale / ACQUISITION_FACTOR))
     nz = max(8, int(round(FIELD_OF_VIEW_MM[case][2] / spacing[2])))
     return (width, width, nz), spacing  # type: ignore[return-value]
+
+
+def motion_factor(case: int) -> float:
+    """How much larger than the 4DCT phantom's case ``case`` this case moves: :data:`MOTION_FACTOR`, reduced
+    (not below 1) so that the target mean stays at most :data:`MAX_TARGET_MM`."""
+    return min(MOTION_FACTOR, max(1.0, MAX_TARGET_MM / cal.TARGET_IDENTITY_TRE_MM[case]))
 
 
 def folder_form(case: int) -> str:
@@ -146,7 +156,8 @@ def write_case(out_dir: str | Path, case: int, seed: int = 0, scale: float = 1.0
     # The anatomy is rendered on its own field of view, then placed in the middle of the wider slice.
     native = tuple(max(8, int(round(e / s))) for e, s in zip(extent[:2], spacing[:2], strict=True)) + (size_xyz[2],)
     offset = ((size_xyz[0] - native[0]) // 2, (size_xyz[1] - native[1]) // 2)
-    cap = MOTION_FACTOR * cal.MAX_DISPLACEMENT_MM[case]
+    factor = motion_factor(case)
+    cap = factor * cal.MAX_DISPLACEMENT_MM[case]
     anat, motion, rng = _case_params(case, seed, saturation_mm=(1.0 + cal.MAX_DISPLACEMENT_MARGIN) * cap)
     segments, bifurcations, bends = grow_trees(anat, rng)
     # Landmarks must stay inside the rendered part (the slab the anatomy occupies) at the largest motion.
@@ -161,7 +172,7 @@ def write_case(out_dir: str | Path, case: int, seed: int = 0, scale: float = 1.0
         spacing,
         np.random.default_rng([seed, case, 100]),
     )
-    target = (MOTION_FACTOR * cal.TARGET_IDENTITY_TRE_MM[case], MOTION_FACTOR * cal.TARGET_IDENTITY_STD_MM[case])
+    target = (factor * cal.TARGET_IDENTITY_TRE_MM[case], factor * cal.TARGET_IDENTITY_STD_MM[case])
     motion = cal.calibrate(motion, points, spacing, target)
 
     shift = np.array([offset[0], offset[1], 0])
@@ -201,7 +212,7 @@ def write_case(out_dir: str | Path, case: int, seed: int = 0, scale: float = 1.0
         "padding_hu": PADDING_HU,
         "padding_voxels_per_slice": int(padding.sum()),
         "motion": motion.to_dict(),
-        "motion_factor": MOTION_FACTOR,
+        "motion_factor": factor,
         "target_identity_tre_mm": target[0],
         "target_identity_std_mm": target[1],
         "identity_tre_files_mm": list(tre),
