@@ -5,6 +5,7 @@ COPDgene's layout (rnr/phantom/copdgene.py)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -202,3 +203,16 @@ def test_the_copdgene_config_files_make_plans(tmp_path):
     phantom = make_plan(_merged("copdgene_phantom.yaml"), SCHEMA)
     assert phantom.dataset.generated and phantom.dataset.phantom_layout == "copdgene"
     assert phantom.masks_method == "threshold" and phantom.cases == (1, 2) and phantom.names == ("rnr", "demons")
+
+
+# Real COPDgene: only case 1's no-registration TRE is quoted (rnr/DATA.md); the others are whatever the files give.
+REAL_COPDGENE = os.environ.get("RNR_COPDGENE_DIR")
+
+
+@pytest.mark.skipif(not REAL_COPDGENE, reason="set RNR_COPDGENE_DIR to a folder holding the real COPDgene cases")
+def test_real_copdgene_case1_identity_tre(tmp_path):
+    """On the real data, the converted case 1 gives the published 26.33 +- 11.44 mm to its two decimals."""
+    case = load_case(convert_case(REAL_COPDGENE, 1, tmp_path / "case1"))
+    d = np.linalg.norm((case.landmarks("T50") - case.landmarks("T00")) * np.asarray(case.spacing_xyz), axis=1)
+    mean, std = DATASETS["copdgene"].no_registration_tre_mm[1]
+    assert d.mean() == pytest.approx(mean, abs=0.0051) and d.std(ddof=1) == pytest.approx(std, abs=0.0051)
