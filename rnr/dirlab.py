@@ -138,18 +138,23 @@ def read_geometry_file(path: str | Path) -> dict[int, CaseGeometry]:
     return out
 
 
-def case_geometry(dirlab_dir: str | Path, case: int) -> CaseGeometry:
-    """Grid of ``case``: from ``dirlab_dir/geometry.json`` when it lists the case, else the DIR-Lab table."""
+def case_geometry(
+    dirlab_dir: str | Path, case: int, known: dict[int, CaseGeometry] | None = None, dataset: str = "DIR-Lab"
+) -> CaseGeometry:
+    """Grid of ``case``: from ``dirlab_dir/geometry.json`` when it lists the case, else the table ``known`` of
+    ``dataset`` (default: :data:`DIRLAB_GEOMETRY`; COPDgene's reader passes its own)."""
+    known = DIRLAB_GEOMETRY if known is None else known
     path = Path(dirlab_dir) / GEOMETRY_FILE
     if path.is_file():
         table = read_geometry_file(path)
         if case in table:
             return table[case]
-    if case not in DIRLAB_GEOMETRY:
+    if case not in known:
         raise InputError(
-            f"{Path(dirlab_dir)}: case {case} is not a DIR-Lab case (expected 1..10) and {path} does not list it"
+            f"{Path(dirlab_dir)}: case {case} is not a {dataset} case (expected {min(known)}..{max(known)}) and "
+            f"{path} does not list it"
         )
-    return DIRLAB_GEOMETRY[case]
+    return known[case]
 
 
 # ------------------------------------------------------------------------------------- finding files

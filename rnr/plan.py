@@ -9,6 +9,8 @@ into one mapping; :func:`make_plan` turns it into a :class:`Plan`:
 * the schema (``workflow/schemas/config.schema.yaml``) is checked and fills every documented default;
 * the dataset comes from :data:`rnr.data.DATASETS`: its case list bounds ``cases``, and a dataset read from
   the user's files needs its folder key (``dirlab_dir``) set to an existing folder;
+* on a dataset with two phases only (COPDgene), a configuration asking for the intermediate phases T10..T40
+  (RNR's ``intermediate``) is refused;
 * configurations set to ``false`` are left out (a merged file cannot delete keys, only switch them off);
   each remaining one is checked against its method's settings block (:class:`rnr.config.Settings`), gets
   its seeds (its own ``seeds`` or the workflow's) and its display label;
@@ -225,6 +227,9 @@ def make_plan(config: Mapping[str, Any], schema: str | Path) -> Plan:
         _configuration(name, entry or {}, config["seeds"], device) for name, entry in entries.items()
     )
 
+    if not dataset.has_intermediate:
+        for c in configurations:
+            _check_two_phases(c, dataset)
     compare_to = config["compare_to"] or configurations[0].name
     if compare_to not in entries:
         raise PlanError(
@@ -323,3 +328,14 @@ def _configuration(name: str, entry: Mapping[str, Any], default_seeds: list[int]
     except SettingsError as exc:
         raise PlanError(str(exc)) from None
     return Configuration(name=name, settings=settings, seeds=tuple(sorted(set(seeds))), label=label)
+
+
+def _check_two_phases(configuration: Configuration, dataset: Dataset) -> None:
+    """PlanError when ``configuration`` asks for the intermediate phases T10..T40 (RNR's ``intermediate``, true by
+    default) on a dataset that has only the two extreme phases (COPDgene): the setting would be ignored."""
+    params = settings_from_mapping(configuration.settings).params
+    if getattr(params, "intermediate", False):
+        raise PlanError(
+            f"config configurations.{configuration.name}: intermediate is true (the default) but dataset "
+            f"{dataset.name!r} has only the phases {' and '.join(dataset.phases)}; set intermediate: false"
+        )

@@ -349,8 +349,11 @@ def write_tables(
     order: Sequence[str] | None = None,
     compare_to: str | None = None,
     labels: dict[str, str] | None = None,
+    dataset: str | None = None,
 ) -> list[Path]:
     """Read all metrics under ``runs_dir`` and write every table of :data:`TABLES` into ``out_dir``.
+
+    ``dataset``: the dataset's title (:attr:`rnr.data.Dataset.title`), named in every page's title.
 
     ``compare_to``: the reference configuration of the paired tests (default: the first registered one in
     ``order``); ``labels``: configuration -> display label, shown in every format. Returns the paths written.
@@ -359,6 +362,9 @@ def write_tables(
     out = Path(out_dir)
     csv_frames = frames(data)
     pages = views(data, csv_frames, order)
+    if dataset:
+        for view in pages.values():
+            view.title = f"{view.title} ({dataset})"
     written = []
     for table in TABLE_SPECS:
         for fmt in table.formats:

@@ -165,8 +165,14 @@ def test_a_switched_off_configuration_is_left_out():
         ({"use_gpu": "maybe"}, ["config.use_gpu: 'maybe' is not of type 'boolean'"]),
         ({"cases": [0]}, ["config.cases[0]: 0 is less than the minimum of 1"]),
         ({"cases": [1, 11]}, ["config cases[1]: case 11 is not a case of dataset 'phantom' (expected one of 1, 2,"]),
-        ({"dataset": "copd"}, ["config: dataset must be one of phantom, dirlab; got 'copd'"]),
-        ({"dirlb_dir": "/data"}, ["config: 'dirlb_dir' is no dataset's folder key; expected one of dirlab_dir"]),
+        (
+            {"dataset": "copd"},
+            ["config: dataset must be one of phantom, dirlab, copdgene, copdgene_phantom; got 'copd'"],
+        ),
+        (
+            {"dirlb_dir": "/data"},
+            ["config: 'dirlb_dir' is no dataset's folder key; expected one of copdgene_dir, dirlab_dir"],
+        ),
         ({"configurations": {"initial": {}}}, ["should not be valid under {'const': 'initial'}"]),
         ({"configurations": {"rnr": {"iterationz": 5}}}, ["config configurations.rnr: unknown setting 'iterationz'"]),
         ({"configurations": {"q": {"iterations": "many"}}}, ["setting 'iterations' expects int, got 'many' (str)"]),

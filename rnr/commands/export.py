@@ -16,10 +16,15 @@ geometry, so they overlay T00.nii.gz in a viewer:
   detj.nii.gz                det J of phi per voxel (float32)
   export.json                what each file is, the run, the conventions
 
+--format l2r writes Learn2Reg's form instead (rnr/l2r.py): disp_{NNNN}_{NNNN}.nii.gz (N = the case, 4 digits),
+an (H, W, D, 3) array as nibabel's get_fdata() returns it, in VOXELS of the T00 grid along its array axes
+(x, y, z), pointing from fixed (T00) to moving (T50); plus export.json.
+
 Full-size DIR-Lab fields are about 400 MB each before compression; --no-steps keeps only phi.
 
 Example:
   rnr export --case-dir results/phantom/data/case1 --run-dir results/phantom/runs/rnr/case1 --out exp/rnr/case1
+  rnr export --format l2r --case-dir ... --run-dir ... --out exp/l2r    # -> exp/l2r/disp_0001_0001.nii.gz
 """
 
 from __future__ import annotations
@@ -39,12 +44,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "cpu", "cuda"),
         help="where to evaluate the map (default: CUDA when available)",
     )
+    parser.add_argument(
+        "--format",
+        choices=("itk", "l2r"),
+        default="itk",
+        help="itk (default): the files above; l2r: only Learn2Reg's disp_{N}_{N}.nii.gz (voxels, fixed T00 -> "
+        "moving T50, (H, W, D, 3) as nibabel reads it; rnr/l2r.py) and export.json",
+    )
     parser.add_argument("--no-steps", action="store_true", help="only phi: no field_step*/warped_*_step* files")
     parser.add_argument("--no-warped", action="store_true", help="no warped images")
     parser.add_argument("--no-detj", action="store_true", help="no det J map")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.format == "l2r":
+        from ..evaluation.export import export_l2r
+
+        manifest = export_l2r(args.case_dir, args.run_dir, args.out, device=args.device)
+        print(
+            f"rnr export: case {manifest['case']} [{manifest['configuration']}] ({manifest['method']}): "
+            f"{manifest['files'][0]['file']} (Learn2Reg, voxels) -> {args.out} ({manifest['wall_s']:.1f} s)"
+        )
+        return 0
     from ..evaluation.export import export_run
 
     manifest = export_run(

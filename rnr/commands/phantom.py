@@ -27,7 +27,13 @@ At scale 1 a voxel is DIR-Lab's times 2.2 (about 2.1-2.6 mm in-plane, 5.4-5.5 mm
 per case); --scale 0.5 doubles the spacing. About 10 s of one core per case at scale 1 (--jobs runs
 cases in parallel). Same seed, same data.
 
+--layout copdgene writes two breath-hold phases per case in DIR-Lab COPDgene's layout instead
+(copd{N}/copd{N}/copd{N}_iBHCT.img, _eBHCT.img, copd{N}_300_iBH_xyz_r1.txt, ...): 512-wide slices at the
+scale, padding outside the circular field of view, the landmark text forms of COPDgene's copies, motion
+loosely calibrated (twice the 4DCT phantom's, at most 15 mm mean), no truth file and no mask (rnr/phantom/copdgene.py).
+
 Next step: rnr convert --dataset phantom --source OUT_DIR --case N --out CASE_DIR
+  (--layout copdgene: rnr convert --dataset copdgene_phantom --source OUT_DIR ...)
 
 Example:
   rnr phantom results/phantom/source --jobs 2             # all ten cases
@@ -37,6 +43,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 from ..data.phantom import DATASET as PHANTOM
@@ -88,6 +95,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--jobs", type=int, default=1, help="cases written at once, in worker processes (default 1; same output)"
     )
     parser.add_argument(
+        "--layout",
+        choices=("dirlab", "copdgene"),
+        default="dirlab",
+        help="dirlab (default): 4DCT, T00..T50 in DIR-Lab's layout; copdgene: two breath-hold phases in DIR-Lab "
+        "COPDgene's layout (copd{N}/copd{N}/, 512-wide slices at the scale, padding outside the field of view; "
+        "loosely calibrated, no truth file, no mask: rnr/phantom/copdgene.py)",
+    )
+    parser.add_argument(
         "--no-masks",
         action="store_true",
         help="do not write Masks/case{N}_T00_mask.mhd (the true lung mask, placed as a user-provided mask)",
@@ -95,6 +110,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.layout == "copdgene":
+        return _run_copdgene(args)
     from ..phantom import read_summary, realism_text, write_dataset
     from ..truth import load_truth
 
@@ -121,4 +138,21 @@ def run(args: argparse.Namespace) -> int:
     table = read_summary(out)
     print("\nrealism table (truth/summary.csv):\n" + realism_text(table[table["case"].isin(args.cases)]))
     print(f"wrote {len(args.cases)} case(s) to {out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _run_copdgene(args: argparse.Namespace) -> int:
+    from ..phantom.copdgene import write_dataset
+
+    start = time.perf_counter()
+    out = write_dataset(
+        args.out_dir, cases=args.cases, seed=args.seed, scale=args.scale, noise_hu=args.noise, jobs=max(1, args.jobs)
+    )
+    for case in args.cases:
+        summary = json.loads((out / "truth" / f"case{case}.json").read_text())
+        mean, std = summary["identity_tre_files_mm"]
+        size = "x".join(str(v) for v in summary["size_xyz"])
+        spacing = ", ".join(f"{v:g}" for v in summary["spacing_xyz"])
+        print(f"case {case}: {size} voxels of ({spacing}) mm, identity TRE {mean:.2f} +- {std:.2f} mm")
+    print(f"wrote {len(args.cases)} case(s) in COPDgene's layout to {out} in {time.perf_counter() - start:.1f} s")
     return 0

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "all metrics.json of a dataset -> tre.csv/.md/.tex, snapped and folding tables, tidy landmarks CSV"
 
@@ -35,6 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="NAME",
         help="reference configuration of the paired tests (default: the first registered configuration)",
+    )
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        metavar="NAME",
+        help="the dataset the runs belong to (a name of rnr.data.DATASETS), named in every table's title "
+        "(default: the runs folder's parent, results/<dataset>/runs, when that is a dataset's name)",
     )
     parser.add_argument(
         "--label",
@@ -57,6 +65,12 @@ def run(args: argparse.Namespace) -> int:
         if not sep or not name:
             raise InputError(f"--label expects NAME=TEXT, got {item!r}")
         labels[name] = text
-    paths = write_tables(args.runs_dir, args.out, args.configurations, args.compare_to, labels)
+    from ..data import DATASETS
+
+    name = args.dataset or Path(args.runs_dir).resolve().parent.name
+    if args.dataset is not None and name not in DATASETS:
+        raise InputError(f"--dataset: expected one of {', '.join(DATASETS)}, got {name!r}")
+    dataset = DATASETS[name].title if name in DATASETS else None
+    paths = write_tables(args.runs_dir, args.out, args.configurations, args.compare_to, labels, dataset=dataset)
     print(f"wrote {len(paths)} tables to {args.out}: {', '.join(p.name for p in paths)}")
     return 0

@@ -7,9 +7,11 @@ converter and one :class:`~rnr.data.base.Dataset` value ``DATASET``, its tests, 
 
 from __future__ import annotations
 
-from . import dirlab, phantom
+from . import copdgene, dirlab, phantom
 from .base import Dataset
 
-DATASETS: dict[str, Dataset] = {d.name: d for d in (phantom.DATASET, dirlab.DATASET)}
+DATASETS: dict[str, Dataset] = {
+    d.name: d for d in (phantom.DATASET, dirlab.DATASET, copdgene.DATASET, copdgene.PHANTOM_DATASET)
+}
 
 __all__ = ["DATASETS", "Dataset"]

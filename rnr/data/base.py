@@ -30,6 +30,9 @@ class Dataset:
         geometry: ``case -> (size_xyz voxels, spacing_xyz mm)`` of the dataset's nominal grid.
         no_registration_tre_mm: published TRE before registration, case -> (mean, sample std) mm of the
             landmark pair; empty when nothing is published (a synthetic dataset).
+        phantom_layout: for a generated dataset, the layout ``rnr phantom --layout`` writes (``dirlab`` or
+            ``copdgene``); unused for a dataset read from the user's files.
+        title: the dataset's name in the tables' titles (e.g. "DIR-Lab COPDgene").
     """
 
     name: str
@@ -42,10 +45,17 @@ class Dataset:
     convert: Callable[[str | Path, int, str | Path], Path]
     geometry: Callable[[int], tuple[tuple[int, int, int], tuple[float, float, float]]]
     no_registration_tre_mm: Mapping[int, tuple[float, float]]
+    phantom_layout: str = "dirlab"
+    title: str = ""
 
     @property
     def generated(self) -> bool:
         return self.source_key is None
+
+    @property
+    def has_intermediate(self) -> bool:
+        """Whether the cases have the phases between T00 and T50 (T10..T40) that some settings need."""
+        return len(self.phases) > 2
 
     def check_case(self, case: int, where: str) -> None:
         """Raise ValueError naming ``where`` when ``case`` is not one of :attr:`cases`."""

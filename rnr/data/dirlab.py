@@ -41,6 +41,7 @@ def geometry(case: int) -> tuple[tuple[int, int, int], tuple[float, float, float
 
 DATASET = Dataset(
     name="dirlab",
+    title="DIR-Lab 4DCT",
     summary="DIR-Lab 4DCT: ten cases from the user's unpacked folder (config dirlab_dir)",
     cases=tuple(NO_REGISTRATION_TRE_MM),
     phases=layout.PHASES,

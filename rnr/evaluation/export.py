@@ -39,17 +39,18 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from .. import layout
+from .. import l2r, layout
 from ..case import ConvertedCase, load_case
 from ..io import InputError, write_image, write_json
 from ..layout import DETJ, FIELD, MANIFEST
 from ..methods import load_transform
-from ..methods.field import Frame, read_header, voxel_to_world_vectors
+from ..methods.field import Frame, read_header, voxel_to_world_vectors, world_to_voxel_vectors
 from ..runtime import resolve_device
 from ..transform import DEFAULT_CHUNK, Transform
 from .warp import warp_volume
 
 SCHEMA = "rnr-export/1"
+L2R_SCHEMA = "rnr-export-l2r/1"
 #: z-slices processed at once (a 512 x 512 slab of 4 slices is 1 M points).
 SLAB = 4
 
@@ -112,6 +113,34 @@ def _image(array: np.ndarray, reference: sitk.Image, vector: bool = False) -> si
 
 
 # ------------------------------------------------------------------------------------------- the export
+def load_run_transform(case: ConvertedCase, run_dir: Path, device: str = "auto") -> tuple[Transform, Any, Frame]:
+    """The fitted map of ``run_dir``, its run record (rnr.evaluation.evaluate.run_info) and T00's frame; InputError when
+    the map lies on another grid than ``case``'s T00."""
+    from .evaluate import run_info  # plotting modules: imported only when exporting
+
+    transform, metadata = load_transform(run_dir / layout.CHECKPOINT, resolve_device(device))
+    info = run_info(run_dir, metadata, transform, False, case)
+    reference_path = case.image_path("T00")
+    if tuple(transform.size_xyz) != case.size_xyz or not np.allclose(
+        transform.spacing_xyz, case.spacing_xyz, atol=1e-3
+    ):
+        raise InputError(
+            f"{run_dir / layout.CHECKPOINT}: expected a map on the grid of {reference_path} (size "
+            f"{case.size_xyz}, spacing {case.spacing_xyz} mm), found size {transform.size_xyz}, spacing "
+            f"{transform.spacing_xyz} mm"
+        )
+    return transform, info, Frame.of(read_header(reference_path))
+
+
+def reference_image(frame: Frame) -> sitk.Image:
+    """An empty image of ``frame``: the voxels of T00 are not needed, only its geometry."""
+    reference = sitk.Image(list(frame.size_xyz), sitk.sitkUInt8)
+    reference.SetSpacing(frame.spacing_xyz)
+    reference.SetOrigin(frame.origin_xyz)
+    reference.SetDirection(tuple(frame.direction.ravel()))
+    return reference
+
+
 def export_run(
     case_dir: str | Path,
     run_dir: str | Path,
@@ -132,28 +161,14 @@ def export_run(
     Raises:
         InputError: missing or unreadable checkpoint, a run of another case or grid.
     """
-    from .evaluate import panel_pairs, run_info  # plotting modules: imported only when exporting
+    from .evaluate import panel_pairs  # plotting modules: imported only when exporting
 
     start = time.perf_counter()
     case: ConvertedCase = load_case(case_dir)
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    transform, metadata = load_transform(run_dir / layout.CHECKPOINT, resolve_device(device))
-    info = run_info(run_dir, metadata, transform, False, case)
+    transform, info, frame = load_run_transform(case, run_dir, device)
     reference_path = case.image_path("T00")
-    if tuple(transform.size_xyz) != case.size_xyz or not np.allclose(
-        transform.spacing_xyz, case.spacing_xyz, atol=1e-3
-    ):
-        raise InputError(
-            f"{run_dir / layout.CHECKPOINT}: expected a map on the grid of {reference_path} (size "
-            f"{case.size_xyz}, spacing {case.spacing_xyz} mm), found size {transform.size_xyz}, spacing "
-            f"{transform.spacing_xyz} mm"
-        )
-    # The voxels of T00 are not needed, only its geometry: an empty image of the same frame is the reference.
-    frame = Frame.of(read_header(reference_path))
-    reference = sitk.Image(list(frame.size_xyz), sitk.sitkUInt8)
-    reference.SetSpacing(frame.spacing_xyz)
-    reference.SetOrigin(frame.origin_xyz)
-    reference.SetDirection(tuple(frame.direction.ravel()))
+    reference = reference_image(frame)
 
     files: list[dict[str, Any]] = []
     n_steps = transform.n_steps
@@ -211,4 +226,35 @@ def export_run(
         "wall_s": time.perf_counter() - start,
     }
     write_json(out_dir / MANIFEST, manifest)
+    return manifest
+
+
+def export_l2r(case_dir: str | Path, run_dir: str | Path, out_dir: str | Path, device: str = "auto") -> dict[str, Any]:
+    """Write a run's map as Learn2Reg's ``disp_{N}_{N}.nii.gz`` (and ``export.json``, last) into ``out_dir``;
+    return the manifest. The field is the same as ``field.nii.gz`` of :func:`rnr.evaluation.export.export_run`, in voxels
+    along the index axes instead of mm along the world axes (rnr/l2r.py)."""
+    start = time.perf_counter()
+    case = load_case(case_dir)
+    out_dir = Path(out_dir)
+    transform, info, frame = load_run_transform(case, Path(run_dir), device)
+    reference = reference_image(frame)
+    world = world_displacement(transform, frame)
+    disp = world_to_voxel_vectors(world, frame.direction, frame.spacing_xyz)
+    del world
+    name = l2r.l2r_name(case.case, case.case)
+    write_image(out_dir / name, l2r.l2r_image(disp, reference))
+    manifest = {
+        "schema": L2R_SCHEMA,
+        "case": case.case,
+        "configuration": info.configuration,
+        "method": info.method,
+        "fixed": "T00",
+        "moving": "T50",
+        "convention": l2r.CONVENTION,
+        "files": [{"file": name, "kind": "l2r_displacement_field", "what": "phi(p) - p in voxels, T00 -> T50"}],
+        "reference_image": str(case.image_path("T00")),
+        "source": {"case_dir": str(case.path), "run_dir": str(run_dir)},
+        "wall_s": time.perf_counter() - start,
+    }
+    write_json(out_dir / layout.MANIFEST, manifest)
     return manifest

@@ -5,7 +5,8 @@ a relative path starts in the working directory of ``rnr register``, in the work
 checked and wrapped as a :class:`~rnr.transform.FieldTransform`, so ``rnr register`` writes a run
 folder like any method's and ``rnr evaluate``, the tables, statistics and figures score it by the same code.
 
-**The file format** is the one ``rnr export`` writes and ITK defines for a displacement field (a
+**The file format** (``format: itk``, the default; ``format: l2r`` reads Learn2Reg's voxel fields instead,
+rnr/l2r.py) is the one ``rnr export`` writes and ITK defines for a displacement field (a
 ``sitk.DisplacementFieldTransform`` reads it as is):
 
 * a 3-D image of 3-vectors (NIfTI, MetaImage, NRRD: anything SimpleITK reads), any float pixel type;
@@ -52,8 +53,12 @@ from .base import FitContext, Method, MethodOutcome
 GRID_TOL_MM = 1e-3
 #: Entries of the direction matrix may differ from T00's by this much (NIfTI's quaternion round trip).
 DIRECTION_TOL = 1e-4
+#: The file formats ``format`` names: ITK's displacement field (mm, world axes) or Learn2Reg's (voxels).
+FORMATS = ("itk", "l2r")
 #: The placeholder a ``fields`` pattern must contain.
 CASE_PLACEHOLDER = "{case}"
+#: ... or this one, replaced by the case number in four digits (Learn2Reg's ``disp_0001_0001.nii.gz``).
+CASE_PLACEHOLDER_04 = "{case:04d}"
 
 
 # ---------------------------------------------------------------------------------------------- conventions
@@ -205,21 +210,28 @@ class FieldSettings(MethodSettings):
 
     Attributes:
         fields: path pattern of the displacement field files, with ``{case}`` for the case number (e.g.
-            ``exports/rnr/case{case}/field.nii.gz``); relative paths start in the working directory.
+            ``exports/rnr/case{case}/field.nii.gz``; ``{case:04d}`` gives four digits, as in Learn2Reg's
+            ``l2r/disp_{case:04d}_{case:04d}.nii.gz``); relative paths start in the working directory.
+        format: ``itk`` (the module docstring: mm along the world axes, ``rnr export``'s ``field.nii.gz``) or
+            ``l2r`` (Learn2Reg's ``disp_*.nii.gz``: voxels along the array axes, rnr/l2r.py).
     """
 
     fields: str = "fields/case{case}/field.nii.gz"
+    format: str = "itk"
 
     def check(self) -> None:
-        if CASE_PLACEHOLDER not in self.fields:
+        if self.format not in FORMATS:
+            raise SettingsError(f"setting 'format' must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if CASE_PLACEHOLDER not in self.fields and CASE_PLACEHOLDER_04 not in self.fields:
             raise SettingsError(
                 f"setting 'fields' must be a path pattern containing {CASE_PLACEHOLDER} (replaced by the case "
-                f"number), got {self.fields!r}"
+                f"number) or {CASE_PLACEHOLDER_04} (four digits, as Learn2Reg names cases), got {self.fields!r}"
             )
 
     def path(self, case: int) -> Path:
-        """The field file of ``case`` (only ``{case}`` is replaced; other braces stay as they are)."""
-        return Path(self.fields.replace(CASE_PLACEHOLDER, str(int(case))))
+        """The field file of ``case`` (only ``{case}`` and ``{case:04d}`` are replaced; other braces stay)."""
+        text = self.fields.replace(CASE_PLACEHOLDER_04, f"{int(case):04d}")
+        return Path(text.replace(CASE_PLACEHOLDER, str(int(case))))
 
 
 def fit(ctx: FitContext[FieldSettings]) -> MethodOutcome:
@@ -231,7 +243,12 @@ def fit(ctx: FitContext[FieldSettings]) -> MethodOutcome:
             f"{path}: displacement field of case {ctx.case.case} not found (setting 'fields' = {params.fields!r}, "
             f"relative paths start in {Path.cwd()})"
         )
-    disp = read_field(path, ctx.case)
+    if params.format == "l2r":
+        from ..l2r import read_l2r_field
+
+        disp = read_l2r_field(path, ctx.case)
+    else:
+        disp = read_field(path, ctx.case)
     transform = ImportedFieldTransform(ctx.case.size_xyz, ctx.case.spacing_xyz, disp).to(ctx.device)
     return MethodOutcome(
         transform=transform,
@@ -241,7 +258,7 @@ def fit(ctx: FitContext[FieldSettings]) -> MethodOutcome:
         batch_size=None,
         n_points=int(np.count_nonzero(ctx.mask)),
         compared_terms=[t.label for t in compared_terms("seed", False, 1)],
-        extra={"fields_file": str(path)},
+        extra={"fields_file": str(path), "fields_format": params.format},
     )
 
 

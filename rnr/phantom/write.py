@@ -207,9 +207,14 @@ def write_mask(dataset_dir: str | Path, case: int) -> Path:
     return path
 
 
-def _case_params(case: int, seed: int) -> tuple[Anatomy, Motion, np.random.Generator]:
-    """Anatomy and (uncalibrated) motion of ``case``; the generator continues with the vessel trees."""
+def _case_params(
+    case: int, seed: int, saturation_mm: float | None = None
+) -> tuple[Anatomy, Motion, np.random.Generator]:
+    """Anatomy and (uncalibrated) motion of ``case``; the generator continues with the vessel trees.
+    ``saturation_mm``: the motion's saturation (default: this case's largest DIR-Lab displacement + margin)."""
     extent = FIELD_OF_VIEW_MM[case]
+    if saturation_mm is None:
+        saturation_mm = (1.0 + cal.MAX_DISPLACEMENT_MARGIN) * cal.MAX_DISPLACEMENT_MM[case]
     rng = np.random.default_rng([seed, case])
     domes = (float(rng.uniform(-0.03, 0.03)), float(rng.uniform(-0.03, 0.03)))
     anat = Anatomy(extent, domes)  # type: ignore[arg-type]
@@ -225,7 +230,7 @@ def _case_params(case: int, seed: int) -> tuple[Anatomy, Motion, np.random.Gener
         lag_cc=float(rng.uniform(*_LAG_RANGE)),
         lag_ap=float(rng.uniform(*_LAG_RANGE)),
         wall_mm=float(rng.uniform(1.5, 3.0)),
-        saturation_mm=(1.0 + cal.MAX_DISPLACEMENT_MARGIN) * cal.MAX_DISPLACEMENT_MM[case],
+        saturation_mm=saturation_mm,
     )
     return anat, motion, rng
 

@@ -13,6 +13,7 @@ rule tables:
         # initial (the identity map) first, then the configured columns; stale runs are left out.
         configurations=" ".join([INITIAL, *PLAN.names]),
         compare_to=PLAN.compare_to,
+        dataset=PLAN.dataset.name,
         labels=table_labels(),
         # The report captions of the tables (rnr.table_specs), shown by workflow/report/tables/<name>.rst.
         captions=CAPTIONS,
@@ -22,7 +23,7 @@ rule tables:
         "../envs/rnr.yaml"
     shell:
         "rnr tables --runs-dir {params.runs_dir} --out {params.out} --configurations {params.configurations}"
-        " --compare-to {params.compare_to} {params.labels} > {log} 2>&1"
+        " --compare-to {params.compare_to} --dataset {params.dataset} {params.labels} > {log} 2>&1"
 
 
 rule figures:

@@ -9,6 +9,7 @@ rule phantom:
         cases=" ".join(str(c) for c in PLAN.cases),
         seed=PLAN.phantom_seed,
         scale=PLAN.phantom_scale,
+        layout=PLAN.dataset.phantom_layout,
     log:
         PLAN.log("phantom"),
     # Every later job waits for the phantom: it may use all cores (one case per core).
@@ -17,7 +18,7 @@ rule phantom:
         "../envs/rnr.yaml"
     shell:
         "rnr phantom {output} --cases {params.cases} --seed {params.seed} --scale {params.scale} "
-        "--jobs {threads} > {log} 2>&1"
+        "--layout {params.layout} --jobs {threads} > {log} 2>&1"
 
 
 rule convert:
