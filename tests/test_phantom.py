@@ -253,7 +253,10 @@ def test_smallest_scale_still_has_300_landmarks():
 
 def test_evaluation_does_not_import_the_generator():
     """rnr.evaluation.evaluate and rnr.truth read the truth with the motion model alone: no rendering, no writing."""
-    code = "import sys, rnr.evaluation.evaluate, rnr.truth; print(sorted(m for m in sys.modules if m.startswith('rnr.phantom')))"
+    code = (
+        "import sys, rnr.evaluation.evaluate, rnr.truth; "
+        "print(sorted(m for m in sys.modules if m.startswith('rnr.phantom')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['rnr.phantom', 'rnr.phantom.anatomy', 'rnr.phantom.motion']"
 

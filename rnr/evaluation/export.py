@@ -231,8 +231,8 @@ def export_run(
 
 def export_l2r(case_dir: str | Path, run_dir: str | Path, out_dir: str | Path, device: str = "auto") -> dict[str, Any]:
     """Write a run's map as Learn2Reg's ``disp_{N}_{N}.nii.gz`` (and ``export.json``, last) into ``out_dir``;
-    return the manifest. The field is the same as ``field.nii.gz`` of :func:`rnr.evaluation.export.export_run`, in voxels
-    along the index axes instead of mm along the world axes (rnr/l2r.py)."""
+    return the manifest. The field is the same as ``field.nii.gz`` of :func:`export_run`, in voxels along the
+    index axes instead of mm along the world axes (rnr/l2r.py)."""
     start = time.perf_counter()
     case = load_case(case_dir)
     out_dir = Path(out_dir)
