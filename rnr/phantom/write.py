@@ -92,8 +92,8 @@ PHANTOM_GEOMETRY: dict[int, tuple[tuple[int, int, int], tuple[float, float, floa
 }
 
 #: Supported ``scale`` range: below it some case has fewer than 300 distinct landmark voxels in its lungs
-#: (tested at the bound); at the top (DIR-Lab's own voxel x 1.1, about 4 M voxels) one case takes a few
-#: minutes of one core and about 3 GB to render.
+#: (tested at the bound); the top (DIR-Lab's own voxel x 1.1, about 4 M voxels, 8 times scale 1's) is the GPU
+#: check's DIR-Lab-size case (its time and memory not measured yet).
 SCALE_RANGE = (0.5, 2.0)
 #: Supported noise range (std, HU); the default is in the middle of clinical 4DCT's 20-40 HU.
 NOISE_RANGE_HU = (0.0, 60.0)
