@@ -258,7 +258,7 @@ def test_evaluation_does_not_import_the_generator():
         "print(sorted(m for m in sys.modules if m.startswith('rnr.phantom')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['rnr.phantom', 'rnr.phantom.anatomy', 'rnr.phantom.motion']"
+    assert out.strip() == "['rnr.phantom', 'rnr.phantom.anatomy', 'rnr.phantom.grid', 'rnr.phantom.motion']"
 
 
 def _jacobian_det(truth: phantom.PhantomTruth, points_vox: np.ndarray, phase: str, lung: bool) -> np.ndarray:

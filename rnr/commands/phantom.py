@@ -49,7 +49,7 @@ import time
 from ..data.phantom import DATASET as PHANTOM
 
 # The option ranges only: rnr.phantom's modules load lazily, so --help stays quick.
-from ..phantom.write import ACQUISITION_FACTOR, NOISE_HU, NOISE_RANGE_HU, SCALE_RANGE
+from ..phantom.grid import ACQUISITION_FACTOR, NOISE_HU, NOISE_RANGE_HU, SCALE_RANGE
 
 HELP = "write the built-in synthetic 4DCT phantom (ten cases) in the DIR-Lab layout"
 

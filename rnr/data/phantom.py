@@ -5,7 +5,7 @@ DIR-Lab reader, since the files are laid out like DIR-Lab's."""
 from __future__ import annotations
 
 from .. import layout
-from ..phantom import PHANTOM_GEOMETRY, geometry
+from ..phantom.grid import PHANTOM_GEOMETRY, geometry
 from .base import Dataset
 from .dirlab import convert
 

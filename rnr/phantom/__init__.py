@@ -11,6 +11,7 @@ One module per job:
   fitted per case to DIR-Lab's published identity TRE mean and std on the rounded landmark files.
 * ``render.py``: every phase rendered from the anatomy at the backward-mapped positions of its own voxel
   grid: partial volume, slice profile, mass-preserving lung density, partly shared parenchyma detail, noise.
+* ``grid.py``: the voxel grid per case and the supported scale and noise ranges (numbers only).
 * ``write.py``: the DIR-Lab layout, geometry.json, the truth files and the realism table (truth/summary.csv).
 
 Names are re-exported here lazily, so that the truth reader (rnr/truth.py, which needs only ``motion`` and
@@ -32,20 +33,22 @@ _EXPORTS = {
         "TARGET_IDENTITY_TRE_MM",
         "motion_statistics",
     ),
-    "write": (
+    "grid": (
         "ACQUISITION_FACTOR",
         "FIELD_OF_VIEW_MM",
-        "LANDMARK_STYLE",
         "NOISE_HU",
         "NOISE_RANGE_HU",
         "PHANTOM_GEOMETRY",
-        "REALISM_COLUMNS",
         "SCALE_RANGE",
+        "geometry",
+    ),
+    "write": (
+        "LANDMARK_STYLE",
+        "REALISM_COLUMNS",
         "SUMMARY_FILE",
         "_landmark_text",
         "case_folder_name",
         "check_options",
-        "geometry",
         "image_file_name",
         "landmark_file_path",
         "mask_file_path",
