@@ -162,9 +162,37 @@ def tex_escape(text: str) -> str:
     return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
 
 
+#: Formulas of the notes (after escaping) and their math-mode form.
+_TEX_MATH = (
+    (r"|φ(x) − φ\_true(x)|", r"$|\varphi(x) - \varphi_{\mathrm{true}}(x)|$"),
+    ("α = ", r"$\alpha$ = "),
+    # Text-mode < and > print as ¡ and ¿ in LaTeX's default font encoding.
+    (" > ", r" $>$ "),
+    (" < ", r" $<$ "),
+)
+
+
+def heading_lines(text: str, longest: int = 10) -> list[str]:
+    """A column heading broken at the space nearest its middle when longer than ``longest`` characters (a
+    label such as 'RNR, T00/T50 only' would otherwise set the width of its column of numbers)."""
+    spaces = [i for i, ch in enumerate(text) if ch == " "]
+    if len(text) <= longest or not spaces:
+        return [text]
+    cut = min(spaces, key=lambda i: abs(i - len(text) / 2))
+    return [text[:cut], *heading_lines(text[cut + 1 :], longest)]
+
+
+def _tex_heading(text: str) -> str:
+    lines = [tex_escape(line) for line in heading_lines(text)]
+    return lines[0] if len(lines) == 1 else r"\begin{tabular}[b]{@{}c@{}}" + r" \\ ".join(lines) + r"\end{tabular}"
+
+
 def tex_text(text: str) -> str:
     """A note, title or heading in LaTeX: escaped, inline code and bold markup dropped, symbols as math."""
     text = tex_escape(text.replace("`", "").replace("**", ""))
+    # Maths in math mode: the formulas the notes spell out first, then single symbols.
+    for phrase, tex in _TEX_MATH:
+        text = text.replace(phrase, tex)
     for symbol, tex in (("±", r"$\pm$"), ("α", r"$\alpha$"), ("≤", r"$\le$"), ("–", "--"), ("φ", r"$\varphi$")):
         text = text.replace(symbol, tex)
     for mark, tex in LATEX_MARKS.items():
@@ -217,17 +245,20 @@ def latex(view: View) -> str:
     width = sum(2 if c.format == "mean_std" else 1 for c in columns)
     head = []
     for c in columns:
-        text = tex_escape(c.heading)
-        head.append(rf"\multicolumn{{2}}{{c}}{{{text}}}" if c.format == "mean_std" else text[:1].upper() + text[1:])
+        if c.format == "mean_std":
+            head.append(rf"\multicolumn{{2}}{{c}}{{{_tex_heading(c.heading)}}}")
+        else:
+            head.append(tex_escape(c.heading[:1].upper() + c.heading[1:]))
     lines = [
         r"\begin{table}[ht]",
         r"\centering",
         rf"\caption[{title}]{{{title}.}}",
         *([rf"\label{{{view.latex_label}}}"] if view.latex_label else []),
-        # Small type and narrower column gaps (both local to the table): five configurations of 'mean ± std'
-        # then fit a 16 cm text width at an 11-pt body size.
-        r"\small",
-        r"\setlength{\tabcolsep}{4pt}",
+        # Footnote-size type, narrow column gaps (both local to the table) and headings broken over lines:
+        # 'initial' and four configurations of 'mean ± std' then fit the text width of a default A4 article at
+        # 10, 11 and 12 pt (tests/test_tables.py compiles them and fails on any overfull box).
+        r"\footnotesize",
+        r"\setlength{\tabcolsep}{3pt}",
         r"\begin{tabular}{" + spec + "}",
         r"\toprule",
         " & ".join(head) + r" \\",
@@ -244,13 +275,14 @@ def latex(view: View) -> str:
             cells = [_latex_cell(c, cell, view.labels, i == 0) for i, (c, cell) in enumerate(pairs)]
             lines.append(" & ".join(cells) + r" \\")
             if any(isinstance(cell.spread, tuple) for cell in row):
-                first = r"\quad 95\,\% interval"
+                first = r"95\,\% CI"  # the notes define it: the 95 % bootstrap interval over cases
                 rest = [_interval_cell(c, cell) for c, cell in pairs[1:]]
                 lines.append(" & ".join([first, *rest]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     if view.notes:
-        lines += [r"\par\smallskip", r"\begin{minipage}{\linewidth}\footnotesize"]
-        lines += [tex_text(n) for n in view.notes]
+        # Ragged right: long setting names cannot stretch a justified line past the text width.
+        lines += [r"\par\smallskip", r"\begin{minipage}{\linewidth}\footnotesize\raggedright"]
+        lines += [tex_text(n) + r"\par" for n in view.notes]
         lines += [r"\end{minipage}"]
     lines += [r"\end{table}", ""]
     return "\n".join(lines)

@@ -37,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="reference configuration of the paired tests (default: the first registered configuration)",
     )
     parser.add_argument(
+        "--dataset",
+        default="",
+        metavar="NAME",
+        help="the dataset's name, for the LaTeX captions and \\label keys (tab:NAME-tre): tables of two datasets "
+        "in one thesis stay apart",
+    )
+    parser.add_argument(
         "--label",
         dest="labels",
         action="append",
@@ -47,16 +54,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def parse_labels(items: list[str]) -> dict[str, str]:
+    """``--label NAME=TEXT`` arguments -> {NAME: TEXT}; two configurations may not share a label (a figure
+    would merge them)."""
     from ..io import InputError
-    from ..tables import write_tables
 
     labels = {}
-    for item in args.labels:
+    for item in items:
         name, sep, text = item.partition("=")
         if not sep or not name:
             raise InputError(f"--label expects NAME=TEXT, got {item!r}")
         labels[name] = text
-    paths = write_tables(args.runs_dir, args.out, args.configurations, args.compare_to, labels)
+    shared = sorted({t for t in labels.values() if list(labels.values()).count(t) > 1})
+    if shared:
+        raise InputError(f"--label: each configuration needs its own label; {shared[0]!r} is given to several")
+    return labels
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..tables import write_tables
+
+    labels = parse_labels(args.labels)
+    paths = write_tables(args.runs_dir, args.out, args.configurations, args.compare_to, labels, args.dataset)
     print(f"wrote {len(paths)} tables to {args.out}: {', '.join(p.name for p in paths)}")
     return 0

@@ -14,6 +14,7 @@ rule tables:
         configurations=" ".join([INITIAL, *PLAN.names]),
         compare_to=PLAN.compare_to,
         labels=table_labels(),
+        dataset=PLAN.dataset.name,
         # The report captions of the tables (rnr.table_specs), shown by workflow/report/tables/<name>.rst.
         captions=CAPTIONS,
     log:
@@ -22,7 +23,7 @@ rule tables:
         "../envs/rnr.yaml"
     shell:
         "rnr tables --runs-dir {params.runs_dir} --out {params.out} --configurations {params.configurations}"
-        " --compare-to {params.compare_to} {params.labels} > {log} 2>&1"
+        " --compare-to {params.compare_to} --dataset {params.dataset} {params.labels} > {log} 2>&1"
 
 
 rule figures:
@@ -43,10 +44,11 @@ rule figures:
         # initial (the identity map) first, then the configured columns; stale runs are left out.
         configurations=" ".join([INITIAL, *PLAN.names]),
         compare_to=PLAN.compare_to,
+        labels=table_labels(),
     log:
         PLAN.log("figures"),
     conda:
         "../envs/rnr.yaml"
     shell:
         "rnr figures --runs-dir {params.runs_dir} --out {output} --configurations {params.configurations}"
-        " --compare-to {params.compare_to} > {log} 2>&1"
+        " --compare-to {params.compare_to} {params.labels} > {log} 2>&1"

@@ -21,7 +21,7 @@ wildcard_constraints:
 
 
 def table_labels():
-    """` --label NAME=TEXT` arguments of `rnr tables` for the configurations that give a `label`."""
+    """` --label NAME=TEXT` arguments of `rnr tables` and `rnr figures` for the configurations that give a `label`."""
     return " ".join(f"--label {shlex.quote(f'{n}={t}')}" for n, t in PLAN.labels().items())
 
 
