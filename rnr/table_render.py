@@ -217,10 +217,10 @@ def _latex_cell(column: Column, cell: Cell, labels: dict[str, str], first: bool 
         return rf"\multicolumn{{2}}{{c}}{{{tex_escape(mean)}}}"
     if _missing(mean) or not np.isfinite(mean):
         return r"\multicolumn{2}{c}{n/a}"
-    rest = "" if spread is None or isinstance(spread, tuple) or not np.isfinite(spread) else rf"$\pm$ {spread:.2f}"
+    rest = "" if spread is None or isinstance(spread, tuple) or not np.isfinite(spread) else rf"$\pm$\,{spread:.2f}"
     left, right = f"{mean:.2f}", rest
     if cell.bold:
-        left, right = rf"\textbf{{{left}}}", (rf"\textbf{{{right}}}" if right else right)
+        left = rf"\textbf{{{left}}}"  # the mean only: a bold '± std' would widen every column
     return f"{left} & {right}{_tex_marks(cell.mark)}"
 
 
@@ -258,7 +258,7 @@ def latex(view: View) -> str:
         # 'initial' and four configurations of 'mean ± std' then fit the text width of a default A4 article at
         # 10, 11 and 12 pt (tests/test_tables.py compiles them and fails on any overfull box).
         r"\footnotesize",
-        r"\setlength{\tabcolsep}{3pt}",
+        r"\setlength{\tabcolsep}{2pt}",
         r"\begin{tabular}{" + spec + "}",
         r"\toprule",
         " & ".join(head) + r" \\",

@@ -534,3 +534,97 @@ def test_runs_without_exact_per_landmark_values_are_clear_errors(exact_tables, t
     path.write_text(json.dumps(record))
     assert cli.main(["tables", "--runs-dir", str(runs), "--out", str(tmp_path / "t")]) == 2
     assert "expected all or none" in capsys.readouterr().err and not (tmp_path / "t").exists()
+
+
+# -- LaTeX that fits a default A4 article ------------------------------------------------------------------
+#: The default run's configurations (config/config.yaml), each standing in for one of the affine runs.
+DEFAULT_RUN = {"rnr": "affine_small", "rnr_no_intermediate": "affine_large", "idir_cpu": "affine_small"}
+DEFAULT_RUN["demons"] = "affine_large"
+
+
+def _default_configurations() -> dict[str, dict]:
+    import yaml
+
+    return yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())["configurations"]
+
+
+@pytest.fixture(scope="module")
+def default_shaped(exact_tables, tmp_path_factory) -> Path:
+    """The exact runs as the default run makes them: initial and the four configurations of config/config.yaml
+    (their settings and display labels), tabled for the phantom."""
+    configured = _default_configurations()
+    runs = tmp_path_factory.mktemp("default_shaped") / "runs"
+    shutil.copytree(exact_tables.parent / "runs" / "initial", runs / "initial")
+    for name, source in DEFAULT_RUN.items():
+        shutil.copytree(exact_tables.parent / "runs" / source, runs / name)
+        settings = {"method": "rnr", **{k: v for k, v in configured[name].items() if k != "label"}}
+        for path in (runs / name).rglob(layout.METRICS_JSON):
+            record = json.loads(path.read_text())
+            record["configuration"] = name
+            record["run"]["settings"] = {**settings, "seed": record["run"]["settings"]["seed"]}
+            path.write_text(json.dumps(record))
+    labels = [f"--label={n}={c['label']}" for n, c in configured.items() if c.get("label")]
+    out = runs.parent / "tables"
+    argv = ["tables", "--runs-dir", str(runs), "--out", str(out), "--compare-to", "rnr", "--dataset", "phantom"]
+    assert cli.main([*argv, "--configurations", "initial", *DEFAULT_RUN, *labels]) == 0
+    return out
+
+
+def _widest_view() -> View:
+    """tre.tex's layout at its widest: ten cases, two-digit 'mean ± std' everywhere, bold (a row's lowest mean)
+    in every registered column, and in the compared columns the two marks a cell can carry together (better or
+    worse, and not converged); the default run's labels, the reference marked. ``initial`` is never bold or
+    marked, the reference never tested against itself."""
+    from rnr.table_specs import with_columns
+
+    labels = {n: c["label"] for n, c in _default_configurations().items() if c.get("label")}
+    configs = ["initial", *labels]
+    headings = ["initial", *(labels[c] + (" (ref.)" if c == "rnr" else "") for c in labels)]
+    table = Table("widest", "widest", ("tex",), "t", "d", "c", (Column("case"),))
+    columns = tuple(Column(c, h, "", "mean_std") for c, h in zip(configs, headings, strict=True))
+
+    def cells(spread, marks: str) -> list[Cell]:
+        return [Cell(88.88, spread, "" if c in ("initial", "rnr") else marks, c != "initial") for c in configs]
+
+    rows = [[Cell(case), *cells(88.88, "\u2020\u2021")] for case in range(1, 11)]
+    rows.append([Cell("mean"), *cells((88.88, 88.88), "\u2020")])
+    return View(with_columns(table, (*table.columns, *columns)), "Widest", [Block(rows, "exact TRE", 1)], ["x"])
+
+
+@pytest.mark.parametrize("size", ["10pt", "11pt", "12pt"])
+def test_latex_tables_fit_an_a4_article_without_overfull_boxes(default_shaped, tmp_path, size):
+    """tre.tex and tre_exact.tex of a default-shaped phantom run (exact motion, four configurations with their
+    display labels), and the widest such table, compile in \\documentclass[<size>,a4paper]{article} with
+    booktabs and nothing overfull: the log of pdflatex has no 'Overfull \\hbox'."""
+    import shutil as sh
+    import subprocess
+
+    from rnr.table_render import latex
+
+    tre = (default_shaped / "tre.tex").read_text()
+    exact = (default_shaped / "tre_exact.tex").read_text()
+    assert r"\label{tab:phantom-tre}" in tre and r"\label{tab:phantom-tre-exact}" in exact
+    assert "dataset phantom" in tre.split("\n")[2] and r"RNR (ref.)" in tre
+    assert r"$|\varphi(x) - \varphi_{\mathrm{true}}(x)|$" in exact and "phi_true" not in exact
+    if sh.which("pdflatex") is None:
+        pytest.skip("pdflatex is not installed (Debian: texlive-latex-base texlive-latex-recommended)")
+    (tmp_path / "widest.tex").write_text(latex(_widest_view()))
+    inputs = "\n".join(
+        rf"\input{{{p}}}\clearpage" for p in (default_shaped / "tre.tex", default_shaped / "tre_exact.tex")
+    )
+    document = tmp_path / "doc.tex"
+    document.write_text(
+        f"\\documentclass[{size},a4paper]{{article}}\n\\usepackage[utf8]{{inputenc}}\n\\usepackage{{booktabs}}\n"
+        f"\\begin{{document}}\n{inputs}\n\\input{{widest.tex}}\n\\end{{document}}\n"
+    )
+    result = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", document.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    log = (tmp_path / "doc.log").read_text(errors="replace")
+    overfull = [line for line in log.splitlines() if "Overfull \\hbox" in line]
+    assert not overfull, f"{size}: {overfull}"
