@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .io import write_csv
-from .table_marks import LATEX_MARKS, MARK_NOT_CONVERGED
+from .table_marks import LATEX_MARKS, MARK_NOT_CONVERGED, REFERENCE_MARK
 from .table_specs import Column, Table, with_columns
 
 
@@ -183,7 +183,11 @@ def heading_lines(text: str, longest: int = 10) -> list[str]:
 
 
 def _tex_heading(text: str) -> str:
-    lines = [tex_escape(line) for line in heading_lines(text)]
+    """A configuration's heading; the reference's '(ref.)' on a line of its own, under the label."""
+    label, ref = (
+        (text.removesuffix(REFERENCE_MARK), [REFERENCE_MARK.strip()]) if text.endswith(REFERENCE_MARK) else (text, [])
+    )
+    lines = [tex_escape(line) for line in [*heading_lines(label), *ref]]
     return lines[0] if len(lines) == 1 else r"\begin{tabular}[b]{@{}c@{}}" + r" \\ ".join(lines) + r"\end{tabular}"
 
 

@@ -30,7 +30,7 @@ from .results import (
     per_landmark_frame,
     summary_frame,
 )
-from .table_marks import MARK_NOT_CONVERGED, bold_mask, legend_text, markers, not_converged_mark
+from .table_marks import MARK_NOT_CONVERGED, REFERENCE_MARK, bold_mask, legend_text, markers, not_converged_mark
 from .table_render import Block, Cell, View
 from .table_specs import (
     CONFIGURATIONS,
@@ -174,9 +174,6 @@ FLOOR_NOTE = (
     "The primary table is `tre_exact` (TRE on the exact, unrounded positions, with its own paired tests)."
 )
 PRIMARY_NOTE = "The primary TRE table of this dataset (it carries no exact motion)."
-
-
-REFERENCE_MARK = " (ref.)"
 
 
 def thesis_table(table: Table, configs: Sequence[str], data: TableData, tested: bool = False) -> Table:

@@ -21,6 +21,8 @@ from rnr.table_render import Block, Cell, View, frame_view, html
 from rnr.table_specs import HTML_TABLES, STATS, TABLES, Column, Table
 
 CONFIGS = ["initial", *sorted(AFFINE_CONFIGS)]
+#: Their headings in the tables of ``rnr tables`` without --compare-to: the first registered one is the reference.
+HEADINGS = ["initial", f"{CONFIGS[1]} (ref.)", *CONFIGS[2:]]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,7 @@ def _md_rows(text: str) -> dict[str, list[str]]:
 
 def test_tre_md_is_the_thesis_table(tables):
     text = (tables / "tre.md").read_text()
-    assert "| case | " + " | ".join(CONFIGS) + " |" in text
+    assert "| case | " + " | ".join(HEADINGS) + " |" in text
     rows = _md_rows(text)
     assert list(rows) == ["1", "2", "mean"]
     frame = pd.read_csv(tables / "tre.csv")
@@ -101,8 +103,11 @@ def test_tre_md_is_the_thesis_table(tables):
 def test_tex_snapped_folding_and_landmark_tables(tables):
     tex = (tables / "tre.tex").read_text()
     assert r"\toprule" in tex and r"$\pm$" in tex and r"affine\_large" in tex and r"\textbf{" in tex
-    assert tex.count(r" \\") == 1 + 2 + 2  # header, two cases, mean and its interval line
-    assert r"95\,\% interval & \multicolumn{2}{c}{\footnotesize [" in tex
+    body = tex.split(r"\midrule", 1)[1]
+    assert body.count(r" \\") == 2 + 2  # two cases, mean and its interval line
+    assert r"95\,\% CI & \multicolumn{2}{c}{\footnotesize [" in tex
+    # The reference's heading 'affine_large (ref.)' is long: broken over two lines of the header.
+    assert r"\begin{tabular}[b]{@{}c@{}}affine\_large \\ (ref.)\end{tabular}" in tex
     assert tex.count(r"r@{\,}l") == len(CONFIGS)  # two decimal-aligned columns per configuration
     snapped = (tables / "tre_snapped.md").read_text()
     assert "snapped TRE" in snapped and "nearest voxel" in snapped
@@ -211,7 +216,7 @@ def test_html_pages_show_the_tables_with_their_numbers_and_notes(tables):
     page = html_tables(tables / "tre.html")
     assert len(page.tables) == 1
     header, *body = page.tables[0]
-    assert header == ["case", *CONFIGS]
+    assert header == ["case", *HEADINGS]
     markdown = _md_rows((tables / "tre.md").read_text())
     assert {row[0]: row[1:] for row in body} == {k: [c.replace("**", "") for c in v] for k, v in markdown.items()}
     r = frame[(frame["case"] == 2) & (frame["configuration"] == "affine_small")].iloc[0]
@@ -301,10 +306,11 @@ def test_tre_md_marks_the_tests_and_names_what_differs(seeded):
         assert rows[str(int(r.case))][CONFIGS.index("affine_large")].endswith(marker)
     assert "Wilcoxon signed-rank" in text and "Holm" in text and "α = 0.05" in text
     assert "averaged over the 3 seeds" in text
-    assert "Settings that differ: lr: affine_large 0.001, affine_small 0.0001." in text
-    assert "iterations 10" in text and "seeds 3 4 5" in text and "torch test" in text
+    assert "Settings that differ: affine_large: lr 0.001; affine_small: lr 0.0001." in text
+    # Seed values, said so: 'seeds 3' alone would read as three seeds.
+    assert "iterations 10" in text and "seeds 3, 4, 5 (3 runs per case)" in text and "torch test" in text
     tex = (seeded / "tre.tex").read_text()
-    assert "Settings that differ: lr" in tex and r"$\alpha$" in tex
+    assert r"Settings that differ: affine\_large: lr 0.001" in tex and r"$\alpha$" in tex
     summary = pd.read_csv(seeded / "tre.csv")
     registered = summary[summary["configuration"] != "initial"]
     assert (registered["n_seeds"] == 3).all() and (registered["tre_seed_std_mm"] > 0).all()
@@ -336,7 +342,7 @@ def test_latex_tables_compile_and_keep_the_list_of_tables_short(seeded, exact_ta
 
     tex = (seeded / "tre.tex").read_text()
     assert r"\caption[TRE (mm) per case, mean $\pm$ std]" in tex and r"r@{\,}l" in tex
-    assert r"\footnotesize" in tex and "Settings that differ" in tex.split(r"\end{tabular}")[1]
+    assert r"\footnotesize" in tex and "Settings that differ" in tex.split(r"\end{tabular}")[-1]
     if sh.which("pdflatex") is None:
         pytest.skip("pdflatex is not installed (Debian: texlive-latex-base texlive-latex-recommended)")
     document = tmp_path / "doc.tex"
@@ -377,9 +383,12 @@ def test_provenance_separates_differing_shared_and_method_only_settings():
         }
     )
     lines = provenance_lines(configurations)
-    assert lines[0] == "Settings that differ: method: a rnr, b rnr, d demons; iterations: a 200, b 300."
-    assert lines[1] == "Settings shared by every configuration: seeds 3."
-    assert lines[2] == "Settings of some configurations only (their method's): a, b: width 100; d: demons_sigma 1.5."
+    assert (
+        lines[0]
+        == "Settings that differ: a: method rnr, iterations 200; b: method rnr, iterations 300; d: method demons."
+    )
+    assert lines[1] == "Shared by every configuration: seed 3 (one run per case)."
+    assert lines[2] == "Method settings: a, b: width 100; d: demons_sigma 1.5."
 
 
 def test_tre_csv_spread_is_that_of_the_seed_averaged_landmarks(seeded):
@@ -495,10 +504,11 @@ def test_tre_exact_is_marked_from_the_exact_tests(exact_tables):
 
 def test_display_labels_in_every_format(exact_tables):
     label = "Affine, 3 %"
-    assert f"| case | initial | affine_large | {label} |" in (exact_tables / "tre.md").read_text()
+    assert f"| case | initial | affine_large | {label} (ref.) |" in (exact_tables / "tre.md").read_text()
     assert f"| 1 | {label} |" in (exact_tables / "folding.md").read_text()
-    assert html_tables(exact_tables / "tre.html").tables[0][0] == ["case", "initial", "affine_large", label]
-    assert r"\multicolumn{2}{c}{Affine, 3 \%}" in (exact_tables / "tre.tex").read_text()
+    assert html_tables(exact_tables / "tre.html").tables[0][0] == ["case", "initial", "affine_large", f"{label} (ref.)"]
+    heading = r"\multicolumn{2}{c}{\begin{tabular}[b]{@{}c@{}}Affine, \\ 3 \% \\ (ref.)\end{tabular}}"
+    assert heading in (exact_tables / "tre.tex").read_text()
     assert f"{label} = `affine_small`" in (exact_tables / "tre_exact.md").read_text()
     for name in (
         "tre.csv",
@@ -604,7 +614,7 @@ def test_latex_tables_fit_an_a4_article_without_overfull_boxes(default_shaped, t
     tre = (default_shaped / "tre.tex").read_text()
     exact = (default_shaped / "tre_exact.tex").read_text()
     assert r"\label{tab:phantom-tre}" in tre and r"\label{tab:phantom-tre-exact}" in exact
-    assert "dataset phantom" in tre.split("\n")[2] and r"RNR (ref.)" in tre
+    assert "dataset phantom" in tre.split("\n")[2] and r"RNR \\ (ref.)" in tre
     assert r"$|\varphi(x) - \varphi_{\mathrm{true}}(x)|$" in exact and "phi_true" not in exact
     if sh.which("pdflatex") is None:
         pytest.skip("pdflatex is not installed (Debian: texlive-latex-base texlive-latex-recommended)")
