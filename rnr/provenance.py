@@ -53,11 +53,14 @@ def _shown(key: str, value: Any) -> str:
     return seeds_text(value) if key == "seeds" else f"{key} {setting_text(value)}"
 
 
-def provenance_lines(configurations: pd.DataFrame, labels: dict[str, str] | None = None) -> list[str]:
+def provenance_lines(
+    configurations: pd.DataFrame, labels: dict[str, str] | None = None, full: bool = False
+) -> list[str]:
     """The settings of the compared configurations (one row each, rnr.results.configurations_frame), as short
     sentences a reader can parse: per configuration (by display label, from ``labels``) the settings that
     differ between them; the settings every configuration shares; those only some configurations have (their
-    method's keys, grouped by who has them); then devices and versions. ``initial`` is left out."""
+    method's keys, grouped by who has them; without ``full`` a pointer to configurations.csv instead, so the
+    note under a thesis table stays short); then devices and versions. ``initial`` is left out."""
     labels = labels or {}
     frame = configurations.set_index("configuration")
     frame = frame.drop(index=[c for c in frame.index if c == INITIAL])
@@ -84,9 +87,11 @@ def provenance_lines(configurations: pd.DataFrame, labels: dict[str, str] | None
         lines.append("Settings that differ: " + "; ".join(parts) + ".")
     if same:
         lines.append("Shared by every configuration: " + ", ".join(same) + ".")
-    if partial:
+    if partial and full:
         groups = "; ".join(f"{who}: {', '.join(items)}" for who, items in partial.items())
         lines.append(f"Method settings: {groups}.")
+    elif partial:  # the thesis tables: a pointer, not every key of every method under the table
+        lines.append("The settings of each method: `configurations.csv`.")
     devices = sorted({d for text in frame["devices"] for d in str(text).split(", ")})
     versions = sorted(set(frame["versions"]))
     lines.append(f"Devices: {', '.join(devices)}. Versions: {' | '.join(versions)}.")

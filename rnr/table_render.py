@@ -38,11 +38,13 @@ class Cell:
 @dataclass
 class Block:
     """Rows (one :class:`Cell` per column) under an optional heading; the last ``summary_rows`` rows are
-    summaries (the mean row), set off by a rule in LaTeX."""
+    summaries (the mean row), set off by a rule in LaTeX. ``latex_heading``: set for a secondary block that
+    LaTeX shows as its summary rows only, under this heading (a table with its notes must fit one page)."""
 
     rows: list[list[Cell]]
     heading: str | None = None
     summary_rows: int = 0
+    latex_heading: str | None = None
 
 
 @dataclass
@@ -201,7 +203,8 @@ def tex_text(text: str) -> str:
         text = text.replace(symbol, tex)
     for mark, tex in LATEX_MARKS.items():
         text = text.replace(mark, tex)
-    return text.replace("index x spacing", r"index $\times$ spacing")
+    # A percentage stays on one line with its number ('95 %' must not break before the sign).
+    return text.replace("index x spacing", r"index $\times$ spacing").replace(r" \%", r"\,\%")
 
 
 def _tex_marks(mark: str) -> str:
@@ -269,11 +272,14 @@ def latex(view: View) -> str:
     ]
     for block in view.blocks:
         lines.append(r"\midrule")
-        if block.heading:
-            heading = tex_text(block.heading[:1].upper() + block.heading[1:])
+        text = block.latex_heading or block.heading
+        if text:
+            heading = tex_text(text[:1].upper() + text[1:])
             lines.append(rf"\multicolumn{{{width}}}{{l}}{{\emph{{{heading}}}}} \\")
-        for i, row in enumerate(block.rows):
-            if block.summary_rows and i == len(block.rows) - block.summary_rows:
+        summary_only = block.latex_heading is not None and block.summary_rows > 0
+        rows = block.rows[len(block.rows) - block.summary_rows :] if summary_only else block.rows
+        for i, row in enumerate(rows):
+            if block.summary_rows and not summary_only and i == len(rows) - block.summary_rows:
                 lines.append(r"\midrule")
             pairs = _page(view.table, row)
             cells = [_latex_cell(c, cell, view.labels, i == 0) for i, (c, cell) in enumerate(pairs)]
@@ -299,6 +305,8 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; font-size:
 h1 { font-size: 1.3em; margin: 0 0 0.6em 0; }
 table { border-collapse: collapse; margin: 0.8em 0 1.2em 0; font-variant-numeric: tabular-nums; }
 th, td { border-bottom: 1px solid #d5dbe1; padding: 0.3em 0.8em; white-space: nowrap; }
+/* A table wider than the report's pane scrolls inside its own box; the page around it keeps the pane's width. */
+div.scroll { overflow-x: auto; max-width: 100%; }
 th { background: #eef2f6; border-bottom: 2px solid #9aa5b1; }
 tbody tr:nth-child(even) { background: #f8fafc; }
 td.num, th.num { text-align: right; }
@@ -350,7 +358,8 @@ def html(view: View, page_title: str) -> str:
                 text = (f"<strong>{text}</strong>" if cell.bold else text) + escape(cell.mark)
                 cells.append(f'<td class="{kind}">{text}</td>')
             rows.append("<tr>" + "".join(cells) + "</tr>")
-        parts.append(f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>")
+        table = f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
+        parts.append(f'<div class="scroll">\n{table}\n</div>')
     if not any(b.rows for b in view.blocks):
         parts.append(f'<p class="note">{inline_html(view.empty_note)}</p>')
     parts += [f'<p class="note">{inline_html(note)}</p>' for note in view.notes]
@@ -372,10 +381,22 @@ def csv(table: Table, frame: pd.DataFrame, path: str | Path) -> None:
     write_csv(path, frame)
 
 
-def frame_view(table: Table, frame: pd.DataFrame, title: str, notes: list[str], labels: dict[str, str]) -> View:
-    """A CSV table as a view for a page: every row and column, the table's columns where it names them, the
-    others (settings of configurations.csv) as plain columns."""
+def frame_view(
+    table: Table, frame: pd.DataFrame, title: str, notes: list[str], labels: dict[str, str], keep: tuple[str, ...] = ()
+) -> View:
+    """A CSV table as a view for a page: every row, the table's columns where it names them, the others
+    (settings of configurations.csv) as plain columns. A column with the same value in every row (of two or
+    more; ``keep`` excepted) is stated once in a note above the others instead of repeated on each row: the
+    page stays narrow enough for the report's pane."""
     known = {c.name: c for c in table.columns}
-    columns = tuple(known.get(name, Column(name)) for name in frame.columns)
-    rows = [[Cell(v) for v in row] for row in frame.itertuples(index=False)]
-    return View(with_columns(table, columns), title, [Block(rows)], notes, labels)
+    columns = [known.get(name, Column(name)) for name in frame.columns]
+    constant = [
+        i
+        for i, c in enumerate(columns)
+        if len(frame) > 1 and c.name not in keep and frame.iloc[:, i].astype(str).nunique(dropna=False) == 1
+    ]
+    shown = [i for i in range(len(columns)) if i not in constant]
+    same = [f"{columns[i].heading} = {value_text(columns[i], frame.iloc[0, i], labels)}" for i in constant]
+    notes = ([f"Every row has: {'; '.join(same)}."] if same else []) + notes
+    rows = [[Cell(row[i]) for i in shown] for row in frame.itertuples(index=False)]
+    return View(with_columns(table, tuple(columns[i] for i in shown)), title, [Block(rows)], notes, labels)
