@@ -396,7 +396,12 @@ def frame_view(
         if len(frame) > 1 and c.name not in keep and frame.iloc[:, i].astype(str).nunique(dropna=False) == 1
     ]
     shown = [i for i in range(len(columns)) if i not in constant]
-    same = [f"{columns[i].heading} = {value_text(columns[i], frame.iloc[0, i], labels)}" for i in constant]
+    # A column empty in every row says nothing: left out without a word.
+    same = [
+        f"{columns[i].heading} = {value_text(columns[i], frame.iloc[0, i], labels)}"
+        for i in constant
+        if not _missing(frame.iloc[0, i]) and str(frame.iloc[0, i]) != ""
+    ]
     notes = ([f"Every row has: {'; '.join(same)}."] if same else []) + notes
     rows = [[Cell(row[i]) for i in shown] for row in frame.itertuples(index=False)]
     return View(with_columns(table, tuple(columns[i] for i in shown)), title, [Block(rows)], notes, labels)

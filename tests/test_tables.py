@@ -237,11 +237,22 @@ def test_html_pages_show_the_tables_with_their_numbers_and_notes(tables):
 
 
 def test_html_stats_page_lists_every_test(seeded):
+    """Every test is a row; a column with one value in every row (the reference, alpha, ...) is stated once
+    above the table instead of repeated on each row, so the page fits the report's pane."""
     tests = pd.read_csv(seeded / "stats.csv")
-    page = html_tables(seeded / "stats.html").tables[0]
-    assert page[0] == list(tests.columns) and len(page) == 1 + len(tests)
-    column = list(tests.columns).index("p_value")
+    parsed = html_tables(seeded / "stats.html")
+    page = parsed.tables[0]
+    varying = [
+        c for c in tests.columns if tests[c].nunique(dropna=False) > 1 or c in ("configuration", "case", "label")
+    ]
+    constant = [c for c in tests.columns if c not in varying]
+    assert page[0] == [STATS.column(c).heading for c in varying] and len(page) == 1 + len(tests)
+    assert {"reference", "alpha", "test"} <= set(constant)
+    note = next(t for t in parsed.text if t.startswith("Every row has:"))
+    assert "reference = affine_small" in note and "alpha = 0.05" in note
+    column = varying.index("p_value")
     assert [float(row[column]) for row in page[1:]] == pytest.approx(list(tests["p_value"]), rel=1e-3)
+    assert '<div class="scroll">' in (seeded / "stats.html").read_text()  # a wide table scrolls in its box
 
 
 def test_an_empty_csv_table_is_a_page_that_says_so():
