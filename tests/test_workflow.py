@@ -160,7 +160,7 @@ def _text(caption_html: str) -> str:
 
 @pytest.mark.slow
 def test_tiny_run_report(tiny_report):
-    from rnr.layout import sortable_number
+    from rnr.layout import FIGURE_ORDER, sortable_number
     from rnr.reporting import plots
     from rnr.table_specs import HTML_TABLES, TABLE_OF, TABLES
 
@@ -193,6 +193,13 @@ def test_tiny_run_report(tiny_report):
     for name, caption in figures.items():
         assert caption.startswith(plots.QUESTIONS.get(name, "")), name
         assert not caption.startswith("Figure"), f"{name} has no caption of its own"
+    # ... listed in reading order (the report sorts by the labels, as text), not by file name.
+    numbered = sorted(
+        (results[p]["labels"]["#"], results[p]["labels"]["figure"]) for p in categories["Figures"]["Other"]
+    )
+    assert [name for _, name in numbered] == [n for n in FIGURE_ORDER if n in figures]
+    # Run figures are filed under the configuration's display label (tiny.yaml labels rnr_no_intermediate).
+    assert set(categories["Slice panels"]) == {"initial", "rnr", "RNR, T00-T50 only"}
     # Per-case panels: case and seed labels sort as numbers; each panel type has its own caption.
     config = yaml.safe_load(TINY.read_text())
     largest = max(config["cases"])

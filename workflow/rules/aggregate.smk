@@ -35,7 +35,7 @@ rule figures:
             patterns=["{name}.png"],
             caption="../report/figures.rst",
             category="Figures",
-            labels={"figure": "{name}"},
+            labels=figure_labels,
         ),
     params:
         # For the report captions (figures.rst); a changed question redraws the figures, which is cheap.

@@ -52,6 +52,19 @@ def case_figure_labels(wildcards):
     }
 
 
+def configuration_label(wildcards):
+    """The display label of the run's configuration (its name without one): the report's subcategory."""
+    return PLAN.labels().get(wildcards.configuration, wildcards.configuration)
+
+
+def figure_labels(wildcards):
+    """Report labels of one dataset figure: its place in reading order (layout.FIGURE_ORDER; the report sorts
+    labels as text) and its name."""
+    order = list(layout.FIGURE_ORDER)
+    place = order.index(wildcards.name) + 1 if wildcards.name in order else len(order) + 1
+    return {"#": layout.sortable_number(place, len(order) + 1), "figure": wildcards.name}
+
+
 def figure_questions(wildcards):
     """rnr.reporting.plots.QUESTIONS (figures.rst states them); imported when a figures job is planned, not at parse
     time: matplotlib slows an import by ~2 s."""
