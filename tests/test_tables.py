@@ -344,12 +344,31 @@ def test_runs_of_one_configuration_with_different_settings_are_an_error(seeded, 
     assert str(path) in err and not (tmp_path / "t").exists()
 
 
+def _pdflatex(document: Path, options: str, body: str) -> str:
+    """Write ``document`` (an article with the class ``options``, booktabs and ``body``), compile it with pdflatex
+    in its folder, return the log."""
+    import subprocess
+
+    document.write_text(
+        f"\\documentclass[{options}]{{article}}\n\\usepackage[utf8]{{inputenc}}\n\\usepackage{{booktabs}}\n"
+        f"\\begin{{document}}\n{body}\n\\end{{document}}\n"
+    )
+    result = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", document.name],
+        cwd=document.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    return document.with_suffix(".log").read_text(errors="replace")
+
+
 def test_latex_tables_compile_and_keep_the_list_of_tables_short(seeded, exact_tables, tmp_path):
     """tre.tex, tre_snapped.tex and tre_exact.tex drop into a document with booktabs alone, without and with an
     exact motion (and a display label with a LaTeX special character): compiled with pdflatex; the List of
     Tables gets the short caption, the conventions sit under the table."""
     import shutil as sh
-    import subprocess
 
     tex = (seeded / "tre.tex").read_text()
     assert r"\caption[TRE (mm) per case, mean $\pm$ std]" in tex and r"r@{\,}l" in tex
@@ -359,19 +378,8 @@ def test_latex_tables_compile_and_keep_the_list_of_tables_short(seeded, exact_ta
     document = tmp_path / "doc.tex"
     names = ("tre.tex", "tre_snapped.tex", "tre_exact.tex")
     inputs = "\n".join(rf"\input{{{folder / name}}}" for folder in (seeded, exact_tables) for name in names)
-    document.write_text(
-        "\\documentclass{article}\n\\usepackage[utf8]{inputenc}\n\\usepackage{booktabs}\n"
-        f"\\begin{{document}}\n\\listoftables\n{inputs}\n\\end{{document}}\n"
-    )
     for _ in range(2):  # the second run fills the List of Tables
-        result = subprocess.run(
-            ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", document.name],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 0, result.stdout[-3000:]
+        _pdflatex(document, "", f"\\listoftables\n{inputs}")
     lot = (tmp_path / "doc.lot").read_text()
     assert "TRE (mm) per case" in lot and "TRE against the exact motion" in lot and "ddof" not in lot
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
@@ -619,7 +627,6 @@ def test_latex_tables_fit_an_a4_article_without_overfull_boxes(default_shaped, t
     display labels), and the widest such table, compile in \\documentclass[<size>,a4paper]{article} with
     booktabs and nothing overfull: the log of pdflatex has no 'Overfull \\hbox'."""
     import shutil as sh
-    import subprocess
 
     from rnr.table_render import latex
 
@@ -634,20 +641,7 @@ def test_latex_tables_fit_an_a4_article_without_overfull_boxes(default_shaped, t
     inputs = "\n".join(
         rf"\input{{{p}}}\clearpage" for p in (default_shaped / "tre.tex", default_shaped / "tre_exact.tex")
     )
-    document = tmp_path / "doc.tex"
-    document.write_text(
-        f"\\documentclass[{size},a4paper]{{article}}\n\\usepackage[utf8]{{inputenc}}\n\\usepackage{{booktabs}}\n"
-        f"\\begin{{document}}\n{inputs}\n\\input{{widest.tex}}\n\\end{{document}}\n"
-    )
-    result = subprocess.run(
-        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", document.name],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout[-3000:]
-    log = (tmp_path / "doc.log").read_text(errors="replace")
+    log = _pdflatex(tmp_path / "doc.tex", f"{size},a4paper", f"{inputs}\n\\input{{widest.tex}}")
     # Too wide, or (a float with its notes) too tall for the page.
     overfull = [line for line in log.splitlines() if "Overfull \\hbox" in line or "Float too large" in line]
     assert not overfull, f"{size}: {overfull}"

@@ -51,14 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="reference configuration of the paired-difference figure (default: the first registered one)",
     )
-    parser.add_argument(
-        "--label",
-        dest="labels",
-        action="append",
-        default=[],
-        metavar="NAME=TEXT",
-        help="display label of a configuration, shown in every figure (as in rnr tables)",
-    )
+    from .tables import add_label_argument
+
+    add_label_argument(parser, "shown in every figure (as in rnr tables)")
 
 
 def load_losses(records: list[dict[str, Any]]) -> dict[tuple[str, int], Any]:

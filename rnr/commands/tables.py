@@ -43,14 +43,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the dataset's name, for the LaTeX captions and \\label keys (tab:NAME-tre): tables of two datasets "
         "in one thesis stay apart",
     )
+    add_label_argument(parser, "shown in every table format (and the CSVs' label column)")
+
+
+def add_label_argument(parser: argparse.ArgumentParser, where: str) -> None:
+    """``--label NAME=TEXT`` (repeatable), of rnr tables and rnr figures."""
     parser.add_argument(
         "--label",
         dest="labels",
         action="append",
         default=[],
         metavar="NAME=TEXT",
-        help="display label of a configuration, shown in every table format (and the CSVs' label column), "
-        "e.g. --label 'rnr_no_intermediate=RNR, T00-T50'",
+        help=f"display label of a configuration, {where}, e.g. --label 'rnr_no_intermediate=RNR, T00-T50'",
     )
 
 
