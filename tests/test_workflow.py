@@ -140,7 +140,7 @@ def test_tiny_run_tables(tiny_run):
 def tiny_report(tiny_run) -> Path:
     workdir = tiny_run["workdir"]
     report = workdir / "report.html"
-    result = snakemake(workdir, "--configfile", str(TINY), "--report", str(report))
+    result = snakemake(workdir, "--configfile", str(TINY), "--cores", "1", "--report", str(report))
     assert result.code == 0, result.text
     assert "ERROR" not in result.text  # a caption that docutils could not render
     return report
@@ -244,7 +244,7 @@ def test_tiny_run_report_in_a_browser(tiny_report, tmp_path):
 
 @pytest.mark.slow
 def test_complete_run_has_nothing_to_do(tiny_run):
-    result = snakemake(tiny_run["workdir"], "--configfile", str(TINY), "--dry-run", "all")
+    result = snakemake(tiny_run["workdir"], "--configfile", str(TINY), "--cores", "1", "--dry-run", "all")
     assert result.code == 0, result.text
     assert "Nothing to be done" in result.text
 
