@@ -98,7 +98,7 @@ def paired_differences(
                 sns.boxplot(**kw, color=colour, showfliers=False, width=0.6, linewidth=0.7, boxprops={"alpha": 0.4})
             sns.stripplot(**kw, color=colour, size=1.5, alpha=0.5, jitter=0.2, edgecolor="none")
             medians = part.groupby("case")["diff"].median().reindex(cases)
-            ax.scatter(
+            median = ax.scatter(
                 np.arange(len(cases)), medians, marker="_", s=260, linewidths=2.0, color="black", zorder=5,
                 label="median",
             )  # fmt: skip
@@ -125,7 +125,7 @@ def paired_differences(
             ax.grid(axis="y", alpha=0.3)
         axes[-1, 0].set_xlabel("case")
         # Above the panels, not inside one: a legend in a panel would cover landmarks.
-        fig.legend(handles=[axes[0, 0].collections[-1]], loc="outside upper right", frameon=False)
+        fig.legend(handles=[median], loc="outside upper right", frameon=False)
         lines = [
             f"Paired per-landmark {what} differences against {reference}",
             f"{what} averaged over seeds per landmark; below 0: smaller {what} than the reference",

@@ -16,7 +16,7 @@ rule tables:
         labels=table_labels(),
         dataset=PLAN.dataset.name,
         # The report captions of the tables (rnr.table_specs), shown by workflow/report/tables/<name>.rst.
-        captions=CAPTIONS,
+        captions=table_captions(),
     log:
         PLAN.log("tables"),
     conda:

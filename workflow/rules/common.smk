@@ -20,6 +20,23 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+class ReportText(dict):
+    """A dict param that the report's captions read (``.get(name)``) and its info panel names in words: the
+    panel prints every param with str(), which would dump the whole dict on each result."""
+
+    def __init__(self, what, items):
+        super().__init__(items)
+        self.what = what
+
+    def __str__(self):
+        return self.what
+
+
+def table_captions():
+    """rnr.table_specs.CAPTIONS for the tables' report captions (workflow/report/tables/<name>.rst)."""
+    return ReportText("each table's caption (rnr.table_specs)", CAPTIONS)
+
+
 def table_labels():
     """` --label NAME=TEXT` arguments of `rnr tables` and `rnr figures` for the configurations that give a `label`."""
     return " ".join(f"--label {shlex.quote(f'{n}={t}')}" for n, t in PLAN.labels().items())
@@ -70,7 +87,7 @@ def figure_questions(wildcards):
     time: matplotlib slows an import by ~2 s."""
     from rnr.reporting.plots import QUESTIONS
 
-    return dict(QUESTIONS)
+    return ReportText("each figure's question (rnr.reporting.plots.QUESTIONS)", QUESTIONS)
 
 
 def evaluate_inputs(wildcards):
