@@ -238,7 +238,7 @@ def test_tiny_run_report_in_a_browser(tiny_report, tmp_path):
         timeout=900,
     )
     assert result.code == 0, result.text
-    for name in ("landing.png", "tables.png", "tre_page.png", "stats.png"):
+    for name in ("landing.png", "tables.png", "tre_page.png", "stats.png", "paired_tests_page.png"):
         assert (out / name).stat().st_size > 10_000, name
 
 
