@@ -360,8 +360,8 @@ STATS = Table(
             "`all`: the paired case means",
         ),
         Column("case", description="the case (empty for `all`)"),
-        Column("configuration", format="text", description="the configuration compared with the reference"),
-        Column("reference", format="text", description="the reference configuration (`compare_to`)"),
+        Column("configuration", format="configuration", description="the configuration compared with the reference"),
+        Column("reference", format="configuration", description="the reference configuration (`compare_to`)"),
         Column(
             "value",
             format="text",
@@ -412,7 +412,7 @@ STATS = Table(
         Column("n_seeds", description="seeds of the configuration and of the reference in that case"),
         Column("n_seeds_reference", description="seeds of the configuration and of the reference in that case"),
         Column("note", format="text", description="why a test could not be run, or what was left out"),
-        _LABEL,
+        replace(_LABEL, pages=False),  # the configuration column shows the label
     ),
 )
 CONFIGURATIONS = Table(

@@ -370,7 +370,8 @@ def views(data: TableData, csv_frames: dict[str, pd.DataFrame], order: Sequence[
         ),
         CONFIGURATIONS.name: table_render.frame_view(
             CONFIGURATIONS,
-            csv_frames[CONFIGURATIONS.name],
+            # The page puts the label next to the name (the CSV keeps it last, as in every CSV).
+            csv_frames[CONFIGURATIONS.name].pipe(lambda f: f[["configuration", "label", *f.columns[1:-1]]]),
             CONFIGURATIONS.title,
             [CONFIGURATIONS_NOTE],
             data.labels,
