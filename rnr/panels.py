@@ -231,11 +231,11 @@ def _mask_range(values: np.ndarray, mask: np.ndarray | None) -> tuple[str, float
     finite = np.isfinite(values)
     if mask is not None and np.any(mask & finite):
         v = values[mask & finite]
-        return "this slice's mask voxels", float(v.min()), float(v.max())
+        return "mask voxels", float(v.min()), float(v.max())
     v = values[finite]
     if v.size == 0:
         return "no finite value", float("nan"), float("nan")
-    return "this whole slice (no mask voxel on it)", float(v.min()), float(v.max())
+    return "whole slice (no mask voxel on it)", float(v.min()), float(v.max())
 
 
 @styled

@@ -239,7 +239,9 @@ def write_run_figures(
         geom,
         det,
         mask_zyx,
-        f"{label}: det J of the full map $\\varphi$ (green: lung mask outline; black: det J <= 0)",
+        # The panels' ranges are per slice: the title says so (folding.csv has them over the whole mask).
+        f"{label}: det J of the full map $\\varphi$, min and max per slice (green: lung mask outline; black: "
+        "det J <= 0)",
     )
     loss_path = run_dir / layout.LOSS_CSV
     log = read_csv(loss_path) if loss_path.is_file() else None
