@@ -283,9 +283,10 @@ def exact_view(data: TableData, order: Sequence[str] | None = None) -> View:
     ]
     # In LaTeX the dense error shows its mean row only: with every case it and its notes outgrow an A4 page.
     blocks[1].latex_heading = "dense error RMS, mean over cases (per case: tre_exact.md, tre.csv)"
-    notes = ["Markers: " + legend_text(ALPHA, data.label(data.reference), TRE_EXACT_VALUE)] if tested else []
+    # First what the table is (the primary one), then its markers, as in tre.md.
+    notes = [EXACT_NOTE]
+    notes += ["Markers: " + legend_text(ALPHA, data.label(data.reference), TRE_EXACT_VALUE)] if tested else []
     notes += [
-        EXACT_NOTE,
         NOT_CONVERGED_RULE,
         *_labels_note(data, configs),
         *provenance_lines(data.configurations, data.labels),
