@@ -645,3 +645,20 @@ def test_latex_tables_fit_an_a4_article_without_overfull_boxes(default_shaped, t
     # Too wide, or (a float with its notes) too tall for the page.
     overfull = [line for line in log.splitlines() if "Overfull \\hbox" in line or "Float too large" in line]
     assert not overfull, f"{size}: {overfull}"
+
+
+def test_each_table_says_whether_it_is_the_primary_one(tables, exact_tables):
+    """With exact motion, tre_exact is the primary table and tre says it is not (the rounding floor of the
+    landmark files); without, tre is. The ‡ note names the tre.csv columns that reproduce it, the snapped
+    table promises no interval it lacks."""
+    exact_tre, exact = (exact_tables / "tre.md").read_text(), (exact_tables / "tre_exact.md").read_text()
+    assert exact_tre.split("\n\n")[2].startswith("Not the primary table of this dataset")
+    assert "floor" in exact_tre and "`tre_exact`" in exact_tre
+    assert exact.split("| mean |")[-1].split("\n\n")[1].startswith("The primary TRE table of this dataset")
+    real = (tables / "tre.md").read_text()
+    assert "The primary TRE table of this dataset (it carries no exact motion)." in real and "floor" not in real
+    assert "`loss_relative_drop` > 0.01 and `loss_noise_z` > 3" in exact_tre
+    summary = pd.read_csv(tables / "tre.csv")
+    assert {"loss_relative_drop", "loss_noise_z", "converged"} <= set(summary.columns)
+    snapped = (tables / "tre_snapped.md").read_text()
+    assert "no interval" in snapped and "bootstrap interval" not in snapped
