@@ -53,6 +53,19 @@ WARPED_LANDMARKS = "landmarks_T00_warped.csv"
 RUN_JSON = "run.json"
 METRICS_JSON = "metrics.json"
 FIGURES_DIR = "figures"
+#: The dataset figures of ``rnr figures`` (file stems) in reading order: the answer first (mean TRE per
+#: configuration and the paired tests, exact before file landmarks), then the detail behind it, then cost and
+#: convergence. The report lists them in this order.
+FIGURE_ORDER = (
+    "tre_mean_per_configuration",
+    "paired_differences_exact",
+    "paired_differences",
+    "tre_before_after",
+    "tre_distribution",
+    "tre_seed_spread",
+    "folding_runtime",
+    "loss_curves",
+)
 
 # An export folder (``rnr export``): the ITK displacement field, det J, and export.json (written last).
 FIELD = "field.nii.gz"

@@ -226,7 +226,8 @@ def step_panel(
 
 
 def _mask_range(values: np.ndarray, mask: np.ndarray | None) -> tuple[str, float, float]:
-    """(where, min, max) of det J over the slice's mask voxels; over the whole slice without mask voxels."""
+    """(where, min, max) of det J over this slice's mask voxels; over the whole slice without mask voxels (a
+    range on one slice, not over the whole mask: folding.csv has that)."""
     finite = np.isfinite(values)
     if mask is not None and np.any(mask & finite):
         v = values[mask & finite]
@@ -370,7 +371,8 @@ def build_loss_curve(frame: pd.DataFrame, title: str) -> plt.Figure:
         ax.set_ylabel(_term_label(prefix.rstrip("_") if prefix else name))
         ax.grid(alpha=0.3)
         if prefix:
-            ax.legend(fontsize=8)
+            # Below the panel (constrained layout makes room), never over the curves.
+            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False, ncol=2)
     for ax in axes.ravel()[len(groups) :]:
         fig.delaxes(ax)  # no empty panels
     _suptitle(fig, title, WIDTH_IN)

@@ -40,35 +40,58 @@ def setting_text(value: Any) -> str:
     return str(value)
 
 
-def provenance_lines(configurations: pd.DataFrame) -> list[str]:
-    """The settings of the compared configurations (one row each, rnr.results.configurations_frame): those
-    that differ between them (listed for the configurations that have the key), those every configuration
-    shares, those only some configurations have (their method's keys, grouped by who has them), then devices
-    and versions. ``initial`` is left out."""
+def seeds_text(value: Any) -> str:
+    """The ``seeds`` setting (seed values separated by spaces, e.g. '3 4 5') as words: 'seed 3 (one run per
+    case)', 'seeds 3, 4, 5 (3 runs per case)'; a bare '3' must not read as three seeds."""
+    seeds = setting_text(value).split()
+    if len(seeds) == 1:
+        return f"seed {seeds[0]} (one run per case)"
+    return f"seeds {', '.join(seeds)} ({len(seeds)} runs per case)"
+
+
+def _shown(key: str, value: Any) -> str:
+    return seeds_text(value) if key == "seeds" else f"{key} {setting_text(value)}"
+
+
+def provenance_lines(
+    configurations: pd.DataFrame, labels: dict[str, str] | None = None, full: bool = False
+) -> list[str]:
+    """The settings of the compared configurations (one row each, rnr.results.configurations_frame), as short
+    sentences a reader can parse: per configuration (by display label, from ``labels``) the settings that
+    differ between them; the settings every configuration shares; those only some configurations have (their
+    method's keys, grouped by who has them; without ``full`` a pointer to configurations.csv instead, so the
+    note under a thesis table stays short); then devices and versions. ``initial`` is left out."""
+    labels = labels or {}
     frame = configurations.set_index("configuration")
     frame = frame.drop(index=[c for c in frame.index if c == INITIAL])
     if frame.empty:
         return []
     keys = [k for k in PROVENANCE_KEYS if k in frame.columns]
     keys += sorted(k for k in frame.columns if k not in keys and k not in NOT_SETTINGS)
-    differ, same, partial = [], [], {}
+    differ: dict[str, list[str]] = {}
+    same, partial = [], {}
     for key in keys:
         # '-': the configuration's method has no such key; it neither differs nor shares.
-        shown = {c: t for c, t in ((c, setting_text(v)) for c, v in frame[key].items()) if t != "-"}
-        if len(set(shown.values())) > 1:
-            differ.append(f"{key}: " + ", ".join(f"{c} {v}" for c, v in shown.items()))
+        shown = {c: v for c, v in frame[key].items() if setting_text(v) != "-"}
+        if len({setting_text(v) for v in shown.values()}) > 1:
+            for c, v in shown.items():
+                differ.setdefault(c, []).append(_shown(key, v))
         elif len(shown) == len(frame):
-            same.append(f"{key} {next(iter(shown.values()))}")
+            same.append(_shown(key, next(iter(shown.values()))))
         elif shown:
-            partial.setdefault(", ".join(shown), []).append(f"{key} {next(iter(shown.values()))}")
+            who = ", ".join(labels.get(c, c) for c in shown)
+            partial.setdefault(who, []).append(_shown(key, next(iter(shown.values()))))
     lines = []
     if differ:
-        lines.append("Settings that differ: " + "; ".join(differ) + ".")
+        parts = [f"{labels.get(c, c)}: {', '.join(items)}" for c, items in differ.items()]
+        lines.append("Settings that differ: " + "; ".join(parts) + ".")
     if same:
-        lines.append("Settings shared by every configuration: " + ", ".join(same) + ".")
-    if partial:
+        lines.append("Shared by every configuration: " + ", ".join(same) + ".")
+    if partial and full:
         groups = "; ".join(f"{who}: {', '.join(items)}" for who, items in partial.items())
-        lines.append(f"Settings of some configurations only (their method's): {groups}.")
+        lines.append(f"Method settings: {groups}.")
+    elif partial:  # the thesis tables: a pointer, not every key of every method under the table
+        lines.append("The settings of each method: `configurations.csv`.")
     devices = sorted({d for text in frame["devices"] for d in str(text).split(", ")})
     versions = sorted(set(frame["versions"]))
     lines.append(f"Devices: {', '.join(devices)}. Versions: {' | '.join(versions)}.")

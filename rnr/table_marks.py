@@ -18,6 +18,8 @@ MARK_WORSE = "\u2020"  # dagger
 #: Marker of a case x configuration whose run(s) had not converged (rnr/convergence.py).
 MARK_NOT_CONVERGED = "\u2021"  # double dagger
 LATEX_MARKS = {MARK_BETTER: r"$^{*}$", MARK_WORSE: r"$^{\dagger}$", MARK_NOT_CONVERGED: r"$^{\ddagger}$"}
+#: Appended to the heading of the reference column of the paired tests.
+REFERENCE_MARK = " (ref.)"
 #: What a tested value is called in a legend (the ``value`` column of stats.csv).
 VALUE_NAMES = {"tre_mm": "per-landmark TREs", "tre_exact_mm": "per-landmark exact TREs"}
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .io import write_csv
-from .table_marks import LATEX_MARKS, MARK_NOT_CONVERGED
+from .table_marks import LATEX_MARKS, MARK_NOT_CONVERGED, REFERENCE_MARK
 from .table_specs import Column, Table, with_columns
 
 
@@ -38,11 +38,13 @@ class Cell:
 @dataclass
 class Block:
     """Rows (one :class:`Cell` per column) under an optional heading; the last ``summary_rows`` rows are
-    summaries (the mean row), set off by a rule in LaTeX."""
+    summaries (the mean row), set off by a rule in LaTeX. ``latex_heading``: set for a secondary block that
+    LaTeX shows as its summary rows only, under this heading (a table with its notes must fit one page)."""
 
     rows: list[list[Cell]]
     heading: str | None = None
     summary_rows: int = 0
+    latex_heading: str | None = None
 
 
 @dataclass
@@ -162,14 +164,47 @@ def tex_escape(text: str) -> str:
     return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
 
 
+#: Formulas of the notes (after escaping) and their math-mode form.
+_TEX_MATH = (
+    (r"|φ(x) − φ\_true(x)|", r"$|\varphi(x) - \varphi_{\mathrm{true}}(x)|$"),
+    ("α = ", r"$\alpha$ = "),
+    # Text-mode < and > print as ¡ and ¿ in LaTeX's default font encoding.
+    (" > ", r" $>$ "),
+    (" < ", r" $<$ "),
+)
+
+
+def heading_lines(text: str, longest: int = 10) -> list[str]:
+    """A column heading broken at the space nearest its middle when longer than ``longest`` characters (a
+    label such as 'RNR, T00/T50 only' would otherwise set the width of its column of numbers)."""
+    spaces = [i for i, ch in enumerate(text) if ch == " "]
+    if len(text) <= longest or not spaces:
+        return [text]
+    cut = min(spaces, key=lambda i: abs(i - len(text) / 2))
+    return [text[:cut], *heading_lines(text[cut + 1 :], longest)]
+
+
+def _tex_heading(text: str) -> str:
+    """A configuration's heading; the reference's '(ref.)' on a line of its own, under the label."""
+    label, ref = (
+        (text.removesuffix(REFERENCE_MARK), [REFERENCE_MARK.strip()]) if text.endswith(REFERENCE_MARK) else (text, [])
+    )
+    lines = [tex_escape(line) for line in [*heading_lines(label), *ref]]
+    return lines[0] if len(lines) == 1 else r"\begin{tabular}[b]{@{}c@{}}" + r" \\ ".join(lines) + r"\end{tabular}"
+
+
 def tex_text(text: str) -> str:
     """A note, title or heading in LaTeX: escaped, inline code and bold markup dropped, symbols as math."""
     text = tex_escape(text.replace("`", "").replace("**", ""))
+    # Maths in math mode: the formulas the notes spell out first, then single symbols.
+    for phrase, tex in _TEX_MATH:
+        text = text.replace(phrase, tex)
     for symbol, tex in (("±", r"$\pm$"), ("α", r"$\alpha$"), ("≤", r"$\le$"), ("–", "--"), ("φ", r"$\varphi$")):
         text = text.replace(symbol, tex)
     for mark, tex in LATEX_MARKS.items():
         text = text.replace(mark, tex)
-    return text.replace("index x spacing", r"index $\times$ spacing")
+    # A percentage stays on one line with its number ('95 %' must not break before the sign).
+    return text.replace("index x spacing", r"index $\times$ spacing").replace(r" \%", r"\,\%")
 
 
 def _tex_marks(mark: str) -> str:
@@ -189,10 +224,10 @@ def _latex_cell(column: Column, cell: Cell, labels: dict[str, str], first: bool 
         return rf"\multicolumn{{2}}{{c}}{{{tex_escape(mean)}}}"
     if _missing(mean) or not np.isfinite(mean):
         return r"\multicolumn{2}{c}{n/a}"
-    rest = "" if spread is None or isinstance(spread, tuple) or not np.isfinite(spread) else rf"$\pm$ {spread:.2f}"
+    rest = "" if spread is None or isinstance(spread, tuple) or not np.isfinite(spread) else rf"$\pm$\,{spread:.2f}"
     left, right = f"{mean:.2f}", rest
     if cell.bold:
-        left, right = rf"\textbf{{{left}}}", (rf"\textbf{{{right}}}" if right else right)
+        left = rf"\textbf{{{left}}}"  # the mean only: a bold '± std' would widen every column
     return f"{left} & {right}{_tex_marks(cell.mark)}"
 
 
@@ -217,40 +252,47 @@ def latex(view: View) -> str:
     width = sum(2 if c.format == "mean_std" else 1 for c in columns)
     head = []
     for c in columns:
-        text = tex_escape(c.heading)
-        head.append(rf"\multicolumn{{2}}{{c}}{{{text}}}" if c.format == "mean_std" else text[:1].upper() + text[1:])
+        if c.format == "mean_std":
+            head.append(rf"\multicolumn{{2}}{{c}}{{{_tex_heading(c.heading)}}}")
+        else:
+            head.append(tex_escape(c.heading[:1].upper() + c.heading[1:]))
     lines = [
         r"\begin{table}[ht]",
         r"\centering",
         rf"\caption[{title}]{{{title}.}}",
         *([rf"\label{{{view.latex_label}}}"] if view.latex_label else []),
-        # Small type and narrower column gaps (both local to the table): five configurations of 'mean ± std'
-        # then fit a 16 cm text width at an 11-pt body size.
-        r"\small",
-        r"\setlength{\tabcolsep}{4pt}",
+        # Footnote-size type, narrow column gaps (both local to the table) and headings broken over lines:
+        # 'initial' and four configurations of 'mean ± std' then fit the text width of a default A4 article at
+        # 10, 11 and 12 pt (tests/test_tables.py compiles them and fails on any overfull box).
+        r"\footnotesize",
+        r"\setlength{\tabcolsep}{2pt}",
         r"\begin{tabular}{" + spec + "}",
         r"\toprule",
         " & ".join(head) + r" \\",
     ]
     for block in view.blocks:
         lines.append(r"\midrule")
-        if block.heading:
-            heading = tex_text(block.heading[:1].upper() + block.heading[1:])
+        text = block.latex_heading or block.heading
+        if text:
+            heading = tex_text(text[:1].upper() + text[1:])
             lines.append(rf"\multicolumn{{{width}}}{{l}}{{\emph{{{heading}}}}} \\")
-        for i, row in enumerate(block.rows):
-            if block.summary_rows and i == len(block.rows) - block.summary_rows:
+        summary_only = block.latex_heading is not None and block.summary_rows > 0
+        rows = block.rows[len(block.rows) - block.summary_rows :] if summary_only else block.rows
+        for i, row in enumerate(rows):
+            if block.summary_rows and not summary_only and i == len(rows) - block.summary_rows:
                 lines.append(r"\midrule")
             pairs = _page(view.table, row)
             cells = [_latex_cell(c, cell, view.labels, i == 0) for i, (c, cell) in enumerate(pairs)]
             lines.append(" & ".join(cells) + r" \\")
             if any(isinstance(cell.spread, tuple) for cell in row):
-                first = r"\quad 95\,\% interval"
+                first = r"95\,\% CI"  # the notes define it: the 95 % bootstrap interval over cases
                 rest = [_interval_cell(c, cell) for c, cell in pairs[1:]]
                 lines.append(" & ".join([first, *rest]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     if view.notes:
-        lines += [r"\par\smallskip", r"\begin{minipage}{\linewidth}\footnotesize"]
-        lines += [tex_text(n) for n in view.notes]
+        # Ragged right: long setting names cannot stretch a justified line past the text width.
+        lines += [r"\par\smallskip", r"\begin{minipage}{\linewidth}\footnotesize\raggedright"]
+        lines += [tex_text(n) + r"\par" for n in view.notes]
         lines += [r"\end{minipage}"]
     lines += [r"\end{table}", ""]
     return "\n".join(lines)
@@ -263,6 +305,8 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; font-size:
 h1 { font-size: 1.3em; margin: 0 0 0.6em 0; }
 table { border-collapse: collapse; margin: 0.8em 0 1.2em 0; font-variant-numeric: tabular-nums; }
 th, td { border-bottom: 1px solid #d5dbe1; padding: 0.3em 0.8em; white-space: nowrap; }
+/* A table wider than the report's pane scrolls inside its own box; the page around it keeps the pane's width. */
+div.scroll { overflow-x: auto; max-width: 100%; }
 th { background: #eef2f6; border-bottom: 2px solid #9aa5b1; }
 tbody tr:nth-child(even) { background: #f8fafc; }
 td.num, th.num { text-align: right; }
@@ -314,7 +358,8 @@ def html(view: View, page_title: str) -> str:
                 text = (f"<strong>{text}</strong>" if cell.bold else text) + escape(cell.mark)
                 cells.append(f'<td class="{kind}">{text}</td>')
             rows.append("<tr>" + "".join(cells) + "</tr>")
-        parts.append(f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>")
+        table = f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
+        parts.append(f'<div class="scroll">\n{table}\n</div>')
     if not any(b.rows for b in view.blocks):
         parts.append(f'<p class="note">{inline_html(view.empty_note)}</p>')
     parts += [f'<p class="note">{inline_html(note)}</p>' for note in view.notes]
@@ -336,10 +381,27 @@ def csv(table: Table, frame: pd.DataFrame, path: str | Path) -> None:
     write_csv(path, frame)
 
 
-def frame_view(table: Table, frame: pd.DataFrame, title: str, notes: list[str], labels: dict[str, str]) -> View:
-    """A CSV table as a view for a page: every row and column, the table's columns where it names them, the
-    others (settings of configurations.csv) as plain columns."""
+def frame_view(
+    table: Table, frame: pd.DataFrame, title: str, notes: list[str], labels: dict[str, str], keep: tuple[str, ...] = ()
+) -> View:
+    """A CSV table as a view for a page: every row, the table's columns where it names them, the others
+    (settings of configurations.csv) as plain columns. A column with the same value in every row (of two or
+    more; ``keep`` excepted) is stated once in a note above the others instead of repeated on each row: the
+    page stays narrow enough for the report's pane."""
     known = {c.name: c for c in table.columns}
-    columns = tuple(known.get(name, Column(name)) for name in frame.columns)
-    rows = [[Cell(v) for v in row] for row in frame.itertuples(index=False)]
-    return View(with_columns(table, columns), title, [Block(rows)], notes, labels)
+    columns = [known.get(name, Column(name)) for name in frame.columns]
+    constant = [
+        i
+        for i, c in enumerate(columns)
+        if len(frame) > 1 and c.name not in keep and frame.iloc[:, i].astype(str).nunique(dropna=False) == 1
+    ]
+    shown = [i for i in range(len(columns)) if i not in constant]
+    # A column empty in every row says nothing: left out without a word.
+    same = [
+        f"{columns[i].heading} = {value_text(columns[i], frame.iloc[0, i], labels)}"
+        for i in constant
+        if not _missing(frame.iloc[0, i]) and str(frame.iloc[0, i]) != ""
+    ]
+    notes = ([f"Every row has: {'; '.join(same)}."] if same else []) + notes
+    rows = [[Cell(row[i]) for i in shown] for row in frame.itertuples(index=False)]
+    return View(with_columns(table, tuple(columns[i] for i in shown)), title, [Block(rows)], notes, labels)

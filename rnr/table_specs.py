@@ -185,6 +185,11 @@ TRE_SUMMARY = Table(
         ),
         Column("iterations", description="iterations run"),
         Column("loss_relative_drop", description=_CONVERGENCE),
+        Column(
+            "loss_noise_z",
+            description="that fall over its standard error from the mini-batch noise "
+            "(`rnr/evaluation/convergence.py`); inf for a noise-free falling log, empty for methods without a loss log",
+        ),
         Column("mask_air_fraction", description=_MASK),
         Column("mask_volume_l", description=_MASK),
         Column("mask_n_components", description=_MASK),
@@ -195,7 +200,8 @@ TRE_SUMMARY = Table(
         Column("dense_error_max_mm", description=_DENSE),
         Column(
             "converged",
-            description="`False` when `loss_relative_drop` exceeds 1 % in a seed's run (marked ‡ in the tables), "
+            description="`False` when a seed's run has `loss_relative_drop` > 0.01 and `loss_noise_z` > 3 (marked ‡ "
+            "in the tables), "
             "empty for methods without a loss log",
         ),
         Column("mask_method", format="text", description="how the T00 lung mask was made (`rnr segment`)"),
@@ -354,8 +360,8 @@ STATS = Table(
             "`all`: the paired case means",
         ),
         Column("case", description="the case (empty for `all`)"),
-        Column("configuration", format="text", description="the configuration compared with the reference"),
-        Column("reference", format="text", description="the reference configuration (`compare_to`)"),
+        Column("configuration", format="configuration", description="the configuration compared with the reference"),
+        Column("reference", format="configuration", description="the reference configuration (`compare_to`)"),
         Column(
             "value",
             format="text",
@@ -406,7 +412,7 @@ STATS = Table(
         Column("n_seeds", description="seeds of the configuration and of the reference in that case"),
         Column("n_seeds_reference", description="seeds of the configuration and of the reference in that case"),
         Column("note", format="text", description="why a test could not be run, or what was left out"),
-        _LABEL,
+        replace(_LABEL, pages=False),  # the configuration column shows the label
     ),
 )
 CONFIGURATIONS = Table(

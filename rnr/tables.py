@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import stats, table_render
+from .data import DATASETS
 from .io import write_text
 from .layout import INITIAL
 from .provenance import provenance_lines
@@ -30,7 +31,7 @@ from .results import (
     per_landmark_frame,
     summary_frame,
 )
-from .table_marks import MARK_NOT_CONVERGED, bold_mask, legend_text, markers, not_converged_mark
+from .table_marks import MARK_NOT_CONVERGED, REFERENCE_MARK, bold_mask, legend_text, markers, not_converged_mark
 from .table_render import Block, Cell, View
 from .table_specs import (
     CONFIGURATIONS,
@@ -76,6 +77,7 @@ class TableData:
     landmarks: pd.DataFrame = field(default_factory=pd.DataFrame)
     exact_landmarks: pd.DataFrame = field(default_factory=pd.DataFrame)
     labels: dict[str, str] = field(default_factory=dict)
+    dataset: str = ""
 
     @property
     def has_truth(self) -> bool:
@@ -90,8 +92,9 @@ def collect(
     order: Sequence[str] | None = None,
     compare_to: str | None = None,
     labels: dict[str, str] | None = None,
+    dataset: str = "",
 ) -> TableData:
-    """Read the runs and compute every table's data."""
+    """Read the runs and compute every table's data (``dataset``: its name, for the LaTeX captions and labels)."""
     records = load_metrics(runs_dir, order)
     summary = summary_frame(records, order)
     landmarks = per_landmark_frame(records, order)
@@ -112,7 +115,9 @@ def collect(
             summary, n_boot=N_BOOT, seed=BOOTSTRAP_SEED, column="tre_exact_mean_mm"
         ).drop(columns=["n_cases", "ci_method", "confidence", "n_boot", "boot_seed"])
         intervals = intervals.merge(exact_intervals, on="configuration")
-    return TableData(summary, configurations, tests, reference, intervals, landmarks, exact, dict(labels or {}))
+    return TableData(
+        summary, configurations, tests, reference, intervals, landmarks, exact, dict(labels or {}), dataset
+    )
 
 
 # -- thesis tables: cases as rows, configurations as columns ----------------------------------------------
@@ -131,32 +136,60 @@ def conventions_text(summary: pd.DataFrame, snapped: bool) -> str:
         if snapped
         else "continuous TRE: mapped landmarks used as is, no rounding"
     )
+    interval = (
+        "no interval (the continuous TRE table `tre` has them)"
+        if snapped
+        else f"with a 95 % bootstrap interval over cases (seed {BOOTSTRAP_SEED}, {N_BOOT} resamples; CI in LaTeX)"
+    )
     return (
         f"TRE in mm, {kind}. Landmarks in 0-based voxel indices, mm = index x spacing per axis (x, y, z). "
         f"Cells: mean ± std over {n_text} of one case{seed_text}, std with ddof = 1. Mean row: mean over cases "
-        f"of the per-case means, with a 95 % bootstrap interval over cases (seed {BOOTSTRAP_SEED}, {N_BOOT} "
-        f"resamples). `{INITIAL}`: identity map (no registration). Bold: lowest mean among the registered "
-        f"configurations in that row (not `{INITIAL}`; only when at least two are compared). "
-        f"{MARK_NOT_CONVERGED}: a run of that cell had not converged (its loss still fell by more than 1 % of its "
-        "total decrease over the last 10 % of iterations)."
+        f"of the per-case means, {interval}. `{INITIAL}`: identity map (no registration). Bold: lowest mean "
+        f"among the registered configurations in that row (not `{INITIAL}`; only when at least two are compared). "
+        f"{NOT_CONVERGED_RULE}"
     )
 
 
+#: The rule of ‡ in full, in the columns of tre.csv that reproduce it (rnr/evaluation/convergence.py).
+NOT_CONVERGED_RULE = (
+    f"{MARK_NOT_CONVERGED}: a run of that cell had not converged: over its last 10 % of iterations the loss still "
+    "fell by more than 1 % of its decrease so far and by more than 3 standard errors of the mini-batch noise "
+    "(`tre.csv`: `loss_relative_drop` > 0.01 and `loss_noise_z` > 3; with several seeds, in any seed's run)."
+)
 EXACT_NOTE = (
-    "Exact TRE: the map applied to the exact (unrounded) T00 landmark positions of the dataset's known motion, "
-    "compared with their exact T50 positions (continuous, mean ± std over the landmarks, ddof = 1; mean row: "
-    f"mean over cases with a 95 % bootstrap interval over cases, seed {BOOTSTRAP_SEED}, {N_BOOT} resamples). "
-    "Dense error: RMS over every T00 lung-mask voxel of |phi(x) - phi_true(x)| in mm. The landmark files hold "
-    "whole voxels, so file-landmark TRE has a floor even for a perfect map; these numbers have none: the true "
-    "motion scores 0. With several seeds every number is the mean over seeds. Bold: lowest mean among the "
-    f"registered configurations in that row (not `{INITIAL}`)."
+    "The primary TRE table of this dataset. Exact TRE: the map applied to the exact (unrounded) T00 landmark "
+    "positions of the known motion, against their exact T50 positions; mean ± std over the landmarks (ddof = 1); "
+    f"mean row: mean over cases, CI: 95 % bootstrap interval over cases (seed {BOOTSTRAP_SEED}, {N_BOOT} "
+    "resamples). Dense error: RMS of |φ(x) − φ_true(x)| over every T00 lung-mask voxel, mm. No rounding floor: "
+    "the true motion scores 0. With several seeds, means over seeds. Bold: lowest mean of the row among the "
+    f"registered configurations (not `{INITIAL}`)."
 )
 NO_TRUTH = "This dataset carries no exact motion (real data): the landmark tables (tre.md) are the reference."
+#: tre.md / tre.tex where exact motion exists: the table has a floor and is not the primary one.
+FLOOR_NOTE = (
+    "Not the primary table of this dataset: its landmark files hold whole-voxel positions, so every TRE here "
+    "has a floor from rounding (each file landmark lies up to half a voxel per axis from its true position, "
+    "and even the exact motion scores above 0 mm); differences below that floor do not rank the methods. "
+    "The primary table is `tre_exact` (TRE on the exact, unrounded positions, with its own paired tests)."
+)
+PRIMARY_NOTE = "The primary TRE table of this dataset (it carries no exact motion)."
 
 
-def thesis_table(table: Table, configs: Sequence[str], data: TableData) -> Table:
-    """The table's columns for this run: ``case``, then one column per configuration (heading: its label)."""
-    return with_columns(table, (*table.columns, *(configuration_column(c, data.labels.get(c, "")) for c in configs)))
+def thesis_table(table: Table, configs: Sequence[str], data: TableData, tested: bool = False) -> Table:
+    """The table's columns for this run: ``case``, then one column per configuration (heading: its label; with
+    ``tested``, the reference of the paired tests is headed '<label> (ref.)')."""
+
+    def heading(c: str) -> str:
+        label = data.labels.get(c, "")
+        return (label or c) + REFERENCE_MARK if tested and c == data.reference else label
+
+    return with_columns(table, (*table.columns, *(configuration_column(c, heading(c)) for c in configs)))
+
+
+def latex_label(data: TableData, spec: Table) -> str:
+    """``tab:<dataset>-<stem>``: tables of two datasets in one thesis keep distinct labels."""
+    stem = spec.stem.replace("_", "-")
+    return f"tab:{data.dataset}-{stem}" if data.dataset else f"tab:{stem}"
 
 
 def _case_block(
@@ -217,16 +250,16 @@ def thesis_view(data: TableData, snapped: bool = False, order: Sequence[str] | N
     block = _case_block(
         data, configs, f"{prefix}_mean_mm", f"{prefix}_std_mm", marks, None if snapped else "tre_mean", True
     )
-    notes = ["Markers: " + legend_text(ALPHA, data.reference, TRE)] if tested else []
+    notes = [FLOOR_NOTE if data.has_truth else PRIMARY_NOTE] if not snapped else []
+    notes += ["Markers: " + legend_text(ALPHA, data.label(data.reference), TRE)] if tested else []
     notes += [
         conventions_text(data.summary, snapped),
         *_labels_note(data, configs),
-        *provenance_lines(data.configurations),
+        *provenance_lines(data.configurations, data.labels),
     ]
     title = f"{'Snapped TRE' if snapped else 'TRE'} (mm) per case, mean ± std"
-    return View(
-        thesis_table(spec, configs, data), title, [block], notes, data.labels, f"tab:{spec.stem.replace('_', '-')}"
-    )
+    table = thesis_table(spec, configs, data, tested)
+    return View(table, title, [block], notes, data.labels, latex_label(data, spec))
 
 
 def exact_view(data: TableData, order: Sequence[str] | None = None) -> View:
@@ -235,20 +268,26 @@ def exact_view(data: TableData, order: Sequence[str] | None = None) -> View:
     note says so."""
     configs = configuration_order(data.summary["configuration"].tolist(), order)
     title = "TRE against the exact motion (mm) per case, mean ± std"
-    spec = thesis_table(TRE_EXACT, configs, data)
-    if not data.has_truth:
-        return View(spec, title, [], [], data.labels, "tab:tre-exact", empty_note=NO_TRUTH)
     tested = data.tests is not None and (data.tests["value"] == TRE_EXACT_VALUE).any()
+    spec = thesis_table(TRE_EXACT, configs, data, tested)
+    if not data.has_truth:
+        return View(spec, title, [], [], data.labels, latex_label(data, TRE_EXACT), empty_note=NO_TRUTH)
     marks = markers(data.tests, TRE_EXACT_VALUE) if tested else {}
     blocks = [
-        _case_block(
-            data, configs, "tre_exact_mean_mm", "tre_exact_std_mm", marks, "tre_exact_mean", False, "exact TRE"
-        ),
+        _case_block(data, configs, "tre_exact_mean_mm", "tre_exact_std_mm", marks, "tre_exact_mean", True, "exact TRE"),
         _case_block(data, configs, "dense_error_rms_mm", None, {}, None, False, "dense error RMS"),
     ]
-    notes = ["Markers: " + legend_text(ALPHA, data.reference, TRE_EXACT_VALUE)] if tested else []
-    notes += [EXACT_NOTE, *_labels_note(data, configs), *provenance_lines(data.configurations)]
-    return View(spec, title, blocks, notes, data.labels, "tab:tre-exact")
+    # In LaTeX the dense error shows its mean row only: with every case it and its notes outgrow an A4 page.
+    blocks[1].latex_heading = "dense error RMS, mean over cases (per case: tre_exact.md, tre.csv)"
+    # First what the table is (the primary one), then its markers, as in tre.md.
+    notes = [EXACT_NOTE]
+    notes += ["Markers: " + legend_text(ALPHA, data.label(data.reference), TRE_EXACT_VALUE)] if tested else []
+    notes += [
+        NOT_CONVERGED_RULE,
+        *_labels_note(data, configs),
+        *provenance_lines(data.configurations, data.labels),
+    ]
+    return View(spec, title, blocks, notes, data.labels, latex_label(data, TRE_EXACT))
 
 
 # -- tables with one row per case x configuration, or per test ----------------------------------------------
@@ -322,9 +361,18 @@ def views(data: TableData, csv_frames: dict[str, pd.DataFrame], order: Sequence[
         TRE_SNAPPED.name: thesis_view(data, True, order),
         TRE_EXACT.name: exact_view(data, order),
         FOLDING.name: View(FOLDING, title, [Block(folding_rows)], [FOLDING_NOTE], data.labels),
-        STATS.name: table_render.frame_view(STATS, csv_frames[STATS.name], STATS.title, [STATS_NOTE], data.labels),
+        # The columns that identify a row stay even where every row agrees (one compared configuration).
+        STATS.name: table_render.frame_view(
+            STATS, csv_frames[STATS.name], STATS.title, [STATS_NOTE], data.labels, ("configuration", "case", "label")
+        ),
         CONFIGURATIONS.name: table_render.frame_view(
-            CONFIGURATIONS, csv_frames[CONFIGURATIONS.name], CONFIGURATIONS.title, [CONFIGURATIONS_NOTE], data.labels
+            CONFIGURATIONS,
+            # The page puts the label next to the name (the CSV keeps it last, as in every CSV).
+            csv_frames[CONFIGURATIONS.name].pipe(lambda f: f[["configuration", "label", *f.columns[1:-1]]]),
+            CONFIGURATIONS.title,
+            [CONFIGURATIONS_NOTE],
+            data.labels,
+            ("configuration", "label"),
         ),
     }
 
@@ -349,22 +397,24 @@ def write_tables(
     order: Sequence[str] | None = None,
     compare_to: str | None = None,
     labels: dict[str, str] | None = None,
-    dataset: str | None = None,
+    dataset: str = "",
 ) -> list[Path]:
     """Read all metrics under ``runs_dir`` and write every table of :data:`TABLES` into ``out_dir``.
 
-    ``dataset``: the dataset's title (:attr:`rnr.data.Dataset.title`), named in every page's title.
+    ``dataset``: the dataset's name (a key of :data:`rnr.data.DATASETS`, or ""): every page's title names it
+    (by its :attr:`~rnr.data.Dataset.title`) and the LaTeX labels carry it (``tab:<dataset>-tre``).
 
     ``compare_to``: the reference configuration of the paired tests (default: the first registered one in
     ``order``); ``labels``: configuration -> display label, shown in every format. Returns the paths written.
     """
-    data = collect(runs_dir, order, compare_to, labels)
+    data = collect(runs_dir, order, compare_to, labels, dataset)
     out = Path(out_dir)
     csv_frames = frames(data)
     pages = views(data, csv_frames, order)
     if dataset:
+        title = DATASETS[dataset].title if dataset in DATASETS else dataset
         for view in pages.values():
-            view.title = f"{view.title} ({dataset})"
+            view.title = f"{view.title} ({title})"
     written = []
     for table in TABLE_SPECS:
         for fmt in table.formats:

@@ -119,7 +119,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     finished = finished_registrations(workdir)
-    unlock = snakemake(workdir, "--configfile", str(TINY), "--unlock")
+    # --cores on every call: the phantom rule's threads are workflow.cores, which Snakemake needs set to parse.
+    unlock = snakemake(workdir, "--configfile", str(TINY), "--cores", "1", "--unlock")
     assert unlock.code == 0, unlock.text
     resumed = snakemake(workdir, *args, "--rerun-incomplete", timeout=900)
     assert resumed.code == 0, resumed.text

@@ -208,3 +208,62 @@ def test_figures_of_a_subset_and_errors(runs_dir, tmp_path, capsys):
     assert "nonexistent" in capsys.readouterr().err
     assert cli.main(["figures", "--runs-dir", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "runs folder not found" in capsys.readouterr().err
+
+
+# -- what a reader of one figure must be able to tell -------------------------------------------------------
+def _segments(ax) -> list[np.ndarray]:
+    """The line segments of an axes' error bars (matplotlib draws them as LineCollections)."""
+    from matplotlib.collections import LineCollection
+
+    return [np.asarray(s) for c in ax.collections if isinstance(c, LineCollection) for s in c.get_segments()]
+
+
+def test_figures_name_configurations_by_their_display_labels():
+    """rnr figures relabels its frames: every figure draws the labels, never the configuration names."""
+    from rnr.commands.figures import relabel
+
+    summary, _, _ = synthetic(4, 2)
+    labels = {NAMES[0]: "Method A, full", NAMES[1]: "Method B"}
+    fig = plots.build_tre_mean_per_configuration(relabel(summary, labels), ["initial", *labels.values()])
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert ticks == ["initial", "Method A, full", "Method B"]
+
+
+def test_one_distinct_colour_per_configuration_and_another_scheme_for_cases():
+    """Up to nine registered configurations get colours at least 0.25 apart in RGB (the colour-blind palette's
+    orange and vermillion, 0.13 apart, never both among the first five), the same in every figure; cases take
+    viridis, none of whose colours is a configuration's."""
+    configs = ["initial", *(f"c{i}" for i in range(9))]
+    colours = plots.palette(configs)
+    registered = [np.array(colours[c]) for c in configs[1:]]
+    for n in (4, 5):
+        pairs = [(a, b) for i, a in enumerate(registered[:n]) for b in registered[i + 1 : n]]
+        assert min(np.linalg.norm(a - b) for a, b in pairs) > 0.25, n
+    assert plots.palette(configs[:3]) == {c: colours[c] for c in configs[:3]}  # a prefix keeps its colours
+    cases = plots.case_palette(list(range(1, 11)))
+    assert not {tuple(c) for c in cases.values()} & {tuple(c) for c in colours.values()}
+
+
+def test_mean_per_configuration_whiskers_are_the_tables_bootstrap_interval():
+    from rnr import stats
+    from rnr.tables import BOOTSTRAP_SEED, N_BOOT
+
+    summary, _, _ = synthetic(6, 2)
+    fig = plots.build_tre_mean_per_configuration(summary)
+    expected = stats.mean_over_cases(summary, n_boot=N_BOOT, seed=BOOTSTRAP_SEED).set_index("configuration")
+    whiskers = sorted((float(s[0, 1]), float(s[0, 0]), float(s[1, 0])) for s in _segments(fig.axes[0]))
+    configs = ["initial", *NAMES[:2]]
+    for k, config in enumerate(configs):
+        row = next(w for w in whiskers if abs(w[0] - k) < 1e-9)
+        assert row[1:] == pytest.approx(
+            (expected.loc[config, "tre_mean_ci_low_mm"], expected.loc[config, "tre_mean_ci_high_mm"])
+        )
+
+
+def test_before_after_whiskers_stop_at_zero():
+    """A case whose std exceeds its mean: the lower whisker ends at 0 mm, the upper one at mean + std."""
+    summary, _, _ = synthetic(3, 1)
+    summary.loc[summary.index[1], ["tre_mean_mm", "tre_std_mm"]] = (1.0, 3.0)
+    fig = plots.build_tre_before_after(summary)
+    ends = np.concatenate([s[:, 0] for s in _segments(fig.axes[0])])
+    assert ends.min() == pytest.approx(0.0) and ends.max() >= 4.0 - 1e-9

@@ -21,6 +21,8 @@ from rnr.table_render import Block, Cell, View, frame_view, html
 from rnr.table_specs import HTML_TABLES, STATS, TABLES, Column, Table
 
 CONFIGS = ["initial", *sorted(AFFINE_CONFIGS)]
+#: Their headings in the tables of ``rnr tables`` without --compare-to: the first registered one is the reference.
+HEADINGS = ["initial", f"{CONFIGS[1]} (ref.)", *CONFIGS[2:]]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,7 @@ def _md_rows(text: str) -> dict[str, list[str]]:
 
 def test_tre_md_is_the_thesis_table(tables):
     text = (tables / "tre.md").read_text()
-    assert "| case | " + " | ".join(CONFIGS) + " |" in text
+    assert "| case | " + " | ".join(HEADINGS) + " |" in text
     rows = _md_rows(text)
     assert list(rows) == ["1", "2", "mean"]
     frame = pd.read_csv(tables / "tre.csv")
@@ -101,8 +103,11 @@ def test_tre_md_is_the_thesis_table(tables):
 def test_tex_snapped_folding_and_landmark_tables(tables):
     tex = (tables / "tre.tex").read_text()
     assert r"\toprule" in tex and r"$\pm$" in tex and r"affine\_large" in tex and r"\textbf{" in tex
-    assert tex.count(r" \\") == 1 + 2 + 2  # header, two cases, mean and its interval line
-    assert r"95\,\% interval & \multicolumn{2}{c}{\footnotesize [" in tex
+    body = tex.split(r"\midrule", 1)[1]
+    assert body.count(r" \\") == 2 + 2  # two cases, mean and its interval line
+    assert r"95\,\% CI & \multicolumn{2}{c}{\footnotesize [" in tex
+    # The reference's heading 'affine_large (ref.)' is long: broken over two lines of the header.
+    assert r"\begin{tabular}[b]{@{}c@{}}affine\_large \\ (ref.)\end{tabular}" in tex
     assert tex.count(r"r@{\,}l") == len(CONFIGS)  # two decimal-aligned columns per configuration
     snapped = (tables / "tre_snapped.md").read_text()
     assert "snapped TRE" in snapped and "nearest voxel" in snapped
@@ -211,7 +216,7 @@ def test_html_pages_show_the_tables_with_their_numbers_and_notes(tables):
     page = html_tables(tables / "tre.html")
     assert len(page.tables) == 1
     header, *body = page.tables[0]
-    assert header == ["case", *CONFIGS]
+    assert header == ["case", *HEADINGS]
     markdown = _md_rows((tables / "tre.md").read_text())
     assert {row[0]: row[1:] for row in body} == {k: [c.replace("**", "") for c in v] for k, v in markdown.items()}
     r = frame[(frame["case"] == 2) & (frame["configuration"] == "affine_small")].iloc[0]
@@ -232,11 +237,22 @@ def test_html_pages_show_the_tables_with_their_numbers_and_notes(tables):
 
 
 def test_html_stats_page_lists_every_test(seeded):
+    """Every test is a row; a column with one value in every row (the reference, alpha, ...) is stated once
+    above the table instead of repeated on each row, so the page fits the report's pane."""
     tests = pd.read_csv(seeded / "stats.csv")
-    page = html_tables(seeded / "stats.html").tables[0]
-    assert page[0] == list(tests.columns) and len(page) == 1 + len(tests)
-    column = list(tests.columns).index("p_value")
+    parsed = html_tables(seeded / "stats.html")
+    page = parsed.tables[0]
+    # Constant or not, label is not a column of the page: the configuration column shows the labels.
+    varying = [c for c in tests.columns if tests[c].nunique(dropna=False) > 1 or c in ("configuration", "case")]
+    constant = [c for c in tests.columns if c not in varying and c != "label"]
+    varying = [c for c in varying if c != "label"]
+    assert page[0] == [STATS.column(c).heading for c in varying] and len(page) == 1 + len(tests)
+    assert {"reference", "alpha", "test"} <= set(constant)
+    note = next(t for t in parsed.text if t.startswith("Every row has:"))
+    assert "reference = affine_small" in note and "alpha = 0.05" in note
+    column = varying.index("p_value")
     assert [float(row[column]) for row in page[1:]] == pytest.approx(list(tests["p_value"]), rel=1e-3)
+    assert '<div class="scroll">' in (seeded / "stats.html").read_text()  # a wide table scrolls in its box
 
 
 def test_an_empty_csv_table_is_a_page_that_says_so():
@@ -301,10 +317,11 @@ def test_tre_md_marks_the_tests_and_names_what_differs(seeded):
         assert rows[str(int(r.case))][CONFIGS.index("affine_large")].endswith(marker)
     assert "Wilcoxon signed-rank" in text and "Holm" in text and "α = 0.05" in text
     assert "averaged over the 3 seeds" in text
-    assert "Settings that differ: lr: affine_large 0.001, affine_small 0.0001." in text
-    assert "iterations 10" in text and "seeds 3 4 5" in text and "torch test" in text
+    assert "Settings that differ: affine_large: lr 0.001; affine_small: lr 0.0001." in text
+    # Seed values, said so: 'seeds 3' alone would read as three seeds.
+    assert "iterations 10" in text and "seeds 3, 4, 5 (3 runs per case)" in text and "torch test" in text
     tex = (seeded / "tre.tex").read_text()
-    assert "Settings that differ: lr" in tex and r"$\alpha$" in tex
+    assert r"Settings that differ: affine\_large: lr 0.001" in tex and r"$\alpha$" in tex
     summary = pd.read_csv(seeded / "tre.csv")
     registered = summary[summary["configuration"] != "initial"]
     assert (registered["n_seeds"] == 3).all() and (registered["tre_seed_std_mm"] > 0).all()
@@ -327,34 +344,42 @@ def test_runs_of_one_configuration_with_different_settings_are_an_error(seeded, 
     assert str(path) in err and not (tmp_path / "t").exists()
 
 
+def _pdflatex(document: Path, options: str, body: str) -> str:
+    """Write ``document`` (an article with the class ``options``, booktabs and ``body``), compile it with pdflatex
+    in its folder, return the log."""
+    import subprocess
+
+    document.write_text(
+        f"\\documentclass[{options}]{{article}}\n\\usepackage[utf8]{{inputenc}}\n\\usepackage{{booktabs}}\n"
+        f"\\begin{{document}}\n{body}\n\\end{{document}}\n"
+    )
+    result = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", document.name],
+        cwd=document.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    return document.with_suffix(".log").read_text(errors="replace")
+
+
 def test_latex_tables_compile_and_keep_the_list_of_tables_short(seeded, exact_tables, tmp_path):
     """tre.tex, tre_snapped.tex and tre_exact.tex drop into a document with booktabs alone, without and with an
     exact motion (and a display label with a LaTeX special character): compiled with pdflatex; the List of
     Tables gets the short caption, the conventions sit under the table."""
     import shutil as sh
-    import subprocess
 
     tex = (seeded / "tre.tex").read_text()
     assert r"\caption[TRE (mm) per case, mean $\pm$ std]" in tex and r"r@{\,}l" in tex
-    assert r"\footnotesize" in tex and "Settings that differ" in tex.split(r"\end{tabular}")[1]
+    assert r"\footnotesize" in tex and "Settings that differ" in tex.split(r"\end{tabular}")[-1]
     if sh.which("pdflatex") is None:
         pytest.skip("pdflatex is not installed (Debian: texlive-latex-base texlive-latex-recommended)")
     document = tmp_path / "doc.tex"
     names = ("tre.tex", "tre_snapped.tex", "tre_exact.tex")
     inputs = "\n".join(rf"\input{{{folder / name}}}" for folder in (seeded, exact_tables) for name in names)
-    document.write_text(
-        "\\documentclass{article}\n\\usepackage[utf8]{inputenc}\n\\usepackage{booktabs}\n"
-        f"\\begin{{document}}\n\\listoftables\n{inputs}\n\\end{{document}}\n"
-    )
     for _ in range(2):  # the second run fills the List of Tables
-        result = subprocess.run(
-            ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", document.name],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 0, result.stdout[-3000:]
+        _pdflatex(document, "", f"\\listoftables\n{inputs}")
     lot = (tmp_path / "doc.lot").read_text()
     assert "TRE (mm) per case" in lot and "TRE against the exact motion" in lot and "ddof" not in lot
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
@@ -376,10 +401,14 @@ def test_provenance_separates_differing_shared_and_method_only_settings():
             "versions": ["torch x", "torch x", "torch x"],
         }
     )
-    lines = provenance_lines(configurations)
-    assert lines[0] == "Settings that differ: method: a rnr, b rnr, d demons; iterations: a 200, b 300."
-    assert lines[1] == "Settings shared by every configuration: seeds 3."
-    assert lines[2] == "Settings of some configurations only (their method's): a, b: width 100; d: demons_sigma 1.5."
+    lines = provenance_lines(configurations, full=True)
+    assert provenance_lines(configurations)[2] == "The settings of each method: `configurations.csv`."
+    assert (
+        lines[0]
+        == "Settings that differ: a: method rnr, iterations 200; b: method rnr, iterations 300; d: method demons."
+    )
+    assert lines[1] == "Shared by every configuration: seed 3 (one run per case)."
+    assert lines[2] == "Method settings: a, b: width 100; d: demons_sigma 1.5."
 
 
 def test_tre_csv_spread_is_that_of_the_seed_averaged_landmarks(seeded):
@@ -495,10 +524,11 @@ def test_tre_exact_is_marked_from_the_exact_tests(exact_tables):
 
 def test_display_labels_in_every_format(exact_tables):
     label = "Affine, 3 %"
-    assert f"| case | initial | affine_large | {label} |" in (exact_tables / "tre.md").read_text()
+    assert f"| case | initial | affine_large | {label} (ref.) |" in (exact_tables / "tre.md").read_text()
     assert f"| 1 | {label} |" in (exact_tables / "folding.md").read_text()
-    assert html_tables(exact_tables / "tre.html").tables[0][0] == ["case", "initial", "affine_large", label]
-    assert r"\multicolumn{2}{c}{Affine, 3 \%}" in (exact_tables / "tre.tex").read_text()
+    assert html_tables(exact_tables / "tre.html").tables[0][0] == ["case", "initial", "affine_large", f"{label} (ref.)"]
+    heading = r"\multicolumn{2}{c}{\begin{tabular}[b]{@{}c@{}}Affine, \\ 3 \% \\ (ref.)\end{tabular}}"
+    assert heading in (exact_tables / "tre.tex").read_text()
     assert f"{label} = `affine_small`" in (exact_tables / "tre_exact.md").read_text()
     for name in (
         "tre.csv",
@@ -534,3 +564,101 @@ def test_runs_without_exact_per_landmark_values_are_clear_errors(exact_tables, t
     path.write_text(json.dumps(record))
     assert cli.main(["tables", "--runs-dir", str(runs), "--out", str(tmp_path / "t")]) == 2
     assert "expected all or none" in capsys.readouterr().err and not (tmp_path / "t").exists()
+
+
+# -- LaTeX that fits a default A4 article ------------------------------------------------------------------
+#: The default run's configurations (config/config.yaml), each standing in for one of the affine runs.
+DEFAULT_RUN = {"rnr": "affine_small", "rnr_no_intermediate": "affine_large", "idir_cpu": "affine_small"}
+DEFAULT_RUN["demons"] = "affine_large"
+
+
+def _default_configurations() -> dict[str, dict]:
+    import yaml
+
+    return yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())["configurations"]
+
+
+@pytest.fixture(scope="module")
+def default_shaped(exact_tables, tmp_path_factory) -> Path:
+    """The exact runs as the default run makes them: initial and the four configurations of config/config.yaml
+    (their settings and display labels), tabled for the phantom."""
+    configured = _default_configurations()
+    runs = tmp_path_factory.mktemp("default_shaped") / "runs"
+    shutil.copytree(exact_tables.parent / "runs" / "initial", runs / "initial")
+    for name, source in DEFAULT_RUN.items():
+        shutil.copytree(exact_tables.parent / "runs" / source, runs / name)
+        settings = {"method": "rnr", **{k: v for k, v in configured[name].items() if k != "label"}}
+        for path in (runs / name).rglob(layout.METRICS_JSON):
+            record = json.loads(path.read_text())
+            record["configuration"] = name
+            record["run"]["settings"] = {**settings, "seed": record["run"]["settings"]["seed"]}
+            path.write_text(json.dumps(record))
+    labels = [f"--label={n}={c['label']}" for n, c in configured.items() if c.get("label")]
+    out = runs.parent / "tables"
+    argv = ["tables", "--runs-dir", str(runs), "--out", str(out), "--compare-to", "rnr", "--dataset", "phantom"]
+    assert cli.main([*argv, "--configurations", "initial", *DEFAULT_RUN, *labels]) == 0
+    return out
+
+
+def _widest_view() -> View:
+    """tre.tex's layout at its widest: ten cases, two-digit 'mean ± std' everywhere, bold (a row's lowest mean)
+    in every registered column, and in the compared columns the two marks a cell can carry together (better or
+    worse, and not converged); the default run's labels, the reference marked. ``initial`` is never bold or
+    marked, the reference never tested against itself."""
+    from rnr.table_specs import with_columns
+
+    labels = {n: c["label"] for n, c in _default_configurations().items() if c.get("label")}
+    configs = ["initial", *labels]
+    headings = ["initial", *(labels[c] + (" (ref.)" if c == "rnr" else "") for c in labels)]
+    table = Table("widest", "widest", ("tex",), "t", "d", "c", (Column("case"),))
+    columns = tuple(Column(c, h, "", "mean_std") for c, h in zip(configs, headings, strict=True))
+
+    def cells(spread, marks: str) -> list[Cell]:
+        return [Cell(88.88, spread, "" if c in ("initial", "rnr") else marks, c != "initial") for c in configs]
+
+    rows = [[Cell(case), *cells(88.88, "\u2020\u2021")] for case in range(1, 11)]
+    rows.append([Cell("mean"), *cells((88.88, 88.88), "\u2020")])
+    return View(with_columns(table, (*table.columns, *columns)), "Widest", [Block(rows, "exact TRE", 1)], ["x"])
+
+
+@pytest.mark.parametrize("size", ["10pt", "11pt", "12pt"])
+def test_latex_tables_fit_an_a4_article_without_overfull_boxes(default_shaped, tmp_path, size):
+    """tre.tex and tre_exact.tex of a default-shaped phantom run (exact motion, four configurations with their
+    display labels), and the widest such table, compile in \\documentclass[<size>,a4paper]{article} with
+    booktabs and nothing overfull: the log of pdflatex has no 'Overfull \\hbox'."""
+    import shutil as sh
+
+    from rnr.table_render import latex
+
+    tre = (default_shaped / "tre.tex").read_text()
+    exact = (default_shaped / "tre_exact.tex").read_text()
+    assert r"\label{tab:phantom-tre}" in tre and r"\label{tab:phantom-tre-exact}" in exact
+    assert "(built-in 4DCT phantom)" in tre.split("\n")[2] and r"RNR \\ (ref.)" in tre
+    assert r"$|\varphi(x) - \varphi_{\mathrm{true}}(x)|$" in exact and "phi_true" not in exact
+    if sh.which("pdflatex") is None:
+        pytest.skip("pdflatex is not installed (Debian: texlive-latex-base texlive-latex-recommended)")
+    (tmp_path / "widest.tex").write_text(latex(_widest_view()))
+    inputs = "\n".join(
+        rf"\input{{{p}}}\clearpage" for p in (default_shaped / "tre.tex", default_shaped / "tre_exact.tex")
+    )
+    log = _pdflatex(tmp_path / "doc.tex", f"{size},a4paper", f"{inputs}\n\\input{{widest.tex}}")
+    # Too wide, or (a float with its notes) too tall for the page.
+    overfull = [line for line in log.splitlines() if "Overfull \\hbox" in line or "Float too large" in line]
+    assert not overfull, f"{size}: {overfull}"
+
+
+def test_each_table_says_whether_it_is_the_primary_one(tables, exact_tables):
+    """With exact motion, tre_exact is the primary table and tre says it is not (the rounding floor of the
+    landmark files); without, tre is. The ‡ note names the tre.csv columns that reproduce it, the snapped
+    table promises no interval it lacks."""
+    exact_tre, exact = (exact_tables / "tre.md").read_text(), (exact_tables / "tre_exact.md").read_text()
+    assert exact_tre.split("\n\n")[2].startswith("Not the primary table of this dataset")
+    assert "floor" in exact_tre and "`tre_exact`" in exact_tre
+    assert exact.split("| mean |")[-1].split("\n\n")[1].startswith("The primary TRE table of this dataset")
+    real = (tables / "tre.md").read_text()
+    assert "The primary TRE table of this dataset (it carries no exact motion)." in real and "floor" not in real
+    assert "`loss_relative_drop` > 0.01 and `loss_noise_z` > 3" in exact_tre
+    summary = pd.read_csv(tables / "tre.csv")
+    assert {"loss_relative_drop", "loss_noise_z", "converged"} <= set(summary.columns)
+    snapped = (tables / "tre_snapped.md").read_text()
+    assert "no interval" in snapped and "bootstrap interval" not in snapped

@@ -140,7 +140,7 @@ def test_tiny_run_tables(tiny_run):
 def tiny_report(tiny_run) -> Path:
     workdir = tiny_run["workdir"]
     report = workdir / "report.html"
-    result = snakemake(workdir, "--configfile", str(TINY), "--report", str(report))
+    result = snakemake(workdir, "--configfile", str(TINY), "--cores", "1", "--report", str(report))
     assert result.code == 0, result.text
     assert "ERROR" not in result.text  # a caption that docutils could not render
     return report
@@ -160,7 +160,7 @@ def _text(caption_html: str) -> str:
 
 @pytest.mark.slow
 def test_tiny_run_report(tiny_report):
-    from rnr.layout import sortable_number
+    from rnr.layout import FIGURE_ORDER, sortable_number
     from rnr.reporting import plots
     from rnr.table_specs import HTML_TABLES, TABLE_OF, TABLES
 
@@ -193,6 +193,14 @@ def test_tiny_run_report(tiny_report):
     for name, caption in figures.items():
         assert caption.startswith(plots.QUESTIONS.get(name, "")), name
         assert not caption.startswith("Figure"), f"{name} has no caption of its own"
+    # ... listed in reading order (the report sorts by the labels, as text), not by file name.
+    numbered = sorted(
+        (results[p]["labels"]["#"], results[p]["labels"]["figure"]) for p in categories["Figures"]["Other"]
+    )
+    assert [name for _, name in numbered] == [n for n in FIGURE_ORDER if n in figures]
+    # Run figures are filed under the configuration's display label (tiny.yaml labels rnr_no_intermediate).
+    # tiny.yaml merges over config/config.yaml, whose rnr is labelled RNR.
+    assert set(categories["Slice panels"]) == {"initial", "RNR", "RNR, T00-T50 only"}
     # Per-case panels: case and seed labels sort as numbers; each panel type has its own caption.
     config = yaml.safe_load(TINY.read_text())
     largest = max(config["cases"])
@@ -205,10 +213,10 @@ def test_tiny_run_report(tiny_report):
             captions[(configuration, labels["figure"])] = _text(results[path]["caption"])
     assert sorted(sortable_number(c, 10) for c in range(1, 11)) == [sortable_number(c, 10) for c in range(1, 11)]
     assert "before registration" in captions[("initial", "slices_T00_T50")]
-    assert "the full map" in captions[("rnr", "slices_T00_T50")]
-    assert "intermediate step from T40 to T50" in captions[("rnr", "slices_T40_T50")]
-    assert "compress, expand or fold" in captions[("rnr", "detj")]
-    assert "did the optimisation settle" in captions[("rnr", "loss")]
+    assert "the full map" in captions[("RNR", "slices_T00_T50")]
+    assert "intermediate step from T40 to T50" in captions[("RNR", "slices_T40_T50")]
+    assert "compress, expand or fold" in captions[("RNR", "detj")]
+    assert "did the optimisation settle" in captions[("RNR", "loss")]
     # The runtime chart has a log scale: every job needs a runtime > 0 (the settings rule had < 0).
     runtimes = report_data(tiny_report, "runtimes_spec")["data"]["values"]
     assert {r["rule"] for r in runtimes} >= {"settings", "register", "tables"}
@@ -231,13 +239,13 @@ def test_tiny_run_report_in_a_browser(tiny_report, tmp_path):
         timeout=900,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    for name in ("landing.png", "tables.png", "tre_page.png", "stats.png"):
+    for name in ("landing.png", "tables.png", "tre_page.png", "stats.png", "paired_tests_page.png"):
         assert (out / name).stat().st_size > 10_000, name
 
 
 @pytest.mark.slow
 def test_complete_run_has_nothing_to_do(tiny_run):
-    result = snakemake(tiny_run["workdir"], "--configfile", str(TINY), "--dry-run", "all")
+    result = snakemake(tiny_run["workdir"], "--configfile", str(TINY), "--cores", "1", "--dry-run", "all")
     assert result.code == 0, result.text
     assert "Nothing to be done" in result.text
 

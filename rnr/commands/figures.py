@@ -14,6 +14,8 @@ Output: --out results/<dataset>/figures (rnr.reporting.plots.QUESTIONS states th
                                       their exact motion: the phantom)
   tre_seed_spread.png/.pdf            mean TRE per configuration with the spread over seeds (with several seeds)
 
+Every figure names the configurations by their display labels (--label NAME=TEXT, as for rnr tables).
+
 Example:
   rnr figures --runs-dir results/phantom/runs --out results/phantom/figures [--page landscape]
 """
@@ -49,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="reference configuration of the paired-difference figure (default: the first registered one)",
     )
+    from .tables import add_label_argument
+
+    add_label_argument(parser, "shown in every figure (as in rnr tables)")
 
 
 def load_losses(records: list[dict[str, Any]]) -> dict[tuple[str, int], Any]:
@@ -65,36 +70,43 @@ def load_losses(records: list[dict[str, Any]]) -> dict[tuple[str, int], Any]:
     return losses
 
 
+def relabel(frame: Any, labels: dict[str, str], columns: tuple[str, ...] = ("configuration",)) -> Any:
+    """``frame`` with each configuration name in ``columns`` replaced by its display label (others kept): the
+    figures draw whatever names the frames hold, so they show the labels everywhere."""
+    return frame.assign(**{c: frame[c].map(lambda v: labels.get(v, v)) for c in columns if c in frame.columns})
+
+
 def run(args: argparse.Namespace) -> int:
     from ..reporting.plots import write_figures
     from ..reporting.stat_plots import paired_differences, tre_seed_spread
-    from ..results import load_metrics, per_landmark_frame, summary_frame
+    from ..results import configuration_order, load_metrics, per_landmark_frame, summary_frame
     from ..tables import collect
+    from .tables import parse_labels
 
+    labels = parse_labels(args.labels)
     records = load_metrics(args.runs_dir, args.configurations)
-    landmarks = per_landmark_frame(records, args.configurations)
-    paths = write_figures(
-        summary_frame(records, args.configurations),
-        landmarks,
-        args.out,
-        args.configurations,
-        losses=load_losses(records),
-        page=args.page,
-    )
+    summary = summary_frame(records, args.configurations)
+    names = configuration_order(summary["configuration"].tolist(), args.configurations)
+    order = [labels.get(c, c) for c in names]
+    landmarks = relabel(per_landmark_frame(records, args.configurations), labels)
+    losses = {(labels.get(c, c), n): log for (c, n), log in load_losses(records).items()}
+    paths = write_figures(relabel(summary, labels), landmarks, args.out, order, losses=losses, page=args.page)
     data = collect(args.runs_dir, args.configurations, args.compare_to)
     if data.tests is not None:
-        paths += paired_differences(landmarks, data.reference, Path(args.out), args.configurations, data.tests)
+        tests = relabel(data.tests, labels, ("configuration", "reference"))
+        reference = labels.get(data.reference, data.reference)
+        paths += paired_differences(landmarks, reference, Path(args.out), order, tests)
         if not data.exact_landmarks.empty:
             paths += paired_differences(
-                data.exact_landmarks,
-                data.reference,
+                relabel(data.exact_landmarks, labels),
+                reference,
                 Path(args.out),
-                args.configurations,
-                data.tests,
+                order,
+                tests,
                 value="tre_exact_mm",
                 name="paired_differences_exact",
             )
     if landmarks.loc[landmarks["configuration"] != "initial", "seed"].nunique() > 1:
-        paths += tre_seed_spread(landmarks, Path(args.out), args.configurations)
+        paths += tre_seed_spread(landmarks, Path(args.out), order)
     print(f"wrote {len(paths)} figure files to {args.out}")
     return 0

@@ -41,36 +41,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dataset",
         default=None,
         metavar="NAME",
-        help="the dataset the runs belong to (a name of rnr.data.DATASETS), named in every table's title "
-        "(default: the runs folder's parent, results/<dataset>/runs, when that is a dataset's name)",
+        help="the dataset the runs belong to (a name of rnr.data.DATASETS): named in every table's title and in "
+        "the LaTeX \\label keys (tab:NAME-tre), so tables of two datasets in one thesis stay apart (default: the "
+        "runs folder's parent, results/<dataset>/runs, when that is a dataset's name)",
     )
+    add_label_argument(parser, "shown in every table format (and the CSVs' label column)")
+
+
+def add_label_argument(parser: argparse.ArgumentParser, where: str) -> None:
+    """``--label NAME=TEXT`` (repeatable), of rnr tables and rnr figures."""
     parser.add_argument(
         "--label",
         dest="labels",
         action="append",
         default=[],
         metavar="NAME=TEXT",
-        help="display label of a configuration, shown in every table format (and the CSVs' label column), "
-        "e.g. --label 'rnr_no_intermediate=RNR, T00-T50'",
+        help=f"display label of a configuration, {where}, e.g. --label 'rnr_no_intermediate=RNR, T00-T50'",
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def parse_labels(items: list[str]) -> dict[str, str]:
+    """``--label NAME=TEXT`` arguments -> {NAME: TEXT}; two configurations may not share a label (a figure
+    would merge them)."""
     from ..io import InputError
-    from ..tables import write_tables
 
     labels = {}
-    for item in args.labels:
+    for item in items:
         name, sep, text = item.partition("=")
         if not sep or not name:
             raise InputError(f"--label expects NAME=TEXT, got {item!r}")
         labels[name] = text
-    from ..data import DATASETS
+    shared = sorted({t for t in labels.values() if list(labels.values()).count(t) > 1})
+    if shared:
+        raise InputError(f"--label: each configuration needs its own label; {shared[0]!r} is given to several")
+    return labels
 
-    name = args.dataset or Path(args.runs_dir).resolve().parent.name
-    if args.dataset is not None and name not in DATASETS:
-        raise InputError(f"--dataset: expected one of {', '.join(DATASETS)}, got {name!r}")
-    dataset = DATASETS[name].title if name in DATASETS else None
-    paths = write_tables(args.runs_dir, args.out, args.configurations, args.compare_to, labels, dataset=dataset)
+
+def dataset_name(given: str | None, runs_dir: str) -> str:
+    """The dataset of the tables: ``--dataset`` (a name of rnr.data.DATASETS, else an InputError), or the runs
+    folder's parent (results/<dataset>/runs) when that names a dataset, or "" (none named)."""
+    from ..data import DATASETS
+    from ..io import InputError
+
+    if given is not None and given not in DATASETS:
+        raise InputError(f"--dataset: expected one of {', '.join(DATASETS)}, got {given!r}")
+    name = given or Path(runs_dir).resolve().parent.name
+    return name if name in DATASETS else ""
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..tables import write_tables
+
+    labels = parse_labels(args.labels)
+    paths = write_tables(
+        args.runs_dir, args.out, args.configurations, args.compare_to, labels, dataset_name(args.dataset, args.runs_dir)
+    )
     print(f"wrote {len(paths)} tables to {args.out}: {', '.join(p.name for p in paths)}")
     return 0

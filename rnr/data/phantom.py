@@ -11,7 +11,7 @@ from .dirlab import convert
 
 DATASET = Dataset(
     name="phantom",
-    title="built-in phantom (4DCT)",
+    title="built-in 4DCT phantom",
     summary="the built-in synthetic 4DCT (rnr phantom): DIR-Lab's layout, exact motion, no download",
     cases=tuple(sorted(PHANTOM_GEOMETRY)),
     phases=layout.PHASES,

@@ -214,6 +214,9 @@ def write_run_figures(
             how = "identity map (no registration)"
         else:
             how = "the full map $\\varphi$" if step is None else f"$\\varphi_{n}$ (step {n})"
+            if step is not None and (fixed_phase, mov_phase) == ("T00", "T50"):
+                # The step that spans T00 -> T50 is the full map: the title says so, as the caption does.
+                how = f"the full map $\\varphi$ ($= \\varphi_{n}$, step {n})"
         title = f"{label}: fixed {fixed_phase}, moving {mov_phase} warped by {how}"
         written += panels.step_panel(
             out / f"slices_{fixed_phase}_{mov_phase}.png",
@@ -236,7 +239,9 @@ def write_run_figures(
         geom,
         det,
         mask_zyx,
-        f"{label}: det J of the full map $\\varphi$ (green: lung mask outline; black: det J <= 0)",
+        # The panels' ranges are per slice: the title says so (folding.csv has them over the whole mask).
+        f"{label}: det J of the full map $\\varphi$, min and max per slice (green: lung mask outline; black: "
+        "det J <= 0)",
     )
     loss_path = run_dir / layout.LOSS_CSV
     log = read_csv(loss_path) if loss_path.is_file() else None

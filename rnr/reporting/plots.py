@@ -30,6 +30,7 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
+from .. import stats  # noqa: E402
 from ..evaluation.convergence import RELATIVE_DROP_THRESHOLD, convergence  # noqa: E402
 from ..figure_style import PAGES, save_figure, styled  # noqa: E402
 from ..layout import INITIAL  # noqa: E402
@@ -100,13 +101,29 @@ def _note(fig: plt.Figure, text: str, width_in: float) -> None:
     fig.supxlabel(_wrap(text, width_in - 0.2, NOTE_PT), fontsize=NOTE_PT, x=0.01, ha="left", linespacing=1.2)
 
 
-def _palette(configs: Sequence[str]) -> dict[str, tuple]:
-    """Stable colours: ``initial`` grey, the registered configurations from a qualitative palette."""
+#: The order in which configurations take seaborn's colour-blind palette: its orange (1) and vermillion (3)
+#: are hard to tell apart, and its grey (7) is initial's, so the vermillion comes late and the grey never.
+CONFIGURATION_COLOURS = (0, 1, 2, 4, 9, 5, 8, 6, 3)
+#: Cases are coloured from a sequential map (viridis), never from the configurations' palette.
+CASE_COLOURS = "viridis"
+
+
+def palette(configs: Sequence[str]) -> dict[str, tuple]:
+    """One colour per configuration, the same in every figure drawn with the same ``configs`` order:
+    ``initial`` grey, the registered configurations from :data:`CONFIGURATION_COLOURS` in order."""
     registered = [c for c in configs if c != INITIAL]
-    colours = sns.color_palette("colorblind", max(1, len(registered)))
-    out = {c: colours[i % len(colours)] for i, c in enumerate(registered)}
+    base = sns.color_palette("colorblind", 10)
+    out = {c: base[CONFIGURATION_COLOURS[i % len(CONFIGURATION_COLOURS)]] for i, c in enumerate(registered)}
     out[INITIAL] = (0.55, 0.55, 0.55)
     return out
+
+
+def case_palette(cases: Sequence[int]) -> dict[int, tuple]:
+    """A colour per case from :data:`CASE_COLOURS` (distinct from the configurations' colours)."""
+    return dict(zip(cases, sns.color_palette(CASE_COLOURS, len(cases)), strict=True))
+
+
+_palette = palette
 
 
 def _nice_log_ticks(lo: float, hi: float, max_ticks: int = 5) -> list[float]:
@@ -219,8 +236,9 @@ def build_tre_mean_per_configuration(
 ) -> plt.Figure:
     """Which configuration has the lowest mean TRE over the cases, and how much do the cases vary?
 
-    One row per configuration: bar = mean over cases of the per-case mean TRE (mm), error bar = std over cases
-    (ddof = 1), dots = the per-case means; the value is printed next to each bar.
+    One row per configuration: bar = mean over cases of the per-case mean TRE (mm), error bar = its 95 %
+    bootstrap interval over cases (the interval of the tables' mean row, same resamples and seed), dots = the
+    per-case means; the value and interval are printed next to each bar.
 
     Args:
         summary: tables.summary_frame (columns case, configuration, tre_mean_mm, ...).
@@ -232,16 +250,19 @@ def build_tre_mean_per_configuration(
     fig, ax = plt.subplots(figsize=(min(width, 6.3), height), layout="constrained")
     top = 0.0
     rng = np.random.default_rng(0)
+    from ..tables import BOOTSTRAP_SEED, N_BOOT  # the tables' resampling: the figure shows their interval
+
+    intervals = stats.mean_over_cases(summary, n_boot=N_BOOT, seed=BOOTSTRAP_SEED).set_index("configuration")
     for k, config in enumerate(configs):
         v = summary.loc[summary["configuration"] == config, "tre_mean_mm"].to_numpy(dtype=float)
         mean = float(np.mean(v))
-        std = float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+        low, high = (float(intervals.loc[config, f"tre_mean_ci_{b}_mm"]) for b in ("low", "high"))
         ax.barh(k, mean, height=0.65, color=palette[config], alpha=0.6)
-        if len(v) > 1:
-            ax.errorbar(mean, k, xerr=std, color="black", lw=0.9, capsize=3)
+        if np.isfinite(low):
+            ax.errorbar(mean, k, xerr=[[mean - low], [high - mean]], color="black", lw=0.9, capsize=3)
         ax.scatter(v, k + rng.uniform(-0.15, 0.15, len(v)), s=12, color=palette[config], edgecolor="black", lw=0.5)
-        right = max(float(np.max(v)), mean + std)
-        label = f"{mean:.2f} ± {std:.2f}" if len(v) > 1 else f"{mean:.2f}"
+        right = max(float(np.max(v)), high if np.isfinite(high) else mean)
+        label = f"{mean:.2f} [{low:.2f}–{high:.2f}]" if np.isfinite(low) else f"{mean:.2f}"
         ax.annotate(label, (right, k), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
         top = max(top, right)
     ax.set_yticks(range(len(configs)), configs)
@@ -254,7 +275,8 @@ def build_tre_mean_per_configuration(
     _note(
         fig,
         f"Bar and printed value: mean over {n_cases} case{'s' if n_cases != 1 else ''} of the per-case mean TRE "
-        "± std over cases (ddof = 1); dots: the cases.",
+        f"with its 95 % bootstrap interval over cases (seed {BOOTSTRAP_SEED}, {N_BOOT} resamples; the interval of "
+        "the tables' mean row); dots: the cases.",
         min(width, 6.3),
     )
     return fig
@@ -266,7 +288,8 @@ def build_tre_before_after(summary: pd.DataFrame, order: Sequence[str] | None = 
 
     One facet per registered configuration (wrapped into rows); in each, one row per case: grey = before
     registration (``initial``), coloured = after, joined by a line; whiskers = ± std over the case's landmarks
-    (ddof = 1). TRE (mm) on a shared axis, logarithmic when before and after differ by more than 20 x.
+    (ddof = 1), the lower one cut at 0 mm (a TRE is never negative). TRE (mm) on a shared axis, logarithmic
+    when before and after differ by more than 20 x.
 
     Args:
         summary: tables.summary_frame (columns case, configuration, tre_mean_mm, tre_std_mm).
@@ -298,7 +321,8 @@ def build_tre_before_after(summary: pd.DataFrame, order: Sequence[str] | None = 
             ax.errorbar(
                 part["tre_mean_mm"].to_numpy(float),
                 part["row"].to_numpy(float) + dy,
-                xerr=part["std"].to_numpy(float),
+                # Asymmetric: the lower whisker stops at 0 mm, where a distance ends.
+                xerr=np.vstack([np.minimum(part["std"], part["tre_mean_mm"]), part["std"]]).astype(float),
                 fmt="o",
                 ms=3.5,
                 color=palette[name],
@@ -328,7 +352,12 @@ def build_tre_before_after(summary: pd.DataFrame, order: Sequence[str] | None = 
     else:
         axes[0].set_xlim(0, float(np.nanmax(highs)) * 1.05)
     what = "grey: before registration (initial); colour: after; " if has_initial else ""
-    _note(fig, f"{what}dots: mean TRE of the case, whiskers: ± std over its landmarks (ddof = 1).", width)
+    _note(
+        fig,
+        f"{what}dots: mean TRE of the case, whiskers: ± std over its landmarks (ddof = 1), the lower whisker cut at "
+        "0 mm (a TRE is never negative).",
+        width,
+    )
     return fig
 
 
@@ -438,7 +467,7 @@ def build_loss_curves(
     if not configs:
         raise ValueError(f"no loss logs of the configurations {list(order or [])}")
     cases = sorted({int(n) for c, n in losses if c in configs})
-    colours = dict(zip(cases, sns.color_palette("colorblind" if len(cases) <= 10 else "husl", len(cases)), strict=True))
+    colours = case_palette(cases)  # cases, not configurations: a scheme of their own
     rows, cols = _grid(len(configs), width - 0.5, max(1.9, _text_width_in(configs) + 0.15))
     legend_rows = 0 if len(configs) % cols else -(-len(cases) // max(1, min(len(cases), int(width // 1.0))))
     height = min(max_h, rows * 1.75 + 0.55 + 0.2 * legend_rows)

@@ -23,7 +23,9 @@ import seaborn as sns  # noqa: E402
 
 from .. import stats  # noqa: E402
 from ..figure_style import PAGES, STYLE, save_figure  # noqa: E402  (one house style for every figure)
+from ..results import configuration_order  # noqa: E402
 from ..table_marks import MARK_BETTER, MARK_WORSE, markers  # noqa: E402
+from .plots import case_palette, palette  # noqa: E402
 
 WIDTH_IN = PAGES["text"][0]
 #: What a compared value is called in the figure.
@@ -84,7 +86,9 @@ def paired_differences(
             squeeze=False,
             layout="constrained",
         )
-        colours = sns.color_palette("colorblind", len(configs))
+        # The configurations' colours of every other figure (the palette over the full order).
+        every = palette(configuration_order(landmarks["configuration"].tolist(), configurations))
+        colours = [every[c] for c in configs]
         for ax, config, colour in zip(axes[:, 0], configs, colours, strict=True):
             part = data[data["configuration"] == config]
             kw = dict(data=part, x="case", y="diff", order=cases, ax=ax)
@@ -94,7 +98,7 @@ def paired_differences(
                 sns.boxplot(**kw, color=colour, showfliers=False, width=0.6, linewidth=0.7, boxprops={"alpha": 0.4})
             sns.stripplot(**kw, color=colour, size=1.5, alpha=0.5, jitter=0.2, edgecolor="none")
             medians = part.groupby("case")["diff"].median().reindex(cases)
-            ax.scatter(
+            median = ax.scatter(
                 np.arange(len(cases)), medians, marker="_", s=260, linewidths=2.0, color="black", zorder=5,
                 label="median",
             )  # fmt: skip
@@ -120,7 +124,8 @@ def paired_differences(
             ax.set_xlabel("")
             ax.grid(axis="y", alpha=0.3)
         axes[-1, 0].set_xlabel("case")
-        axes[0, 0].legend(loc="lower right", frameon=False)
+        # Above the panels, not inside one: a legend in a panel would cover landmarks.
+        fig.legend(handles=[median], loc="outside upper right", frameon=False)
         lines = [
             f"Paired per-landmark {what} differences against {reference}",
             f"{what} averaged over seeds per landmark; below 0: smaller {what} than the reference",
@@ -161,7 +166,7 @@ def tre_seed_spread(
     if not configs:
         raise ValueError("no configuration to plot")
     cases = sorted(summary["case"].unique())
-    case_colours = dict(zip(cases, sns.color_palette("viridis", len(cases)), strict=True))
+    case_colours = case_palette(cases)
     # Cases side by side within a configuration's slot so their error bars do not overlap.
     offsets = dict(zip(cases, np.linspace(-0.3, 0.3, len(cases)) if len(cases) > 1 else [0.0], strict=True))
     with plt.rc_context(STYLE):

@@ -16,7 +16,7 @@ rule tables:
         dataset=PLAN.dataset.name,
         labels=table_labels(),
         # The report captions of the tables (rnr.table_specs), shown by workflow/report/tables/<name>.rst.
-        captions=CAPTIONS,
+        captions=table_captions(),
     log:
         PLAN.log("tables"),
     conda:
@@ -35,7 +35,7 @@ rule figures:
             patterns=["{name}.png"],
             caption="../report/figures.rst",
             category="Figures",
-            labels={"figure": "{name}"},
+            labels=figure_labels,
         ),
     params:
         # For the report captions (figures.rst); a changed question redraws the figures, which is cheap.
@@ -44,10 +44,11 @@ rule figures:
         # initial (the identity map) first, then the configured columns; stale runs are left out.
         configurations=" ".join([INITIAL, *PLAN.names]),
         compare_to=PLAN.compare_to,
+        labels=table_labels(),
     log:
         PLAN.log("figures"),
     conda:
         "../envs/rnr.yaml"
     shell:
         "rnr figures --runs-dir {params.runs_dir} --out {output} --configurations {params.configurations}"
-        " --compare-to {params.compare_to} > {log} 2>&1"
+        " --compare-to {params.compare_to} {params.labels} > {log} 2>&1"

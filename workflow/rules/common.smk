@@ -20,8 +20,25 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+class ReportText(dict):
+    """A dict param that the report's captions read (``.get(name)``) and its info panel names in words: the
+    panel prints every param with str(), which would dump the whole dict on each result."""
+
+    def __init__(self, what, items):
+        super().__init__(items)
+        self.what = what
+
+    def __str__(self):
+        return self.what
+
+
+def table_captions():
+    """rnr.table_specs.CAPTIONS for the tables' report captions (workflow/report/tables/<name>.rst)."""
+    return ReportText("each table's caption (rnr.table_specs)", CAPTIONS)
+
+
 def table_labels():
-    """` --label NAME=TEXT` arguments of `rnr tables` for the configurations that give a `label`."""
+    """` --label NAME=TEXT` arguments of `rnr tables` and `rnr figures` for the configurations that give a `label`."""
     return " ".join(f"--label {shlex.quote(f'{n}={t}')}" for n, t in PLAN.labels().items())
 
 
@@ -52,12 +69,25 @@ def case_figure_labels(wildcards):
     }
 
 
+def configuration_label(wildcards):
+    """The display label of the run's configuration (its name without one): the report's subcategory."""
+    return PLAN.labels().get(wildcards.configuration, wildcards.configuration)
+
+
+def figure_labels(wildcards):
+    """Report labels of one dataset figure: its place in reading order (layout.FIGURE_ORDER; the report sorts
+    labels as text) and its name."""
+    order = list(layout.FIGURE_ORDER)
+    place = order.index(wildcards.name) + 1 if wildcards.name in order else len(order) + 1
+    return {"#": layout.sortable_number(place, len(order) + 1), "figure": wildcards.name}
+
+
 def figure_questions(wildcards):
     """rnr.reporting.plots.QUESTIONS (figures.rst states them); imported when a figures job is planned, not at parse
     time: matplotlib slows an import by ~2 s."""
     from rnr.reporting.plots import QUESTIONS
 
-    return dict(QUESTIONS)
+    return ReportText("each figure's question (rnr.reporting.plots.QUESTIONS)", QUESTIONS)
 
 
 def evaluate_inputs(wildcards):

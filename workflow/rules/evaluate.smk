@@ -11,7 +11,8 @@ rule evaluate:
             patterns=["{name}.png"],
             caption="../report/case_figures.rst",
             category="Slice panels",
-            subcategory="{configuration}",
+            # the configuration's display label (its name where it has none)
+            subcategory=configuration_label,
             # case and seed zero-padded, so that the report lists case 2 before case 10
             labels=case_figure_labels,
         ),

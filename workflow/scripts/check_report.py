@@ -16,8 +16,10 @@ The report is a JavaScript app (React) without URLs for its pages, so the script
    for every case and configuration, the mean TRE of ``tre.csv`` (two decimals).
 
 It also reads the report's runtime data: every job's runtime must be > 0 (the chart has a log scale, which
-draws nothing when one value is not). Screenshots in --out: landing.png, tables.png, tre_page.png, panels.png,
-stats.png.
+draws nothing when one value is not). The wide table pages (paired tests, configurations) are opened in the
+report (paired_tests.png, configurations.png) and on their own at the width of the report's content pane: they
+must not be wider than it (paired_tests_page.png, configurations_page.png). Screenshots in --out: landing.png,
+tables.png, tre_page.png, panels.png, stats.png and those four.
 Exit status 0 when every check passes, 1 otherwise (each failure printed), 2 without a Chromium.
 Chromium: the first of $CHROMIUM, chromium, chromium-browser, google-chrome on PATH (Debian: apt-get install
 chromium). Run as root it needs --no-sandbox, which the script adds.
@@ -44,6 +46,16 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 WINDOW = "1600,1000"
 #: The label of the table page the check opens (rnr.table_specs.HTML_TABLES["tre_html"]).
 TRE_LABEL = "TRE per case"
+#: The wide pages (rnr.table_specs.HTML_TABLES), which must fit the report's content pane: at PANE_WIDTH px the
+#: page itself must not scroll sideways (a wide table scrolls inside its own box).
+WIDE_LABELS = {"Paired tests": "paired_tests", "Configurations": "configurations"}
+PANE_WIDTH = 1000
+#: Appended to a table page on its own: records whether the page is wider than the window.
+MEASURE = """
+<script>
+document.body.setAttribute("data-overflow", String(document.documentElement.scrollWidth > window.innerWidth));
+</script>
+"""
 
 # Appended to a copy of the report: after the app has drawn, open a category and a result as a click would.
 # `app`, `results` and `categories` are the report's own globals.
@@ -89,8 +101,9 @@ def find_browser() -> str | None:
     return next((shutil.which(c) for c in candidates if c and shutil.which(c)), None)
 
 
-def browse(browser: str, page: Path, screenshot: Path | None = None) -> str:
-    """The DOM of ``page`` after its scripts ran (``--dump-dom``); with ``screenshot``, also a PNG of it."""
+def browse(browser: str, page: Path, screenshot: Path | None = None, window: str = WINDOW) -> str:
+    """The DOM of ``page`` after its scripts ran (``--dump-dom``); with ``screenshot``, also a PNG of it.
+    ``window``: the window size, ``width,height`` in px."""
     with tempfile.TemporaryDirectory(prefix="rnr-chromium-") as profile:
         base = [
             browser,
@@ -99,7 +112,7 @@ def browse(browser: str, page: Path, screenshot: Path | None = None) -> str:
             "--hide-scrollbars",
             "--no-first-run",
             f"--user-data-dir={profile}",
-            f"--window-size={WINDOW}",
+            f"--window-size={window}",
             "--virtual-time-budget=10000",
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -194,6 +207,9 @@ def _check(report: Path, tables: Path, out: Path, copies: Path, browser: str) ->
         rows = parse(browse(browser, tre_page, out / "tre_page.png")).rows
         failures += compare_tre(rows, pd.read_csv(tables / "tre.csv"))
 
+    for label, name in WIDE_LABELS.items():
+        failures += check_wide_page(report, label, name, out, copies, browser)
+
     panels = parse(browse(browser, with_script(report, SHOW_PANELS, copies / "report_panels.html"), out / "panels.png"))
     failures += check_case_order(panels.rows)
 
@@ -204,6 +220,21 @@ def _check(report: Path, tables: Path, out: Path, copies: Path, browser: str) ->
     if not values or bad:
         failures.append(f"runtime chart: {len(bad)} of {len(values)} job runtimes are not > 0 (log scale): {bad[:5]}")
     return failures
+
+
+def check_wide_page(report: Path, label: str, name: str, out: Path, copies: Path, browser: str) -> list[str]:
+    """Open the table page labelled ``label`` in the report (screenshot ``<name>.png``), then that page on its
+    own at the pane's width (``<name>_page.png``): it must not be wider than the window."""
+    navigated = with_script(report, NAVIGATE.replace("LABEL", json.dumps(label)), copies / f"report_{name}.html")
+    shown = [src for src in parse(browse(browser, navigated, out / f"{name}.png")).iframes if src.startswith("data:")]
+    if not shown:
+        return [f"category Tables: the page {label!r} is not shown"]
+    page = out / f"{name}_page.html"
+    page.write_text(decode_data_uri(shown[0]).replace("</body>", MEASURE + "</body>"))
+    dom = browse(browser, page, out / f"{name}_page.png", window=f"{PANE_WIDTH},900")
+    if 'data-overflow="false"' not in dom:
+        return [f"page {label!r}: wider than a {PANE_WIDTH}-px pane (the page scrolls sideways, not its table)"]
+    return []
 
 
 def check_case_order(rows: list[list[str]]) -> list[str]:
@@ -225,7 +256,9 @@ def compare_tre(rows: list[list[str]], tre: pd.DataFrame) -> list[str]:
     failures = []
     for r in tre.itertuples(index=False):
         row = body.get(str(r.case))
-        heading = getattr(r, "label", r.configuration)
+        label = getattr(r, "label", r.configuration)
+        # The reference of the paired tests is headed '<label> (ref.)' (rnr.table_marks.REFERENCE_MARK).
+        heading = next((h for h in header if h in (label, f"{label} (ref.)")), label)
         if row is None or heading not in header:
             failures.append(f"TRE page: no cell for case {r.case}, {r.configuration} (column {heading!r})")
             continue
