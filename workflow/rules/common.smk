@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rnr import layout
 from rnr.plan import make_plan
+from rnr.reporting.report_text import ReportText
 from rnr.table_specs import CAPTIONS, HTML_TABLES, TABLES, caption_file
 
 PLAN = make_plan(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
@@ -18,18 +19,6 @@ wildcard_constraints:
     case=r"\d+",
     configuration="|".join(re.escape(c) for c in [INITIAL, *PLAN.names]),
     seed=r"\d+",
-
-
-class ReportText(dict):
-    """A dict param that the report's captions read (``.get(name)``) and its info panel names in words: the
-    panel prints every param with str(), which would dump the whole dict on each result."""
-
-    def __init__(self, what, items):
-        super().__init__(items)
-        self.what = what
-
-    def __str__(self):
-        return self.what
 
 
 def table_captions():
