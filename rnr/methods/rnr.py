@@ -18,7 +18,7 @@ from ..config import LoopSettings, Settings, check_choice, check_positive
 from ..fit import FitContext, MethodOutcome, Objective, fit_with_loop
 from ..fit_data import FitData, prepare_data
 from ..network import ResNetMap, ResNetTransform
-from ..phases import PAIRINGS, compared_terms
+from ..phases import PAIRINGS, compared_terms, steps_per_interval
 from ..sampling import sample_volumes
 from ..transform import Transform
 from .base import Method
@@ -52,6 +52,8 @@ class RNRSettings(LoopSettings):
         check_choice("pairing", self.pairing, PAIRINGS)
         check_positive(self, "n_blocks", "width")
         check_positive(self, "alpha_grad", "alpha_weight", strict=False)
+        if self.intermediate:  # checked with the settings, so a bad n_blocks stops the plan, not a job
+            steps_per_interval(self.n_blocks)
 
 
 class RNRObjective(Objective):
