@@ -23,10 +23,15 @@ from .layout import ABLATION_FIGURE, CURVE_POINTS, CURVES_FIGURE
 from .results import run_frame
 from .sweeps import Sweep, value_text
 from .table_render import Block, Cell, View
-from .table_specs import ABLATION, BUDGET, CSV, HTML, LATEX, MARKDOWN, with_columns
+from .table_specs import ABLATION, BUDGET, CSV, HTML, LATEX, MARKDOWN, Column, Table, with_columns
 from .tables import TRE, TRE_EXACT_VALUE, TableData, collect
 
 BASE_VALUE = "base"
+
+
+def _page_columns(table: Table) -> tuple[Column, ...]:
+    """A study table's page columns: the configuration column shows the display label, so no ``label`` column."""
+    return tuple(c for c in table.page_columns if c.name != "label")
 
 
 def row_values(sweep: Sweep) -> list[tuple[str, str]]:
@@ -80,7 +85,7 @@ def ablation_frame(data: TableData, sweep: Sweep) -> pd.DataFrame:
 
 def ablation_view(frame: pd.DataFrame, data: TableData, sweep: Sweep) -> View:
     """The page view: the page columns of :data:`ABLATION`, intervals in the TRE cells, the lowest TRE bold."""
-    columns = ABLATION.page_columns
+    columns = _page_columns(ABLATION)
     best = {
         name: frame[name].min(skipna=True) for name in ("tre_mean_mm", "tre_exact_mean_mm") if frame[name].notna().any()
     }
@@ -115,9 +120,7 @@ def seed_frame(runs_dir: str | Path, sweep: Sweep) -> pd.DataFrame:
     configs = [c for c, _ in row_values(sweep)]
     runs = run_frame(load_metrics(runs_dir, configs), configs)
     return (
-        runs.groupby(["configuration", "seed"], sort=False)[["tre_mean_mm", "tre_exact_mean_mm"]]
-        .mean()
-        .reset_index()
+        runs.groupby(["configuration", "seed"], sort=False)[["tre_mean_mm", "tre_exact_mean_mm"]].mean().reset_index()
     )
 
 
@@ -153,7 +156,8 @@ def write_budget(
 
     curves = curve_frame(runs_dir, order)
     frame = budget_frame(curves, order).assign(label=lambda f: f["configuration"].map(lambda c: labels.get(c, c)))
-    rows = [[Cell(record[c.name]) for c in BUDGET.page_columns] for record in frame.to_dict("records")]
+    columns = _page_columns(BUDGET)
+    rows = [[Cell(record[c.name]) for c in columns] for record in frame.to_dict("records")]
     value = frame["value"].iloc[0] if len(frame) else "tre_mm"
     notes = [
         f"TRE: `{value}`, mean over cases (seeds averaged first). TRE @f: the first point recorded at or after the "
@@ -161,8 +165,7 @@ def write_budget(
         "runtime). Time: fitting seconds, the recording's own time excluded. Time to 5 %: until the TRE first "
         "came within 5 % of the run's final TRE."
     ]
-    view = View(with_columns(BUDGET, BUDGET.page_columns), "Accuracy against budget", [Block(rows)], notes, labels,
-                "tab:budget")
+    view = View(with_columns(BUDGET, columns), "Accuracy against budget", [Block(rows)], notes, labels, "tab:budget")
     out = Path(out_dir)
     written = []
     for fmt in BUDGET.formats:

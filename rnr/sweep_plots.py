@@ -73,14 +73,28 @@ def build_ablation_figure(frame: pd.DataFrame, seeds: pd.DataFrame, sweep: Sweep
     low = points[f"{stem}_ci_low_mm"].to_numpy(float)
     high = points[f"{stem}_ci_high_mm"].to_numpy(float)
     err = np.vstack([np.where(np.isfinite(low), y - low, 0), np.where(np.isfinite(high), high - y, 0)])
-    ax.errorbar(xs[order], y[order], yerr=err[:, order], marker="o", color="C0", capsize=3, lw=1.2,
-                label="mean over cases (95 % interval)")
+    ax.errorbar(
+        xs[order],
+        y[order],
+        yerr=err[:, order],
+        marker="o",
+        color="C0",
+        capsize=3,
+        lw=1.2,
+        label="mean over cases (95 % interval)",
+    )
     seed_col = "tre_exact_mean_mm" if exact else "tre_mean_mm"
     x_of = dict(zip(points["configuration"], xs, strict=True))
     dots = seeds[seeds["configuration"].isin(x_of)]
     if len(dots):
-        ax.scatter(dots["configuration"].map(x_of), dots[seed_col], s=12, color="0.35", zorder=3,
-                   label="one seed (mean over cases)")
+        ax.scatter(
+            dots["configuration"].map(x_of),
+            dots[seed_col],
+            s=12,
+            color="0.35",
+            zorder=3,
+            label="one seed (mean over cases)",
+        )
     if sweep.base not in rows:
         base = frame[frame["configuration"] == sweep.base]
         if len(base):
@@ -115,8 +129,16 @@ def build_curves_figure(curves: pd.DataFrame, labels: dict[str, str] | None = No
         y = part["mean"].to_numpy(float)
         for ax, x in ((ax_it, part["iteration"].to_numpy(float)), (ax_s, part["elapsed_s"].to_numpy(float))):
             if len(part) == 1 or not part["recorded"].all():
-                ax.errorbar(x, y, yerr=band, marker="s", ls="none", color=colour, capsize=3,
-                            label=label if ax is ax_it else None)
+                ax.errorbar(
+                    x,
+                    y,
+                    yerr=band,
+                    marker="s",
+                    ls="none",
+                    color=colour,
+                    capsize=3,
+                    label=label if ax is ax_it else None,
+                )
             else:
                 ax.plot(x, y, color=colour, lw=1.2, label=label if ax is ax_it else None)
                 ax.fill_between(x, y - band, y + band, color=colour, alpha=0.2, lw=0)

@@ -112,8 +112,9 @@ def expand_sweeps(
             raise SweepError(f"{where}: expected the keys base and vary, found {found}")
         base, vary = sweep["base"], sweep["vary"]
         if base not in entries:
-            raise SweepError(f"{where}: base {base!r} is not a configuration of this config; expected one of "
-                             f"{', '.join(entries)}")
+            raise SweepError(
+                f"{where}: base {base!r} is not a configuration of this config; expected one of {', '.join(entries)}"
+            )
         if not isinstance(vary, Mapping) or not vary:
             raise SweepError(f"{where}.vary: expected setting -> list of values, found {vary!r}")
         for key, values in vary.items():
@@ -134,11 +135,15 @@ def expand_sweeps(
                 continue
             config = _name(base, values)
             if config in entries:
-                raise SweepError(f"{where}: the generated configuration {config!r} clashes with a configuration "
-                                 "of that name; rename it")
+                raise SweepError(
+                    f"{where}: the generated configuration {config!r} clashes with a configuration "
+                    "of that name; rename it"
+                )
             if config in added:
-                raise SweepError(f"{where}: the generated configuration {config!r} is made twice (by this or "
-                                 "another sweep); sweep each combination once")
+                raise SweepError(
+                    f"{where}: the generated configuration {config!r} is made twice (by this or "
+                    "another sweep); sweep each combination once"
+                )
             added[config] = {**base_entry, **values, "label": f"{base_label} {_pairs(values)}"}
             rows.append(SweepRow(config, values))
         if len({r.configuration for r in rows}) != len(rows):

@@ -29,7 +29,11 @@ def _state(transform) -> list[torch.Tensor]:
 
 
 @pytest.mark.parametrize("method", ["rnr", "idir"])
-def test_recording_a_curve_leaves_the_fit_bit_for_bit_the_same(case, mask, method, tmp_path):
+def test_recording_a_curve_leaves_the_fit_bit_for_bit_the_same(case, mask, method, tmp_path, request):
+    if method == "idir":
+        # IDIR's multi-threaded CPU reductions differ in the last bit from run to run even without a curve (two
+        # plain runs on two threads differ by 1e-9); on one thread it is reproducible, and so the test is exact.
+        request.getfixturevalue("one_thread")
     plain = register_case(case, mask, settings_for_method(method, **SMALL[method]), progress=False)
     watched = register_case(
         case, mask, settings_for_method(method, **SMALL[method], curve_every=3), tmp_path / "run", progress=False
@@ -43,7 +47,8 @@ def test_recording_a_curve_leaves_the_fit_bit_for_bit_the_same(case, mask, metho
     # Points after every 3rd step and after the last; the recording's time is kept apart.
     curve = pd.read_csv(tmp_path / "run" / layout.CURVE_CSV)
     assert list(curve.columns) == list(CURVE_COLUMNS)
-    assert curve["iteration"].tolist() == [3, 6, SMALL[method]["iterations"]]
+    last = SMALL[method]["iterations"]
+    assert curve["iteration"].tolist() == [*range(3, last, 3), last]
     assert (curve["record_s"] > 0).all() and watched.record["curve_s"] == pytest.approx(curve["record_s"].sum(), 0.5)
     assert curve["tre_exact_mm"].notna().all()  # the phantom carries its motion
     np.testing.assert_array_equal(curve["loss"], watched.log.set_index("iteration").loc[curve["iteration"], "loss"])
@@ -54,7 +59,7 @@ def test_recording_a_curve_leaves_the_fit_bit_for_bit_the_same(case, mask, metho
 def test_the_last_point_is_the_final_tre_of_rnr_evaluate(case, mask, converted_case, tmp_path):
     run = tmp_path / "run"
     register_case(case, mask, settings_for_method("rnr", **SMALL["rnr"], curve_every=4), run, progress=False)
-    record = evaluate_run(converted_case, run, figures=False, step_folding=False)
+    record = evaluate_run(converted_case, run, case.provided_mask_path, figures=False, step_folding=False)
     last = pd.read_csv(run / layout.CURVE_CSV).iloc[-1]
     assert last["iteration"] == SMALL["rnr"]["iterations"]
     assert last["tre_mm"] == pytest.approx(record["tre"]["mean_mm"], abs=1e-9)
@@ -112,7 +117,9 @@ def test_a_multi_level_log_is_judged_on_its_last_level():
     # level, whose loss only fluctuates, it has converged.
     coarse = np.linspace(1.0, 0.5, 240)
     fine = 0.3 + 0.001 * np.where(np.arange(30) % 2 == 0, 1.0, -1.0)
-    log = pd.DataFrame({"iteration": np.arange(1, 271), "loss": np.concatenate([coarse, fine]), "level": [0] * 240 + [1] * 30})
+    log = pd.DataFrame(
+        {"iteration": np.arange(1, 271), "loss": np.concatenate([coarse, fine]), "level": [0] * 240 + [1] * 30}
+    )
     assert convergence(log.drop(columns="level")).converged is False
     c = convergence(log)
     assert c.converged is True and c.iterations == 30

@@ -73,11 +73,11 @@ def test_invalid_sweeps_are_refused_in_one_line(sweep, fragments):
 def test_a_generated_name_that_clashes_with_a_configuration_is_refused():
     message = refused(
         {
-            "configurations": {"rnr_alpha_grad_0.5": {"alpha_grad": 0.2}},
-            "sweeps": {"s": {"base": "rnr", "vary": {"alpha_grad": [0.5]}}},
+            "configurations": {"rnr_n_blocks_10": {"n_blocks": 15}},
+            "sweeps": {"s": {"base": "rnr", "vary": {"n_blocks": [10]}}},
         }
     )
-    assert "sweeps.s" in message and "clashes" in message and "rnr_alpha_grad_0.5" in message
+    assert "sweeps.s" in message and "clashes" in message and "rnr_n_blocks_10" in message
 
 
 def test_a_sweep_needs_base_and_vary():
@@ -86,14 +86,11 @@ def test_a_sweep_needs_base_and_vary():
 
 
 def test_value_text_reads_as_written():
-    assert [value_text(v) for v in (0.05, 1e-05, 3, 1.0, True, "mask/30")] == ["0.05", "1e-05", "3", "1", "true", "mask/30"]
-
-
-def test_dirlab_ships_the_thesis_ablations():
-    from test_plan import REPO
-
-    import yaml
-
-    dirlab = yaml.safe_load((REPO / "config" / "dirlab.yaml").read_text())
-    assert set(dirlab["sweeps"]) == {"alpha_grad", "n_blocks", "batch_size"}
-    assert all(s["base"] == "rnr" for s in dirlab["sweeps"].values())
+    assert [value_text(v) for v in (0.05, 1e-05, 3, 1.0, True, "mask/30")] == [
+        "0.05",
+        "1e-05",
+        "3",
+        "1",
+        "true",
+        "mask/30",
+    ]
