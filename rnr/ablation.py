@@ -133,14 +133,7 @@ def write_ablation(runs_dir: str | Path, out_dir: str | Path, sweep: Sweep, labe
     frame = ablation_frame(data, sweep)
     view = ablation_view(frame, data, sweep)
     out = Path(out_dir)
-    written = []
-    for fmt in ABLATION.formats:
-        path = out / ABLATION.file(fmt)
-        if fmt == CSV:
-            table_render.csv(ABLATION, frame, path)
-        else:
-            write_text(path, _page(view, fmt))
-        written.append(path)
+    written = write_table(frame, view, out)
     written += ablation_figure(frame, seed_frame(runs_dir, sweep), sweep, out / ABLATION_FIGURE)
     return written
 
@@ -167,17 +160,24 @@ def write_budget(
     ]
     view = View(with_columns(BUDGET, columns), "Accuracy against budget", [Block(rows)], notes, labels, "tab:budget")
     out = Path(out_dir)
-    written = []
-    for fmt in BUDGET.formats:
-        path = out / BUDGET.file(fmt)
-        if fmt == CSV:
-            table_render.csv(BUDGET, frame, path)
-        else:
-            write_text(path, _page(view, fmt))
-        written.append(path)
+    written = write_table(frame, view, out)
     write_csv(out / CURVE_POINTS, curves)
     written.append(out / CURVE_POINTS)
     written += curves_figure(curves, out / CURVES_FIGURE, labels)
+    return written
+
+
+def write_table(frame: pd.DataFrame, view: View, out: Path) -> list[Path]:
+    """A study table in each of its formats: the CSV from ``frame`` (its spec's columns), the pages from ``view``."""
+    table = {ABLATION.name: ABLATION, BUDGET.name: BUDGET}[view.table.name]
+    written = []
+    for fmt in table.formats:
+        path = out / table.file(fmt)
+        if fmt == CSV:
+            table_render.csv(table, frame, path)
+        else:
+            write_text(path, _page(view, fmt))
+        written.append(path)
     return written
 
 

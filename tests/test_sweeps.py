@@ -94,3 +94,12 @@ def test_value_text_reads_as_written():
         "true",
         "mask/30",
     ]
+
+
+def test_the_value_axis_is_logarithmic_when_the_values_span_decades():
+    from rnr.sweep_plots import value_axis
+
+    assert value_axis([0.01, 0.1, 1.0, 10.0]) == "log"
+    assert value_axis([0.0, 0.05, 1.0]) == "symlog"  # 0 stays on the axis
+    assert value_axis([5, 10, 15]) == "linear" and value_axis([0.0, 0.05, 0.1]) == "linear"
+    assert value_axis([True, False]) == "categorical" and value_axis(["mask/30", 1000]) == "categorical"

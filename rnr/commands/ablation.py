@@ -30,22 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_labels(items: list[str]) -> dict[str, str]:
-    from ..io import InputError
-
-    labels = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        if not sep or not name:
-            raise InputError(f"--label expects NAME=TEXT, got {item!r}")
-        labels[name] = text
-    return labels
-
-
 def run(args: argparse.Namespace) -> int:
     from ..ablation import write_ablation
     from ..io import InputError
     from ..sweeps import sweep_from_dict
+    from . import parse_labels
 
     try:
         sweep = sweep_from_dict(json.loads(args.spec))

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..ablation import write_budget
-    from .ablation import parse_labels
+    from . import parse_labels
 
     paths = write_budget(args.runs_dir, args.out, args.configurations, parse_labels(args.labels))
     print(f"wrote {', '.join(p.name for p in paths)} to {args.out}")

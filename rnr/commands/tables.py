@@ -48,15 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import InputError
     from ..tables import write_tables
+    from . import parse_labels
 
-    labels = {}
-    for item in args.labels:
-        name, sep, text = item.partition("=")
-        if not sep or not name:
-            raise InputError(f"--label expects NAME=TEXT, got {item!r}")
-        labels[name] = text
-    paths = write_tables(args.runs_dir, args.out, args.configurations, args.compare_to, labels)
+    paths = write_tables(args.runs_dir, args.out, args.configurations, args.compare_to, parse_labels(args.labels))
     print(f"wrote {len(paths)} tables to {args.out}: {', '.join(p.name for p in paths)}")
     return 0
