@@ -72,7 +72,8 @@ def build_ablation_figure(frame: pd.DataFrame, seeds: pd.DataFrame, sweep: Sweep
     y = points[mean_col].to_numpy(float)
     low = points[f"{stem}_ci_low_mm"].to_numpy(float)
     high = points[f"{stem}_ci_high_mm"].to_numpy(float)
-    err = np.vstack([np.where(np.isfinite(low), y - low, 0), np.where(np.isfinite(high), high - y, 0)])
+    # A bootstrap interval over very few cases need not contain the mean: its bars then end at the mean.
+    err = np.vstack([np.where(np.isfinite(low), y - low, 0), np.where(np.isfinite(high), high - y, 0)]).clip(0)
     ax.errorbar(
         xs[order],
         y[order],
