@@ -3,7 +3,9 @@
 
 rule ablation:
     input:
-        lambda w: PLAN.metrics_files([PLAN.sweep(w.sweep).base, *PLAN.sweep(w.sweep).configurations]),
+        # Every run, not only the sweep's: the runs folder is read as a whole (rnr.results checks every
+        # configuration in it for completeness), so a sweep's table waits until the others are written.
+        PLAN.metrics_files(),
     output:
         PLAN.ablation_outputs(),
     params:
