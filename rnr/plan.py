@@ -168,12 +168,10 @@ class Plan:
         """``results/<dataset>/logs/<rule>[/<wildcards>].log``, e.g. log("convert", "case{case}")."""
         return f"{self.results}/logs/{rule}" + (f"/{wildcards}" if wildcards else "") + ".log"
 
-    def metrics_files(self, configurations: list[str] | tuple[str, ...] | None = None) -> list[str]:
-        """Every metrics.json of the plan: each run of :meth:`runs` for each case (only ``configurations``
-        when given)."""
+    def metrics_files(self) -> list[str]:
+        """Every metrics.json of the plan: each run of :meth:`runs` for each case."""
         pattern = self.run_file(layout.METRICS_JSON)
-        runs = [(c, s) for c, s in self.runs() if configurations is None or c in configurations]
-        return [pattern.format(configuration=c, case=n, seed=s) for c, s in runs for n in self.cases]
+        return [pattern.format(configuration=c, case=n, seed=s) for c, s in self.runs() for n in self.cases]
 
     def export_files(self, name: str) -> list[str]:
         """One file of every registration's export folder (the opt-in target ``export``)."""
