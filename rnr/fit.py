@@ -64,7 +64,7 @@ class Objective(ABC):
 
 
 #: A watcher of the fit (rnr/curves.py): called as ``monitor(iteration, transform, loss, elapsed_s)`` every
-#: ``every`` iterations with the map after that many Adam steps. It sees the map only, never the loss's graph.
+#: ``monitor_every`` iterations with the map after that many Adam steps. It sees the map only, never the loss's graph.
 Monitor = Callable[[int, Transform, float, float], None]
 
 
