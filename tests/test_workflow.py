@@ -278,7 +278,7 @@ def test_tiny_run_report_in_a_browser(tiny_report, tmp_path):
         text=True,
         timeout=900,
     )
-    assert result.code == 0, result.text
+    assert result.returncode == 0, result.stdout + result.stderr
     for name in ("landing.png", "tables.png", "tre_page.png", "stats.png"):
         assert (out / name).stat().st_size > 10_000, name
 
