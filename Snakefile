@@ -22,6 +22,8 @@
 #   tables/                           tre.csv/.md/.tex/.html, tre_exact, tre_snapped, folding, stats.csv,
 #                                     configurations.csv, tre_landmarks.csv (rnr tables)
 #   figures/                          figures over all cases and configurations (rnr figures)
+#   ablation/<sweep>/                 per sweep: ablation.csv/.md/.tex/.html, ablation.png/.pdf (rnr ablation)
+#   curves/                           accuracy against budget: budget.*, curve_points.csv, curves.png (rnr curves)
 #   logs/<rule>/...                   one log per job
 #   benchmarks/register/<configuration>/case<N>/seed<S>.tsv   Snakemake's time / memory record per registration
 #   export/<configuration>/case<N>/seed<S>/   opt-in target `export` (rnr export): field.nii.gz (ITK
@@ -47,6 +49,7 @@ include: "workflow/rules/register.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/export.smk"
+include: "workflow/rules/studies.smk"
 
 
 localrules:
@@ -54,6 +57,8 @@ localrules:
     settings,
     tables,
     figures,
+    ablation,
+    curves,
     export,
 
 
@@ -62,4 +67,6 @@ rule all:
         PLAN.metrics_files(),
         rules.tables.output,
         rules.figures.output,
+        rules.curves.output,
+        PLAN.ablation_files(),
     default_target: True

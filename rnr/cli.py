@@ -13,7 +13,19 @@ from .config import SettingsError
 from .io import InputError
 
 # Order = pipeline order, as shown by `rnr --help`.
-SUBCOMMANDS = ("phantom", "convert", "segment", "register", "evaluate", "export", "tables", "figures", "bench")
+SUBCOMMANDS = (
+    "phantom",
+    "convert",
+    "segment",
+    "register",
+    "evaluate",
+    "export",
+    "tables",
+    "figures",
+    "ablation",
+    "curves",
+    "bench",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

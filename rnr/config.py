@@ -83,16 +83,20 @@ class LoopSettings(MethodSettings):
         sampling: ``random`` (a fresh random batch per iteration) or ``cycle`` (one shuffled order of the
             mask voxels, cycled).
         lr: Adam learning rate.
+        curve_every: record the accuracy curve (``curve.csv``, rnr/curves.py) every this many iterations;
+            0: no curve. Recording does not change the fit.
     """
 
     iterations: int = 2500
     batch_size: int | str = 10000
     sampling: str = "random"
     lr: float = 1e-4
+    curve_every: int = 0
 
     def check(self) -> None:
         check_choice("sampling", self.sampling, SAMPLINGS)
         check_positive(self, "iterations")
+        check_positive(self, "curve_every", strict=False)
         if self.lr <= 0:
             raise SettingsError(f"setting 'lr' must be > 0, got {self.lr!r}")
         _parse_batch_size(self.batch_size)

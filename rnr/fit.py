@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -62,13 +63,34 @@ class Objective(ABC):
         """The fitted map."""
 
 
+#: A watcher of the fit (rnr/curves.py): called as ``monitor(iteration, transform, loss, elapsed_s)`` every
+#: ``monitor_every`` iterations with the map after that many Adam steps. It sees the map only, never the loss's graph.
+Monitor = Callable[[int, Transform, float, float], None]
+
+
 @dataclass
 class FitLog:
-    """Per-iteration log (columns iteration, loss, <term names>, elapsed_s) and the loop's wall time."""
+    """Per-iteration log (columns iteration, loss, <term names>, elapsed_s), the loop's wall time and the
+    seconds the monitor took (excluded from ``wall_s`` and ``elapsed_s``)."""
 
     frame: pd.DataFrame
     wall_s: float
     iterations: int
+    monitor_s: float = 0.0
+
+
+def _watch(objective: Objective, monitor: Monitor, iteration: int, loss: float, elapsed_s: float) -> None:
+    """Show ``monitor`` the current map without touching the fit: the transform classes switch their network's
+    ``requires_grad`` off, so the flags of the optimised tensors are put back afterwards (values, Adam's state
+    and the sampler's generator are never touched), and nothing the monitor does is recorded by autograd."""
+    params = objective.parameters()
+    flags = [p.requires_grad for p in params]
+    try:
+        with torch.no_grad():
+            monitor(iteration, objective.transform(), loss, elapsed_s)
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
 
 
 def optimise(
@@ -79,8 +101,15 @@ def optimise(
     *,
     progress: bool = True,
     label: str = "fit",
+    monitor: Monitor | None = None,
+    monitor_every: int = 0,
 ) -> FitLog:
     """Run Adam on ``objective`` for ``iterations`` batches from ``sampler``.
+
+    With ``monitor`` and ``monitor_every`` = K > 0, the monitor sees the map after every K-th Adam step and
+    after the last (:func:`_watch`); its time is measured and subtracted from the fitting time (``elapsed_s``,
+    ``wall_s``) and reported as ``monitor_s``. It cannot change the fit: the final map is bit-for-bit the
+    same with and without it (tests/test_curves.py).
 
     The loss and terms of every iteration are written into a log tensor on the device (no host copy per
     iteration on a GPU; finiteness is checked every iteration on the CPU, every 50 on a GPU). The loss of
@@ -107,6 +136,8 @@ def optimise(
         file=sys.stderr,
     )
     checked = 0
+    watching = monitor is not None and monitor_every > 0
+    monitor_s = 0.0
     threads_before = torch.get_num_threads()
     if objective.main_threads is not None:
         torch.set_num_threads(objective.main_threads)
@@ -132,19 +163,26 @@ def optimise(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            elapsed[it] = time.perf_counter() - start
+            elapsed[it] = time.perf_counter() - start - monitor_s
+            if watching and ((it + 1) % monitor_every == 0 or it + 1 == iterations):
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)  # the fitting time up to here, not the queue
+                    elapsed[it] = time.perf_counter() - start - monitor_s
+                watch_start = time.perf_counter()
+                _watch(objective, monitor, it + 1, float(log[it, 0]), float(elapsed[it]))  # type: ignore[arg-type]
+                monitor_s += time.perf_counter() - watch_start
             bar.update(1)
     finally:
         bar.close()
         torch.set_num_threads(threads_before)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    wall = time.perf_counter() - start
+    wall = time.perf_counter() - start - monitor_s
     values = log.cpu().numpy()
     frame = pd.DataFrame(values, columns=list(names))
     frame.insert(0, "iteration", np.arange(1, iterations + 1))
     frame["elapsed_s"] = elapsed
-    return FitLog(frame=frame, wall_s=wall, iterations=iterations)
+    return FitLog(frame=frame, wall_s=wall, iterations=iterations, monitor_s=monitor_s)
 
 
 def make_sampler(params: LoopSettings, seed: int, n_points: int, device: torch.device) -> PointSampler:
@@ -164,6 +202,9 @@ class FitContext(Generic[S]):
         device: the resolved device (rnr.runtime.resolve_device).
         label: "case N / configuration (method)", for progress bars and error messages.
         progress: show a progress bar.
+        monitor: a watcher of a loop-based fit (:data:`Monitor`; rnr/curves.py records the accuracy curve with
+            it), called every ``settings.params.curve_every`` iterations with the current map. Whatever it
+            scores the map against (the landmarks) stays inside it: a method's objective never sees it.
     """
 
     case: ConvertedCase
@@ -172,6 +213,7 @@ class FitContext(Generic[S]):
     device: torch.device
     label: str
     progress: bool = True
+    monitor: Monitor | None = None
 
 
 @dataclass
@@ -211,7 +253,16 @@ def fit_with_loop(ctx: FitContext[L], objective: Objective, data: FitData) -> Me
     settings (``ctx.settings.params`` is a :class:`rnr.config.LoopSettings`: its iterations, batch and lr)."""
     params = ctx.settings.params
     sampler = make_sampler(params, ctx.settings.seed, data.n_points, ctx.device)
-    fit = optimise(objective, sampler, params.iterations, params.lr, progress=ctx.progress, label=ctx.label)
+    fit = optimise(
+        objective,
+        sampler,
+        params.iterations,
+        params.lr,
+        progress=ctx.progress,
+        label=ctx.label,
+        monitor=ctx.monitor,
+        monitor_every=params.curve_every,
+    )
     return MethodOutcome(
         transform=objective.transform(),
         log=fit.frame,
@@ -220,4 +271,5 @@ def fit_with_loop(ctx: FitContext[L], objective: Objective, data: FitData) -> Me
         batch_size=sampler.batch_size,
         n_points=data.n_points,
         compared_terms=[t.label for t in data.terms],
+        extra={"curve_s": fit.monitor_s} if ctx.monitor is not None and params.curve_every > 0 else {},
     )

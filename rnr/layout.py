@@ -49,6 +49,14 @@ TRUTH_SOURCE = "truth/case{case}.npz"
 
 CHECKPOINT = "checkpoint.pt"
 LOSS_CSV = "loss.csv"
+#: The accuracy curve of a loop run with curve_every (rnr/curves.py).
+CURVE_CSV = "curve.csv"
+# The studies' folders of the results tree: ablation/<sweep>/ (rnr ablation) and curves/ (rnr curves).
+ABLATION_DIR = "ablation"
+ABLATION_FIGURE = "ablation.png"
+CURVES_DIR = "curves"
+CURVES_FIGURE = "curves.png"
+CURVE_POINTS = "curve_points.csv"
 WARPED_LANDMARKS = "landmarks_T00_warped.csv"
 RUN_JSON = "run.json"
 METRICS_JSON = "metrics.json"

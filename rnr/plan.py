@@ -14,7 +14,8 @@ into one mapping; :func:`make_plan` turns it into a :class:`Plan`:
 * configurations set to ``false`` are left out (a merged file cannot delete keys, only switch them off);
   each remaining one is checked against its method's settings block (:class:`rnr.config.Settings`), gets
   its seeds (its own ``seeds`` or the workflow's) and its display label;
-* ``compare_to`` names the reference of the paired tests (default: the first configuration).
+* ``compare_to`` names the reference of the paired tests (default: the first configuration);
+* ``sweeps`` expand into further configurations (rnr/sweeps.py), checked the same way, after the config's own.
 
 A bad value raises :class:`PlanError` with one line naming the key, what was expected and what was found:
 Snakemake stops before any job runs. Every output path of the workflow comes from the plan's methods
@@ -36,6 +37,8 @@ from . import layout
 from .config import SettingsError, SharedSettings
 from .data import DATASETS, Dataset
 from .methods import settings_from_mapping
+from .sweeps import Sweep, SweepError, expand_sweeps
+from .table_specs import ABLATION, BUDGET
 
 #: Where the workflow's results go, relative to its working directory.
 RESULTS_ROOT = "results"
@@ -85,6 +88,7 @@ class Plan:
         masks_method, masks_weights: how the T00 lung mask is made (``rnr segment``).
         phantom_seed, phantom_scale: the phantom generator's settings (``rnr phantom``).
         results_root: the results folder, relative to the working directory.
+        sweeps: the config's sweeps, expanded (their configurations are among ``configurations``).
     """
 
     dataset: Dataset
@@ -99,6 +103,7 @@ class Plan:
     phantom_seed: int
     phantom_scale: float
     results_root: str = RESULTS_ROOT
+    sweeps: tuple[Sweep, ...] = ()
 
     # -- what runs --------------------------------------------------------------------------------------
     @property
@@ -189,6 +194,24 @@ class Plan:
         settings = settings_from_mapping(self.configuration(configuration).settings)
         return {"field": str(settings.params.path(int(case)))}  # type: ignore[attr-defined]
 
+    def sweep(self, name: str) -> Sweep:
+        return next(s for s in self.sweeps if s.name == name)
+
+    def ablation_outputs(self) -> list[str]:
+        """The files of one sweep's folder ``results/<dataset>/ablation/<sweep>/`` (wildcard {sweep}): the table
+        in its formats and the figure (rnr ablation)."""
+        names = [*(ABLATION.file(fmt) for fmt in ABLATION.formats), layout.ABLATION_FIGURE]
+        return [f"{self.results}/{layout.ABLATION_DIR}/{{sweep}}/{name}" for name in names]
+
+    def ablation_files(self) -> list[str]:
+        """Every sweep's ablation outputs."""
+        return [path.format(sweep=s.name) for s in self.sweeps for path in self.ablation_outputs()]
+
+    def curves_outputs(self) -> list[str]:
+        """``results/<dataset>/curves/``: the budget table in its formats, every point, the figure (rnr curves)."""
+        names = [*(BUDGET.file(fmt) for fmt in BUDGET.formats), layout.CURVE_POINTS, layout.CURVES_FIGURE]
+        return [f"{self.results}/{layout.CURVES_DIR}/{name}" for name in names]
+
     def largest_seed(self) -> int:
         return max(max(c.seeds) for c in self.configurations)
 
@@ -223,8 +246,12 @@ def make_plan(config: Mapping[str, Any], schema: str | Path) -> Plan:
     entries = {name: entry for name, entry in config["configurations"].items() if entry is not False}
     if not entries:
         raise PlanError("config: every configuration is switched off (false); at least one must run")
+    try:
+        swept, sweeps = expand_sweeps(config["sweeps"], {name: entry or {} for name, entry in entries.items()})
+    except SweepError as exc:
+        raise PlanError(str(exc)) from None
     configurations = tuple(
-        _configuration(name, entry or {}, config["seeds"], device) for name, entry in entries.items()
+        _configuration(name, entry or {}, config["seeds"], device) for name, entry in {**entries, **swept}.items()
     )
 
     if not dataset.has_intermediate:
@@ -247,6 +274,7 @@ def make_plan(config: Mapping[str, Any], schema: str | Path) -> Plan:
         masks_weights=config["masks"]["weights"],
         phantom_seed=int(config["phantom"]["seed"]),
         phantom_scale=float(config["phantom"]["scale"]),
+        sweeps=sweeps,
     )
 
 

@@ -16,7 +16,8 @@ import pandas as pd
 
 from . import runtime
 from .case import ConvertedCase
-from .config import Settings
+from .config import LoopSettings, Settings
+from .curves import CurveRecorder
 from .methods import METHODS, FitContext
 from .rundir import clear_run_folder, write_run_folder
 from .transform import Transform
@@ -30,6 +31,7 @@ class RegistrationResult:
         transform: the fitted map. log: the per-iteration log. record: the run record (run.json).
         warped_landmarks: (300, 3) T00 landmarks pushed through the map, 0-based voxels.
         out_dir: the run folder, or None when nothing was written.
+        curve: the accuracy curve (curve.csv, rnr/curves.py) of a loop method with ``curve_every`` > 0, else None.
     """
 
     transform: Transform
@@ -37,6 +39,7 @@ class RegistrationResult:
     record: dict[str, Any]
     warped_landmarks: np.ndarray
     out_dir: Path | None
+    curve: pd.DataFrame | None = None
 
 
 def register_case(
@@ -61,7 +64,14 @@ def register_case(
         clear_run_folder(out_dir)
     runtime.reset_peak_memory(device)
     label = f"case {case.case} / {name} ({settings.method})"
-    outcome = method.fit(FitContext(case, np.asarray(mask, dtype=bool), settings, device, label, progress))
+    # The curve's landmarks stay in the recorder, built here from the case: the method is handed a watcher of
+    # its map, nothing it could put into its loss.
+    params = settings.params
+    recorder = CurveRecorder(case) if isinstance(params, LoopSettings) and params.curve_every > 0 else None
+    outcome = method.fit(
+        FitContext(case, np.asarray(mask, dtype=bool), settings, device, label, progress, monitor=recorder)
+    )
+    curve = recorder.frame() if recorder is not None else None
     device = outcome.device or device
     warped = outcome.transform.apply_voxels(case.landmarks("T00"))
     geometry = {"size_xyz": list(case.size_xyz), "spacing_xyz": list(case.spacing_xyz)}
@@ -99,5 +109,5 @@ def register_case(
             "compared_terms": outcome.compared_terms,
             **outcome.extra,
         }
-        write_run_folder(out_dir, outcome.transform, outcome.log, warped, record, metadata)
-    return RegistrationResult(outcome.transform, outcome.log, record, warped, out_dir)
+        write_run_folder(out_dir, outcome.transform, outcome.log, warped, record, metadata, curve)
+    return RegistrationResult(outcome.transform, outcome.log, record, warped, out_dir, curve)

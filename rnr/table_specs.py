@@ -438,6 +438,112 @@ CONFIGURATIONS = Table(
     open_columns=True,
 )
 
+_P_VALUE = (
+    "the paired test against the base across cases (Wilcoxon on the paired case means, Holm over the sweep's "
+    "rows; `tested` says on which TRE): median difference row − base (negative: smaller TRE) and Holm p"
+)
+ABLATION = Table(
+    "ablation",
+    "ablation",
+    (CSV, MARKDOWN, LATEX, HTML),
+    "Ablation",
+    "per sweep (`ablation/<sweep>/`, `rnr ablation`): one row per value of the swept settings, the base first",
+    "One sweep of the config's ``sweeps``: one row per value (the base configuration first), means over cases "
+    "of each case's seed-averaged TRE with a 95 % bootstrap interval over cases, folding, SDlogJ and runtime, "
+    "and the paired test of each row against the base.",
+    (
+        Column("configuration", format="configuration", description="the configuration that ran the row"),
+        Column("value", header="value", format="text", description="the swept settings of the row (`key=value`)"),
+        Column("n_cases", format="d", pages=False, description="cases averaged"),
+        Column("n_seeds", format="d", pages=False, description="seeds per case"),
+        Column(
+            "tre_mean_mm",
+            header="TRE",
+            unit="mm",
+            format="mean_std",
+            description="mean over cases of the mean TRE (file landmarks), mm",
+        ),
+        Column("tre_ci_low_mm", pages=False, description="its 95 % bootstrap interval over cases, mm"),
+        Column("tre_ci_high_mm", pages=False, description="its 95 % bootstrap interval over cases, mm"),
+        Column(
+            "tre_exact_mean_mm",
+            header="exact TRE",
+            unit="mm",
+            format="mean_std",
+            description="the same on the exact landmark positions (datasets with their motion; else empty)",
+        ),
+        Column("tre_exact_ci_low_mm", pages=False, description="its interval, mm"),
+        Column("tre_exact_ci_high_mm", pages=False, description="its interval, mm"),
+        Column(
+            "folding_percent",
+            header="folding",
+            unit="%",
+            format=".3f",
+            description="mean over cases of the percentage of T00-mask voxels with det J <= 0",
+        ),
+        Column("sdlogj", header="SDlogJ", format=".3f", description="mean over cases of SDlogJ"),
+        Column(
+            "runtime_s",
+            header="time/case",
+            unit="s",
+            format=".1f",
+            description="mean registration wall time per case, s (recording a curve excluded)",
+        ),
+        Column("tested", format="text", pages=False, description=_P_VALUE),
+        Column("median_diff_mm", header="Δ vs base", unit="mm", format="+.2f", description=_P_VALUE),
+        Column("p_holm", header="p (Holm)", format=".3g", description=_P_VALUE),
+        _LABEL,
+    ),
+)
+_FRACTION = "mean over cases of the TRE at the first point recorded at or after this fraction of the iterations, mm"
+BUDGET = Table(
+    "budget",
+    "budget",
+    (CSV, MARKDOWN, LATEX, HTML),
+    "Accuracy against budget",
+    "`curves/` (`rnr curves`): per configuration the TRE at fixed fractions of its iteration budget and the time "
+    "to come within 5 % of its final TRE",
+    "Accuracy against budget: per configuration, from the curves recorded during the fits (``curve_every``), the "
+    "TRE after 10 %, 25 % and 50 % of the iterations and at the end, and the fitting time until the TRE first "
+    "came within 5 % of its final value; methods without a loop have one point (their final TRE and runtime).",
+    (
+        Column("configuration", format="configuration", description="the configuration"),
+        Column("method", format="text", pages=False, description="its method"),
+        Column(
+            "value",
+            format="text",
+            pages=False,
+            description="the TRE used: `tre_exact_mm` where the dataset carries its motion, else `tre_mm`",
+        ),
+        Column("n_cases", format="d", pages=False, description="cases averaged (seeds averaged first)"),
+        Column("iterations", header="iterations", format="d", description="the iteration budget"),
+        Column("points", header="points", format=".0f", description="recorded points per run (1: no curve)"),
+        Column("tre_at_10pct_mm", header="TRE @10 %", unit="mm", format=".2f", description=_FRACTION),
+        Column("tre_at_25pct_mm", header="TRE @25 %", unit="mm", format=".2f", description=_FRACTION),
+        Column("tre_at_50pct_mm", header="TRE @50 %", unit="mm", format=".2f", description=_FRACTION),
+        Column("tre_final_mm", header="final TRE", unit="mm", format=".2f", description="mean final TRE, mm"),
+        Column(
+            "time_final_s", header="time", unit="s", format=".1f", description="mean fitting time at the last point, s"
+        ),
+        Column(
+            "time_within_5pct_s",
+            header="time to 5 %",
+            unit="s",
+            format=".1f",
+            description="mean fitting time until the TRE first came within 5 % of the run's final TRE, s",
+        ),
+        Column(
+            "iteration_within_5pct",
+            header="iterations to 5 %",
+            format=".0f",
+            description="the same in iterations (mean)",
+        ),
+        _LABEL,
+    ),
+)
+#: Tables of the studies (one per sweep, and the budget table), written by their own commands.
+STUDY_TABLE_SPECS = (ABLATION, BUDGET)
+
 #: Every table, in the order of results/README.md.
 TABLE_SPECS = (
     TRE_SUMMARY,
@@ -492,6 +598,7 @@ def readme_sections() -> dict[str, str]:
     """Generated sections of results/README.md, by marker name."""
     sections = {"tables": files_markdown()}
     sections |= {f"columns {t.file(CSV)}": columns_markdown(t) for t in TABLE_SPECS if CSV in t.formats}
+    sections |= {f"columns {t.file(CSV)}": columns_markdown(t) for t in STUDY_TABLE_SPECS}
     return sections
 
 

@@ -55,7 +55,13 @@ def test_default_config():
     assert "results/phantom/runs/demons/case1/seed3/metrics.json" in metrics
     # The settings file of a configuration: its overrides, minus the workflow's keys, plus the device.
     rnr = p.configuration("rnr")
-    assert dict(rnr.settings) == {"iterations": 200, "batch_size": 1000, "intermediate": True, "device": "cpu"}
+    assert dict(rnr.settings) == {
+        "iterations": 200,
+        "batch_size": 1000,
+        "intermediate": True,
+        "curve_every": 10,
+        "device": "cpu",
+    }
     assert rnr.method == "rnr" and p.configuration("demons").method == "demons"
 
 
@@ -68,12 +74,23 @@ def test_default_config_is_not_changed():
 
 def test_dirlab_config(tmp_path):
     """config/dirlab.yaml over the default: five RNR configurations at the model defaults and the four baselines,
-    three seeds, GPU; config.yaml's CPU-sized IDIR switched off."""
+    three seeds, GPU; config.yaml's CPU-sized IDIR switched off; the thesis ablations as sweeps of rnr."""
     dirlab = yaml.safe_load((REPO / "config" / "dirlab.yaml").read_text())
     p = plan(dirlab, {"dirlab_dir": str(tmp_path), "cases": ["1", "2"]})
     assert p.dataset.name == "dirlab" and p.source_dir == str(tmp_path) and p.cases == (1, 2)
+    swept = (
+        "rnr_alpha_grad_0.01",
+        "rnr_alpha_grad_0.1",
+        "rnr_alpha_grad_10",
+        "rnr_n_blocks_10",
+        "rnr_n_blocks_15",
+        "rnr_batch_size_1000",
+        "rnr_batch_size_3000",
+        "rnr_batch_size_30000",
+    )
     assert sorted(p.names) == sorted(
         (
+            *swept,
             "rnr",
             "rnr_no_intermediate",
             "rnr_no_grad_penalty",
@@ -90,14 +107,18 @@ def test_dirlab_config(tmp_path):
     assert all(c.settings["device"] == "cuda" for c in p.configurations)
     assert p.configuration("rnr").settings["iterations"] == 2500
     assert "results/dirlab/runs/demons/case2/seed5/metrics.json" in p.metrics_files()
-    assert len(p.metrics_files()) == 2 * (1 + 9 * 3)
+    assert len(p.metrics_files()) == 2 * (1 + (9 + len(swept)) * 3)
+    assert [s.name for s in p.sweeps] == ["alpha_grad", "n_blocks", "batch_size"]
+    assert all(s.base == "rnr" and "rnr" in s.configurations for s in p.sweeps)  # each lists rnr's own value
+    assert p.configuration("rnr_n_blocks_15").settings["n_blocks"] == 15
+    assert all(c.settings.get("curve_every") == 50 for c in p.configurations if c.method in ("rnr", "idir"))
 
 
 def test_baselines_config():
     """config/baselines.yaml adds elastix and ANTs to the default phantom run."""
     baselines = yaml.safe_load((REPO / "config" / "baselines.yaml").read_text())
     p = plan(baselines)
-    assert p.names == (*DEFAULT["configurations"], "elastix", "ants")
+    assert p.names[: len(DEFAULT["configurations"]) + 2] == (*DEFAULT["configurations"], "elastix", "ants")
     assert p.configuration("elastix").method == "elastix" and p.configuration("ants").method == "ants"
     assert "results/phantom/runs/ants/case10/seed3/metrics.json" in p.metrics_files()
 

@@ -235,7 +235,9 @@ def test_tiny_workflow_through_slurm(cluster, tmp_path):
     cases = tiny["cases"][:1]
     configurations = [name for name, settings in tiny["configurations"].items() if settings is not False]
     overrides = tmp_path / "slurm_test.yaml"
-    overrides.write_text(yaml.safe_dump({"use_gpu": False, "cases": cases}))
+    # The tiny config's sweeps switched off: its own configurations are the DAG this test is about.
+    sweeps_off = {name: False for name in tiny.get("sweeps", {})}
+    overrides.write_text(yaml.safe_dump({"use_gpu": False, "cases": cases, "sweeps": sweeps_off}))
     log = _run_snakemake(
         [
             "--snakefile",

@@ -46,7 +46,8 @@ def test_dry_run_default_config(tmp_path):
         "evaluate": n_cases * (n_configs + 1),  # `initial` too
         "tables": 1,
         "figures": 1,
-        "total": 4 + 3 * n_cases + n_configs + 2 * n_cases * n_configs,
+        "curves": 1,
+        "total": 5 + 3 * n_cases + n_configs + 2 * n_cases * n_configs,
     }
     assert "results/phantom/tables/tre.md" in result.out
 
@@ -75,15 +76,22 @@ def test_resume_keeps_finished_registrations(tiny_run):
     for checkpoint, mtime in finished.items():
         assert checkpoint.stat().st_mtime_ns == mtime, f"{checkpoint} was recomputed after the resume"
     n_done = len(finished)
-    assert len(re.findall(r"rule register:", tiny_run["resume_log"])) == 4 - n_done
+    assert len(re.findall(r"rule register:", tiny_run["resume_log"])) == len(tiny_plan().names) * 2 - n_done
 
 
 @pytest.mark.slow
+def tiny_plan():
+    """The plan of the tiny run (its configurations, the sweeps' included)."""
+    from test_plan import plan
+
+    return plan(yaml.safe_load(TINY.read_text()))
+
+
 def test_tiny_run_tables(tiny_run):
     config = yaml.safe_load(TINY.read_text())
     results = tiny_run["workdir"] / "results" / "phantom"
     tre = pd.read_csv(results / "tables" / "tre.csv")
-    registered = [name for name, settings in config["configurations"].items() if settings is not False]
+    registered = list(tiny_plan().names)
     configurations = ["initial", *registered]
     expected = {(case, name) for case in config["cases"] for name in configurations}
     assert set(zip(tre["case"], tre["configuration"], strict=True)) == expected
@@ -134,6 +142,46 @@ def test_tiny_run_tables(tiny_run):
             assert sorted(figures.glob("*.png")), (name, case)
     settings = yaml.safe_load((results / "settings" / "rnr.yaml").read_text())
     assert settings == {**config["configurations"]["rnr"], "device": "cpu"}
+
+
+@pytest.mark.slow
+def test_tiny_run_studies(tiny_run):
+    """The sweeps' ablation tables and figures, every loop run's curve (its last point the run's final TRE),
+    the same final TRE with and without a curve, and the accuracy-against-budget table and figure."""
+    results = tiny_run["workdir"] / "results" / "phantom"
+    tre = pd.read_csv(results / "tables" / "tre.csv").set_index(["configuration", "case"])
+    grad = results / "ablation" / "grad"
+    for name in ("ablation.csv", "ablation.md", "ablation.tex", "ablation.html", "ablation.png", "ablation.pdf"):
+        assert (grad / name).stat().st_size > 0, name
+    table = pd.read_csv(grad / "ablation.csv")
+    assert table["configuration"].tolist() == ["rnr", "rnr_alpha_grad_0"]
+    assert table["value"].tolist() == ["alpha_grad=1", "alpha_grad=0"]
+    means = tre["tre_mean_mm"].groupby("configuration").mean()
+    np.testing.assert_allclose(table["tre_mean_mm"], means.loc[table["configuration"]].to_numpy())
+    assert table["tre_exact_mean_mm"].notna().all() and table["runtime_s"].gt(0).all()
+    assert table["tested"].eq("tre_exact_mm").all() and np.isnan(table["p_holm"].iloc[0])  # the base row
+    assert "| RNR alpha_grad=0 |" in (grad / "ablation.md").read_text()
+    assert "tabular" in (grad / "ablation.tex").read_text() and "<table>" in (grad / "ablation.html").read_text()
+    plan = tiny_plan()
+    for configuration in plan.configurations:
+        for case in plan.cases:
+            run = results / "runs" / configuration.name / f"case{case}" / "seed3"
+            if configuration.name == "rnr_curve_every_0":
+                assert not (run / "curve.csv").exists()
+                continue
+            curve = pd.read_csv(run / "curve.csv")
+            assert curve["iteration"].iloc[-1] == configuration.settings["iterations"]
+            final = tre.loc[(configuration.name, case)]
+            assert curve["tre_mm"].iloc[-1] == pytest.approx(final["tre_mean_mm"], abs=1e-9)
+            assert curve["tre_exact_mm"].iloc[-1] == pytest.approx(final["tre_exact_mean_mm"], abs=1e-9)
+    # Recording the curve does not change the fit: rnr with and without it reach the same final TRE.
+    for column in ("tre_mean_mm", "tre_exact_mean_mm", "folding_fraction"):
+        assert tre.loc["rnr", column].equals(tre.loc["rnr_curve_every_0", column]), column
+    budget = pd.read_csv(results / "curves" / "budget.csv")
+    assert budget["configuration"].tolist() == list(plan.names)
+    assert budget.set_index("configuration").loc["rnr_curve_every_0", "points"] == 1  # no curve: one point
+    assert (results / "curves" / "curves.png").stat().st_size > 10_000
+    assert (results / "curves" / "budget.md").read_text().count("|") > 10
 
 
 @pytest.fixture(scope="module")

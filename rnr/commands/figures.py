@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from ..reporting.stat_plots import paired_differences, tre_seed_spread
     from ..results import configuration_order, load_metrics, per_landmark_frame, summary_frame
     from ..tables import collect
-    from .tables import parse_labels
+    from . import parse_labels
 
     labels = parse_labels(args.labels)
     records = load_metrics(args.runs_dir, args.configurations)

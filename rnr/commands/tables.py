@@ -60,23 +60,6 @@ def add_label_argument(parser: argparse.ArgumentParser, where: str) -> None:
     )
 
 
-def parse_labels(items: list[str]) -> dict[str, str]:
-    """``--label NAME=TEXT`` arguments -> {NAME: TEXT}; two configurations may not share a label (a figure
-    would merge them)."""
-    from ..io import InputError
-
-    labels = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        if not sep or not name:
-            raise InputError(f"--label expects NAME=TEXT, got {item!r}")
-        labels[name] = text
-    shared = sorted({t for t in labels.values() if list(labels.values()).count(t) > 1})
-    if shared:
-        raise InputError(f"--label: each configuration needs its own label; {shared[0]!r} is given to several")
-    return labels
-
-
 def dataset_name(given: str | None, runs_dir: str) -> str:
     """The dataset of the tables: ``--dataset`` (a name of rnr.data.DATASETS, else an InputError), or the runs
     folder's parent (results/<dataset>/runs) when that names a dataset, or "" (none named)."""
@@ -91,6 +74,7 @@ def dataset_name(given: str | None, runs_dir: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..tables import write_tables
+    from . import parse_labels
 
     labels = parse_labels(args.labels)
     paths = write_tables(

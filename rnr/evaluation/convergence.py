@@ -29,6 +29,11 @@ Why this and not a value-relative change or a fitted slope:
   of its total decrease is done by the end (tau = N / 4 gives 1.4 %, tau = N / 3 2.5 %); a 1 / t tail after
   a fast start just passes (0.7 to 0.9 %); a loss still falling steeply (tau comparable to N) gives 5 to 10 %.
 
+**Multi-level methods** (demons; any method fitted coarse to fine) declare their levels in the loss log with a
+:data:`LEVEL_COLUMN` column (0 = coarsest). Only the rows of the last level are judged: the loss of a coarser
+level is another function (other images, another grid), and the jump at a level change is not progress that
+more iterations would have continued. A log without the column is one level.
+
 Runs logged for fewer than :data:`MIN_ITERATIONS` iterations (too few for three windows) are undetermined:
 the numbers are NaN and ``converged`` is None.
 """
@@ -46,6 +51,7 @@ WINDOW_FRACTION = 0.1  # each window covers 10 % of the logged iterations
 RELATIVE_DROP_THRESHOLD = 0.01  # not converged above 1 % of the decrease so far per 10 % of iterations ...
 NOISE_Z_THRESHOLD = 3.0  # ... when the fall also stands 3 standard errors clear of the batch noise
 MIN_ITERATIONS = 10  # fewer logged iterations: undetermined
+LEVEL_COLUMN = "level"  # a multi-level method's level per row of its loss log; the last level is judged
 _MAD_TO_SIGMA = 1.4826  # MAD of a normal sample times this estimates its sigma
 _MEDIAN_SE = 1.2533  # standard error of a median of n normal samples: 1.2533 sigma / sqrt(n)
 
@@ -96,7 +102,8 @@ def convergence(
     """Convergence figures of a loss log (``loss.csv`` as a DataFrame: columns ``iteration``, ``loss``, ...).
 
     Rows are taken in ``iteration`` order when that column exists, else in row order; rows with a
-    non-finite ``column`` are ignored. Pure: no I/O, the frame is not modified.
+    non-finite ``column`` are ignored; with a :data:`LEVEL_COLUMN`, only the rows of the last level count.
+    Pure: no I/O, the frame is not modified.
 
     Args:
         log: the loss log, one row per iteration.
@@ -111,6 +118,7 @@ def convergence(
     if column not in log.columns:
         raise KeyError(f"the loss log has no column {column!r} (columns: {list(log.columns)})")
     frame = log.sort_values("iteration", kind="stable") if "iteration" in log.columns else log
+    frame = last_level(frame)
     y = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
     y = y[np.isfinite(y)]
     n = len(y)
@@ -137,6 +145,15 @@ def convergence(
         z = math.inf if drop > 0 else (-math.inf if drop < 0 else 0.0)
     converged = not (z > z_threshold and relative > relative_threshold)
     return Convergence(n, w, m_first, m_prev, m_last, drop, relative, z, converged)
+
+
+def last_level(log: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the last level of a multi-level log (its :data:`LEVEL_COLUMN` at its largest value); the log
+    itself when it has no levels."""
+    if LEVEL_COLUMN not in log.columns or log.empty:
+        return log
+    levels = pd.to_numeric(log[LEVEL_COLUMN], errors="coerce")
+    return log[levels == levels.max()]
 
 
 def describe(c: Convergence) -> str:

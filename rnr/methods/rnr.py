@@ -19,7 +19,7 @@ from ..fitting import losses
 from ..fitting.fit_data import FitData, prepare_data
 from ..fitting.network import ResNetMap, ResNetTransform
 from ..fitting.sampling import sample_volumes
-from ..phases import PAIRINGS, compared_terms
+from ..phases import PAIRINGS, compared_terms, steps_per_interval
 from ..transform import Transform
 from .base import Method
 
@@ -52,6 +52,8 @@ class RNRSettings(LoopSettings):
         check_choice("pairing", self.pairing, PAIRINGS)
         check_positive(self, "n_blocks", "width")
         check_positive(self, "alpha_grad", "alpha_weight", strict=False)
+        if self.intermediate:  # checked with the settings, so a bad n_blocks stops the plan, not a job
+            steps_per_interval(self.n_blocks)
 
 
 class RNRObjective(Objective):

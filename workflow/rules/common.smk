@@ -1,6 +1,7 @@
 # The plan (rnr.plan: config checks, datasets, configurations, seeds, labels, every path) and the thin input
 # functions the rule files use. File names come from rnr.layout and rnr.table_specs only.
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -19,6 +20,7 @@ wildcard_constraints:
     case=r"\d+",
     configuration="|".join(re.escape(c) for c in [INITIAL, *PLAN.names]),
     seed=r"\d+",
+    sweep="|".join(re.escape(s.name) for s in PLAN.sweeps) or "(?!)",
 
 
 def table_captions():

@@ -13,7 +13,7 @@ rule phantom:
     log:
         PLAN.log("phantom"),
     # Every later job waits for the phantom: it may use all cores (one case per core).
-    threads: workflow.cores
+    threads: lambda wildcards: workflow.cores
     conda:
         "../envs/rnr.yaml"
     shell:
