@@ -294,7 +294,9 @@ def test_provided_mask_orientation(name, phantom_dataset, tmp_path):
     assert np.array_equal(_written_mask(out / layout.MASK_T00), truth)
     assert f"provided mask orientation: {case.info['sources']['mask_orientation']}" in segmented.out
     record = json.loads((out / "mask_T00.json").read_text())
-    assert record["method"] == "provided" and record["air_fraction"] > 0.95
+    # The phantom lung is acquired like 4DCT (vessels, partial volume over 11 mm slices at the test scale):
+    # about 93 % of a true lung mask lies below -500 HU, as in real CT; the acceptance threshold is 80 %.
+    assert record["method"] == "provided" and record["air_fraction"] > 0.9
 
 
 def test_oblique_mask_is_refused_naming_both_directions(phantom_dataset, tmp_path):
@@ -324,7 +326,7 @@ def test_mask_figures_recorded_and_printed(method, phantom, tmp_path):
     assert result.code == 0, result.text
     record = json.loads((case_dir / "mask_T00.json").read_text())
     assert record["method"] == method and record["mask"] == layout.MASK_T00
-    assert record["air_fraction"] >= 0.95 and 1.5 < record["volume_l"] < 2.5
+    assert record["air_fraction"] >= 0.9 and 1.5 < record["volume_l"] < 2.5
     assert record["two_largest_fraction"] > 0.99 and record["n_components"] >= 1
     assert record["thresholds"] == {
         "min_air_fraction": 0.8,
