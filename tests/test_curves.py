@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from rnr.convergence import convergence
-from rnr.evaluate import evaluate_run
+from rnr.evaluation.convergence import convergence
+from rnr.evaluation.evaluate import evaluate_run
 
 from rnr import layout
 from rnr.curves import CURVE_COLUMNS, budget_frame, run_budget
