@@ -247,8 +247,14 @@ def test_tiny_run_report(tiny_report):
     )
     assert [name for _, name in numbered] == [n for n in FIGURE_ORDER if n in figures]
     # Run figures are filed under the configuration's display label (tiny.yaml labels rnr_no_intermediate).
-    # tiny.yaml merges over config/config.yaml, whose rnr is labelled RNR.
-    assert set(categories["Slice panels"]) == {"initial", "RNR", "RNR, T00-T50 only"}
+    # tiny.yaml merges over config/config.yaml, whose rnr is labelled RNR; its sweeps label their runs after it.
+    assert set(categories["Slice panels"]) == {
+        "initial",
+        "RNR",
+        "RNR, T00-T50 only",
+        "RNR alpha_grad=0",
+        "RNR curve_every=0",
+    }
     # Per-case panels: case and seed labels sort as numbers; each panel type has its own caption.
     config = yaml.safe_load(TINY.read_text())
     largest = max(config["cases"])

@@ -12,8 +12,9 @@ rule phantom:
         layout=PLAN.dataset.phantom_layout,
     log:
         PLAN.log("phantom"),
-    # Every later job waits for the phantom: it may use all cores (one case per core).
-    threads: lambda wildcards: workflow.cores
+    # Every later job waits for the phantom: two cases at a time. A fixed count, not workflow.cores: that is
+    # undefined for a cluster executor (SLURM), and locally Snakemake caps threads at --cores anyway.
+    threads: 2
     conda:
         "../envs/rnr.yaml"
     shell:
