@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from rnr.evaluation.convergence import convergence
-from rnr.evaluation.evaluate import evaluate_run
 
 from rnr import layout
 from rnr.curves import CURVE_COLUMNS, budget_frame, run_budget
+from rnr.evaluation.convergence import convergence
+from rnr.evaluation.evaluate import evaluate_run
 from rnr.methods import settings_for_method
 from rnr.registration import register_case
 

@@ -511,8 +511,9 @@ WORKFLOW_CONFIG = {
     "configurations": {
         "fast": {"iterations": 3, "batch_size": 200, "intermediate": False, "n_blocks": 1, "width": 16},
         "absurd": {"iterations": 10, "batch_size": 200, "intermediate": False, "n_blocks": 1, "width": 16, "lr": 1e30},
-        # Long enough (about 0.01 - 0.05 s per iteration here) to be killed mid-loop, short enough to redo.
-        "slow": {"iterations": 3000, "batch_size": 500, "intermediate": False},
+        # Long enough to be killed mid-loop (about 0.02 s of CPU per iteration here: ~30 s, several times the
+        # CPU a whole fast run uses before the kill), short enough to redo.
+        "slow": {"iterations": 1500, "batch_size": 500, "intermediate": False},
     },
 }
 
