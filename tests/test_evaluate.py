@@ -197,6 +197,33 @@ def test_stepped_map_gets_per_step_folding_tre_and_panels(tmp_path):
     assert sum(Path(f).name.startswith("slices_") for f in m["figures"]) == 5
 
 
+def test_run_figures_name_the_configuration_by_its_label(tmp_path, monkeypatch):
+    """`rnr evaluate --label TEXT`: every run figure's title names the configuration by its display label (the
+    titles are read where the real panel writers receive them; the figures are still written)."""
+    from rnr import panels
+
+    titles = []
+    for name in ("step_panel", "detj_panel"):
+        original = getattr(panels, name)
+
+        def spy(*args, _original=original, **kwargs):
+            titles.extend(a for a in (*args, *kwargs.values()) if isinstance(a, str) and a.startswith("case "))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(panels, name, spy)
+    case_dir = make_case(tmp_path / "case3", case=3, intermediate=True)
+    case = load_case(case_dir)
+    run_dir = tmp_path / "runs" / "steps" / "case3"
+    StepShift(case.size_xyz, case.spacing_xyz, (0.0, 0.0, -0.05)).save(
+        run_dir / layout.CHECKPOINT, configuration="steps"
+    )
+    argv = ["evaluate", "--case-dir", str(case_dir), "--run-dir", str(run_dir), "--label", "Stepped shift"]
+    assert _run(*argv) == 0
+    assert len(titles) == 6  # five step panels and the det J panel
+    assert all(t.startswith("case 3, Stepped shift: ") for t in titles), titles
+    assert len(_metrics(run_dir)["figures"]) >= 6
+
+
 def test_trajectory_runs_are_scored_with_the_trajectory_pairs(tmp_path):
     """A stepped map that is exact under `trajectory` (phi_n carries T00 landmarks to phase T(10n)) scores 0 at
     every step when its run says pairing: trajectory; scored with the seed pairs it would not."""

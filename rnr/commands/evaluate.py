@@ -46,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-figures", action="store_true", help="write metrics.json only")
     parser.add_argument(
+        "--label",
+        default=None,
+        metavar="TEXT",
+        help="the configuration's display label, named in the figures' titles (default: the configuration's name)",
+    )
+    parser.add_argument(
         "--no-step-folding",
         action="store_true",
         help="skip the folding check of the intermediate maps phi_1..phi_N-1 (saves time on a CPU)",
@@ -63,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         figures=not args.no_figures,
         step_folding=not args.no_step_folding,
+        label=args.label,
     )
     tre, fold = record["tre"], record["folding"]
     print(

@@ -189,9 +189,15 @@ def panel_pairs(
 
 
 def write_run_figures(
-    case: ConvertedCase, transform: Transform, mask_zyx: np.ndarray, info: RunInfo, run_dir: Path
+    case: ConvertedCase,
+    transform: Transform,
+    mask_zyx: np.ndarray,
+    info: RunInfo,
+    run_dir: Path,
+    label: str | None = None,
 ) -> list[Path]:
-    """Slice panels per step, the det J slice panel and (when ``loss.csv`` exists) the loss curve.
+    """Slice panels per step, the det J slice panel and (when ``loss.csv`` exists) the loss curve; their
+    titles name the configuration by ``label`` (its display label; default: its name).
 
     The identity map (``initial``) gets only its T00 / T50 slice panel: its steps all show the unregistered
     images and its det J is 1 everywhere, so further panels would repeat what the one shows.
@@ -199,7 +205,7 @@ def write_run_figures(
     out = run_dir / layout.FIGURES_DIR
     identity = info.configuration == INITIAL
     geom = panels.slice_geometry(case.size_xyz, case.spacing_xyz, mask_zyx)
-    label = f"case {case.case}, {info.configuration}"
+    label = f"case {case.case}, {label or info.configuration}"
     views_cache: dict[str, dict[str, np.ndarray]] = {}
     moving_phase, moving = None, None
     written: list[Path] = []
@@ -276,8 +282,10 @@ def evaluate_run(
     figures: bool = True,
     chunk: int = DEFAULT_CHUNK,
     step_folding: bool = True,
+    label: str | None = None,
 ) -> dict[str, Any]:
-    """``rnr evaluate``: one run's metrics into ``metrics.json`` plus the figures; returns the record."""
+    """``rnr evaluate``: one run's metrics into ``metrics.json`` plus the figures; returns the record.
+    ``label``: the configuration's display label, for the figures' titles (default: its name)."""
     start = time.perf_counter()
     case = load_case(case_dir)
     run_dir = Path(run_dir)
@@ -337,7 +345,7 @@ def evaluate_run(
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     record["figures"] = (
-        [str(p.relative_to(run_dir)) for p in write_run_figures(case, transform, mask, info, run_dir)]
+        [str(p.relative_to(run_dir)) for p in write_run_figures(case, transform, mask, info, run_dir, label)]
         if figures
         else []
     )

@@ -20,10 +20,12 @@ rule evaluate:
         case_dir=lambda w, input: Path(input.case_json).parent,
         run_dir=lambda w, output: Path(output.metrics).parent,
         identity=lambda w: "--identity" if w.configuration == INITIAL else "",
+        # the configuration's display label for the figures' titles (its name where it has none)
+        label=configuration_label,
     log:
         PLAN.log("evaluate", "{configuration}/case{case}/seed{seed}"),
     conda:
         "../envs/rnr.yaml"
     shell:
         "rnr evaluate --case-dir {params.case_dir} --run-dir {params.run_dir} --mask {input.mask} {params.identity}"
-        " > {log} 2>&1"
+        " --label {params.label:q} > {log} 2>&1"
