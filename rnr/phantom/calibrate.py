@@ -196,3 +196,24 @@ def motion_statistics(
         "straight_line_rms_deviation_mm": float(np.sqrt((res**2).mean())),
         "straight_line_max_deviation_mm": float(res.max()),
     }
+
+
+def landmarks_and_motion(
+    anat: Anatomy,
+    trees: tuple[list[Segment], list[np.ndarray], list[np.ndarray]],
+    motion: Motion,
+    size: np.ndarray,
+    spacing: np.ndarray,
+    rng: np.random.Generator,
+    cap_mm: float,
+    target: tuple[float, float],
+) -> tuple[np.ndarray, int, Motion]:
+    """The landmarks of a case and its calibrated motion, the sequence every phantom layout uses: candidates
+    kept inside ``size`` (voxels, x y z) under a motion 1.2x the displacement cap ``cap_mm`` (larger than any
+    calibration can choose), then :func:`calibrate` to ``target``. Returns the points (300, 3) mm, how many
+    are bifurcations, and the calibrated motion."""
+    segments, bifurcations, bends = trees
+    points, n_on_bifurcations = select_landmarks(
+        anat, segments, bifurcations, bends, motion.with_params(amplitude_mm=1.2 * cap_mm), size, spacing, rng
+    )
+    return points, n_on_bifurcations, calibrate(motion, points, spacing, target)

@@ -159,21 +159,14 @@ def write_case(out_dir: str | Path, case: int, seed: int = 0, scale: float = 1.0
     factor = motion_factor(case)
     cap = factor * cal.MAX_DISPLACEMENT_MM[case]
     anat, motion, rng = _case_params(case, seed, saturation_mm=(1.0 + cal.MAX_DISPLACEMENT_MARGIN) * cap)
-    segments, bifurcations, bends = grow_trees(anat, rng)
+    trees = grow_trees(anat, rng)
+    segments = trees[0]
     # Landmarks must stay inside the rendered part (the slab the anatomy occupies) at the largest motion.
     inside = np.minimum(np.asarray(native), np.asarray(size_xyz))
-    points, _ = cal.select_landmarks(
-        anat,
-        segments,
-        bifurcations,
-        bends,
-        motion.with_params(amplitude_mm=1.2 * cap),
-        inside,
-        spacing,
-        np.random.default_rng([seed, case, 100]),
-    )
     target = (factor * cal.TARGET_IDENTITY_TRE_MM[case], factor * cal.TARGET_IDENTITY_STD_MM[case])
-    motion = cal.calibrate(motion, points, spacing, target)
+    points, _, motion = cal.landmarks_and_motion(
+        anat, trees, motion, inside, spacing, np.random.default_rng([seed, case, 100]), cap, target
+    )
 
     shift = np.array([offset[0], offset[1], 0])
     files: dict[str, np.ndarray] = {}

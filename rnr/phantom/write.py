@@ -264,22 +264,13 @@ def write_case(
     size, spacing = np.asarray(size_xyz), np.asarray(spacing_xyz)
     shape = coords.size_xyz_to_shape_zyx(size_xyz)
     anat, motion, rng = _case_params(case, seed)
-    segments, bifurcations, bends = grow_trees(anat, rng)
-
-    # Candidates must stay inside the volume under a motion as large as any calibration can choose.
+    trees = grow_trees(anat, rng)
+    segments, bifurcations, bends = trees
     cap = cal.MAX_DISPLACEMENT_MM[case]
-    points, n_on_bifurcations = cal.select_landmarks(
-        anat,
-        segments,
-        bifurcations,
-        bends,
-        motion.with_params(amplitude_mm=1.2 * cap),
-        size,
-        spacing,
-        np.random.default_rng([seed, case, 100]),
-    )
     target = (cal.TARGET_IDENTITY_TRE_MM[case], cal.TARGET_IDENTITY_STD_MM[case])
-    motion = cal.calibrate(motion, points, spacing, target)
+    points, n_on_bifurcations, motion = cal.landmarks_and_motion(
+        anat, trees, motion, size, spacing, np.random.default_rng([seed, case, 100]), cap, target
+    )
 
     exact = {p: coords.mm_to_voxel(motion.forward(points, p, lung=True), spacing) for p in layout.PHASES}
     files = {p: np.rint(coords.to_dirlab_index(v)).astype(np.int64) for p, v in exact.items()}
