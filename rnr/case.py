@@ -349,7 +349,7 @@ def check_mask_content(
 
 # -- checkpoints -------------------------------------------------------------------------------------------
 def check_checkpoint_case(metadata: dict, size_xyz, spacing_xyz, case: ConvertedCase, path: str | Path) -> None:
-    """Raise InputError when a checkpoint (its metadata and grid, as :func:`rnr.methods.load_transform`
+    """Raise InputError when a checkpoint (its metadata and grid, as :func:`rnr.methods.table.load_transform`
     returns them) was made for another case or on another grid than ``case``: a checkpoint copied into the
     wrong run folder would otherwise be evaluated against this case's landmarks."""
     made_for = metadata.get("case") if isinstance(metadata, dict) else None

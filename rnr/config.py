@@ -11,8 +11,8 @@ split into
   override its defaults (IDIR's learning rate is 1e-5).
 
 This module holds the blocks and the strict value loader (:func:`build`); the functions that pick a method's
-block by name live beside the method table (``rnr.methods.settings_from_mapping`` and friends), so that
-this module imports no method. Loading is strict: an unknown key, a key that belongs to another method
+block by name live with the methods' own blocks (``rnr.methods.settings.settings_from_mapping`` and friends),
+so that this module imports no method. Loading is strict: an unknown key, a key that belongs to another method
 ("setting 'lr' belongs to method rnr/idir, not demons") and a value of the wrong type are errors naming the
 key, the source and what was expected. Types are read from the dataclass annotations
 (``typing.get_type_hints``), so a new setting needs no loader change.
@@ -47,7 +47,7 @@ class SharedSettings:
     """Keys every method honours.
 
     Attributes:
-        method: the registration method, a name in :data:`rnr.methods.METHODS` (``rnr``, ``idir``,
+        method: the registration method, a name in :data:`rnr.methods.table.METHODS` (``rnr``, ``idir``,
             ``demons``, ``identity``, ``field``).
         seed: random seed of initialisation and point sampling (recorded, unused, by deterministic methods).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda`` (an error where CUDA is missing).
@@ -118,9 +118,8 @@ class Settings(Generic[P]):
     """The settings of one registration run: the shared block and the method's block (``Settings[P]``, P the
     method's settings class, so that ``settings.params`` is typed as the method's own block).
 
-    Built beside the method table, which knows each method's block: :func:`rnr.methods.settings_from_mapping`,
-    :func:`~rnr.methods.settings_from_file`, :func:`~rnr.methods.settings_for_method`; ``to_dict`` gives
-    the flat mapping back (what run records, checkpoints and tables store).
+    Built by rnr/methods/settings.py, which holds each method's block (``settings_from_mapping``,
+    ``settings_from_file``, ``settings_for_method``); ``to_dict`` gives the flat mapping back (what run records, checkpoints and tables store).
     """
 
     shared: SharedSettings

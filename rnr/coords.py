@@ -18,12 +18,25 @@ Conventions used everywhere in ``rnr`` (and nowhere else re-derived):
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-ArrayLike = np.ndarray | torch.Tensor
+if TYPE_CHECKING:
+    import torch
+
+    ArrayLike = np.ndarray | torch.Tensor
+else:
+    ArrayLike = Any
+
+
+def _torch_tensor(x: object) -> bool:
+    """Whether ``x`` is a torch tensor. torch is not imported here: the workflow's plan reads this module at
+    parse time, and a tensor can only exist once torch has been imported by someone else."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def _as_size(size_xyz: Sequence[int]) -> tuple[int, int, int]:
@@ -35,7 +48,8 @@ def _as_size(size_xyz: Sequence[int]) -> tuple[int, int, int]:
 
 def _vec(values: Sequence[float], like: ArrayLike) -> ArrayLike:
     """Per-axis constants shaped (3,) in the array library and dtype of ``like``."""
-    if isinstance(like, torch.Tensor):
+    if _torch_tensor(like):
+        torch = sys.modules["torch"]
         return torch.as_tensor(
             values, dtype=like.dtype if like.is_floating_point() else torch.float32, device=like.device
         )
@@ -44,8 +58,8 @@ def _vec(values: Sequence[float], like: ArrayLike) -> ArrayLike:
 
 
 def _float(points: ArrayLike) -> ArrayLike:
-    if isinstance(points, torch.Tensor):
-        return points if points.is_floating_point() else points.to(torch.float32)
+    if _torch_tensor(points):
+        return points if points.is_floating_point() else points.to(sys.modules["torch"].float32)
     arr = np.asarray(points)
     return arr if np.issubdtype(arr.dtype, np.floating) else arr.astype(np.float64)
 

@@ -26,9 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from . import coords
 
@@ -103,6 +106,8 @@ def sampled4d_name(phase: str) -> str:
 def landmark_table(points_vox: np.ndarray, spacing_xyz: Sequence[float]) -> pd.DataFrame:
     """(P, 3) 0-based voxel points (x, y, z) -> the landmark CSV table (:data:`LANDMARK_COLUMNS`; mm = index0 *
     spacing, coords.py). Converted cases and warped landmarks are written in this one form."""
+    import pandas as pd  # here, not at the top: the workflow reads this module at parse time
+
     vox = np.asarray(points_vox, dtype=np.float64)
     mm = coords.voxel_to_mm(vox, spacing_xyz)
     return pd.DataFrame(np.concatenate([vox, mm], axis=1), columns=list(LANDMARK_COLUMNS))

@@ -36,7 +36,7 @@ import yaml
 from . import layout
 from .config import SettingsError, SharedSettings
 from .data import DATASETS, Dataset
-from .methods import settings_from_mapping
+from .methods.settings import settings_from_mapping
 from .sweeps import Sweep, SweepError, expand_sweeps
 from .table_specs import ABLATION, BUDGET
 

@@ -1,7 +1,7 @@
 """Register one case: pick the method from the table, fit it, and write the run folder.
 
 The one entry point behind ``rnr register``: settings in (rnr/config.py), the method's ``fit`` from
-:data:`rnr.methods.METHODS`, device and versions from rnr/runtime.py, outputs through rnr/rundir.py.
+:data:`rnr.methods.table.METHODS`, device and versions from rnr/runtime.py, outputs through rnr/rundir.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from . import runtime
 from .case import ConvertedCase
 from .config import LoopSettings, Settings
 from .curves import CurveRecorder
-from .methods import METHODS, FitContext
+from .methods.table import METHODS, FitContext
 from .rundir import clear_run_folder, write_run_folder
 from .transform import Transform
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import SettingsError
-from .methods import settings_from_mapping
+from .methods.settings import settings_from_mapping
 
 #: Keys a sweep cannot vary: the workflow decides them (seeds, device) or they name the configuration.
 NOT_VARIED = ("method", "seed", "seeds", "device", "label")

@@ -296,7 +296,7 @@ def read_checkpoint(
 ) -> tuple[Transform, dict[str, Any]]:
     """Load a checkpoint written by :meth:`Transform.save` onto ``device``, its class picked by its ``kind`` from
     ``kinds``; return (transform, metadata). The method table passes every kind it knows
-    (:func:`rnr.methods.load_transform`)."""
+    (:func:`rnr.methods.table.load_transform`)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")

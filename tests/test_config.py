@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from rnr.config import SettingsError, SharedSettings, defaults, parse_overrides
-from rnr.methods import METHODS, replace_settings, settings_from_file, settings_from_mapping
+from rnr.methods.settings import replace_settings, settings_from_file, settings_from_mapping
+from rnr.methods.table import METHODS
 
 REPO = Path(__file__).resolve().parents[1]
 

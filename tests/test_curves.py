@@ -15,7 +15,7 @@ from rnr import layout
 from rnr.curves import CURVE_COLUMNS, budget_frame, run_budget
 from rnr.evaluation.convergence import convergence
 from rnr.evaluation.evaluate import evaluate_run
-from rnr.methods import settings_for_method
+from rnr.methods.settings import settings_for_method
 from rnr.registration import register_case
 
 SMALL = {

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 import torch
 from evaluation_case import make_case
 
-import rnr.methods
+import rnr.methods.table
 from rnr import cli, coords, layout, metrics
 from rnr.case import load_case
 from rnr.evaluation import warp
@@ -84,7 +84,7 @@ class FoldsNearXBorders(Transform):
 @pytest.fixture(autouse=True)
 def test_transforms_loadable(monkeypatch):
     """Checkpoints of this file's test maps reload through the method table's extra transforms."""
-    extra = (*rnr.methods.EXTRA_TRANSFORMS, StepShift, StepTranslate, FoldsNearXBorders)
+    extra = (*rnr.methods.table.EXTRA_TRANSFORMS, StepShift, StepTranslate, FoldsNearXBorders)
     monkeypatch.setattr(rnr.methods, "EXTRA_TRANSFORMS", extra)
 
 

@@ -41,7 +41,7 @@ from rnr.case import load_case
 from rnr.cli import main
 from rnr.evaluation.export import field_step_name, warped_name
 from rnr.layout import DETJ, FIELD, MANIFEST
-from rnr.methods import load_transform
+from rnr.methods.table import load_transform
 from rnr.tables import TABLES, write_tables
 
 pytestmark = pytest.mark.slow

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 from rnr.fit import FitContext, make_sampler, optimise
-from rnr.methods import settings_for_method
 from rnr.methods.rnr import RNRObjective, rnr_data
+from rnr.methods.settings import settings_for_method
 
 CPU = torch.device("cpu")
 

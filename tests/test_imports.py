@@ -4,6 +4,7 @@ a lazy import cannot hide a cycle): no cycle, and the workflow's parse-time modu
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -102,3 +103,25 @@ def test_the_graph_reader_sees_lazy_and_relative_imports(tmp_path):
 def test_no_import_cycle():
     found = cycles(import_graph())
     assert not found, "import cycles (function-level imports included):\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+#: Packages a rule file must not load at parse time: every dry run and every SLURM job (which parses the
+#: workflow again) would pay for them. numpy (~50 ms) is allowed: rnr.layout needs it.
+HEAVY = ("torch", "pandas", "scipy", "SimpleITK", "matplotlib", "seaborn", "ants", "itk", "lungmask")
+
+
+def test_the_rule_files_import_nothing_heavy_at_parse_time():
+    """Every module-level import of the Snakefile and the rule files, run in a fresh interpreter: none of
+    :data:`HEAVY` is loaded (imports inside input functions run when a job is planned, not at parse time)."""
+    root = PACKAGE.parent
+    sources = [root / "Snakefile", *sorted((root / "workflow" / "rules").glob("*.smk"))]
+    statements = [
+        line
+        for path in sources
+        for line in path.read_text().splitlines()
+        if line.startswith(("import ", "from ")) and "rnr" in line
+    ]
+    assert any("rnr.plan" in s for s in statements), "the reader found no rnr import in the rule files"
+    code = "\n".join([*statements, "import sys", f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.strip() == "[]", f"heavy packages loaded at parse time: {out.stdout.strip()}"

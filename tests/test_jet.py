@@ -10,7 +10,7 @@ import torch
 from rnr import coords
 from rnr.fitting import jet as jet_module
 from rnr.fitting.network import ResNetMap, ResNetTransform
-from rnr.methods import load_transform
+from rnr.methods.table import load_transform
 from rnr.transform import AffineTransform, IdentityTransform, Transform
 
 

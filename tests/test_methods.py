@@ -1,5 +1,6 @@
-"""The method table (rnr/methods/__init__.py): every method is listed once with its settings and transforms,
-and a new method plugs in with one module and one table entry (rnr/README.md, "Adding a method")."""
+"""The method table (rnr/methods/table.py): every method is listed once with its settings and transforms, and
+a new method plugs in with one module, its settings block and two table entries (rnr/README.md, "Adding a
+method")."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from rnr import layout, metrics
 from rnr.case import load_case
 from rnr.cli import main
 from rnr.config import field_names
-from rnr.methods import METHODS, settings_for_method, transform_kinds
 from rnr.methods.identity import IdentitySettings
+from rnr.methods.settings import SETTINGS, settings_for_method
+from rnr.methods.table import METHODS, transform_kinds
 
 
 def test_the_table_lists_every_method_once_with_unique_transform_kinds():
@@ -25,6 +27,12 @@ def test_the_table_lists_every_method_once_with_unique_transform_kinds():
     for method in METHODS.values():
         assert method.summary and method.transforms
         assert field_names(method.settings) == list(method.settings().__dict__)  # every key has a default
+
+
+def test_the_settings_table_names_the_same_blocks_as_the_method_table():
+    """rnr/methods/settings.py holds the blocks apart from the methods (the plan reads them without torch);
+    both tables must name the same class for every method."""
+    assert {name: m.settings for name, m in METHODS.items()} == SETTINGS
 
 
 def test_identity_method_has_no_keys_and_registers_like_any_method(converted_case, tmp_path, capsys):
@@ -71,10 +79,12 @@ def test_identity_method_has_no_keys_and_registers_like_any_method(converted_cas
     assert record["folding"]["count"] == 0 and record["folding"]["min_det"] == pytest.approx(1.0)
 
 
-def test_a_new_method_needs_one_module_and_one_table_entry(converted_case, tmp_path, monkeypatch, capsys):
-    """The README's "Adding a method", exercised: tests/toy_method.py plus one entry in METHODS runs through
+def test_a_new_method_needs_one_module_and_its_table_entries(converted_case, tmp_path, monkeypatch, capsys):
+    """The README's "Adding a method", exercised: tests/toy_method.py plus its entries in METHODS and SETTINGS
+    (its settings block is defined in the module here, which the README's settings.py would hold) runs through
     `rnr register` and `rnr evaluate` (checkpoint round trip included) and is scored like any method."""
     monkeypatch.setitem(METHODS, "toy", toy_method.METHOD)
+    monkeypatch.setitem(SETTINGS, "toy", toy_method.ShiftSettings)
     mask = str(converted_case / layout.MASK_PROVIDED)
     out = tmp_path / "run"
     argv = ["register", "--case-dir", str(converted_case), "--out", str(out), "--mask", mask, "--name", "toy"]

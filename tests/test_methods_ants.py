@@ -16,8 +16,8 @@ from rnr import layout, metrics
 from rnr.case import load_case
 from rnr.config import SettingsError
 from rnr.evaluation.evaluate import evaluate_run
-from rnr.methods import settings_for_method, settings_from_mapping
 from rnr.methods.ants import THREADS_VARIABLE, AntsSettings, ants_register
+from rnr.methods.settings import settings_for_method, settings_from_mapping
 from rnr.registration import register_case
 from rnr.transform import IdentityTransform
 

@@ -17,8 +17,8 @@ from rnr import layout
 from rnr.case import load_case
 from rnr.cli import main
 from rnr.config import SettingsError
-from rnr.methods import settings_for_method
 from rnr.methods.command import CommandSettings
+from rnr.methods.settings import settings_for_method
 
 TOOL = Path(__file__).with_name("command_tool.py")
 ARGS = "{fixed} {moving} {fixed_mask} {field} {threads} {case} {seed}"

@@ -14,8 +14,9 @@ from rnr import coords, layout, metrics
 from rnr.case import load_case
 from rnr.config import SettingsError
 from rnr.evaluation.evaluate import evaluate_run
-from rnr.methods import load_transform, settings_from_mapping
 from rnr.methods.demons import DemonsSettings, demons_register, level_factors, preprocess
+from rnr.methods.settings import settings_from_mapping
+from rnr.methods.table import load_transform
 from rnr.registration import register_case
 from rnr.transform import FieldTransform, IdentityTransform
 

@@ -16,7 +16,6 @@ from rnr.case import load_case
 from rnr.cli import main
 from rnr.config import SettingsError
 from rnr.io import InputError
-from rnr.methods import settings_for_method, settings_from_mapping
 from rnr.methods.field import (
     FieldSettings,
     Frame,
@@ -24,6 +23,7 @@ from rnr.methods.field import (
     voxel_to_world_vectors,
     world_to_voxel_vectors,
 )
+from rnr.methods.settings import settings_for_method, settings_from_mapping
 
 LPI = np.diag([1.0, 1.0, -1.0])  # the converted images' direction (rnr/dirlab.py)
 

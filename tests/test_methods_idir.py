@@ -15,8 +15,9 @@ from rnr import layout, metrics
 from rnr.case import load_case
 from rnr.config import SettingsError
 from rnr.evaluation.evaluate import evaluate_run
-from rnr.methods import load_transform, settings_for_method, settings_from_mapping
 from rnr.methods.idir import IDIRSettings, Siren, SirenTransform, bending_energy, idir_energy
+from rnr.methods.settings import settings_for_method, settings_from_mapping
+from rnr.methods.table import load_transform
 from rnr.registration import register_case
 from rnr.transform import IdentityTransform
 

@@ -14,8 +14,9 @@ from rnr.fit import FitContext, make_sampler
 from rnr.fitting import losses
 from rnr.fitting.network import ResNetTransform
 from rnr.fitting.sampling import sample_volumes
-from rnr.methods import load_transform, settings_for_method
 from rnr.methods.rnr import RNRObjective, RNRSettings, rnr_data
+from rnr.methods.settings import settings_for_method
+from rnr.methods.table import load_transform
 from rnr.reference import ReferenceRNRObjective
 from rnr.registration import register_case
 

@@ -14,7 +14,8 @@ from rnr.config import Settings
 from rnr.fit import FitError
 from rnr.fitting.network import ResNetTransform
 from rnr.io import read_csv, read_json, write_image
-from rnr.methods import load_transform, settings_for_method, settings_from_mapping
+from rnr.methods.settings import settings_for_method, settings_from_mapping
+from rnr.methods.table import load_transform
 from rnr.registration import register_case
 
 

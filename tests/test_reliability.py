@@ -57,7 +57,7 @@ from rnr import dirlab, layout, phantom
 from rnr.case import check_checkpoint_case, load_case
 from rnr.data.segment import read_mask_record
 from rnr.dirlab import HU_OFFSET
-from rnr.methods import load_transform
+from rnr.methods.table import load_transform
 
 #: Snakemake's own exit code when it stops (config error, failed job).
 SNAKEMAKE_FAILED = 1

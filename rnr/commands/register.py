@@ -9,7 +9,7 @@ one that belongs to another method, is an error listing the valid ones.
 
 Outputs in RUN_DIR (each written atomically; the checkpoint last, and outputs of an earlier run there are
 removed first, so an interrupted run never looks complete):
-  checkpoint.pt              the fitted map (reload with rnr.methods.load_transform, on CPU or GPU)
+  checkpoint.pt              the fitted map (reload with rnr.methods.table.load_transform, on CPU or GPU)
   loss.csv                   one row per iteration: iteration, loss, dissimilarity, grad_penalty,
                              weight_penalty, dissimilarity_<term> per compared phase, elapsed_s
   landmarks_T00_warped.csv   the 300 T00 landmarks pushed through the map (x_vox.. 0-based, x_mm..)
@@ -37,7 +37,7 @@ from ..case import load_case
 from ..config import Settings, parse_overrides
 from ..fit import FitError
 from ..io import InputError
-from ..methods import settings_from_file, settings_from_mapping
+from ..methods.settings import settings_from_file, settings_from_mapping
 from ..registration import register_case
 
 HELP = "fit RNR (or a baseline) to a converted case: checkpoint, loss log, warped landmarks, run record"

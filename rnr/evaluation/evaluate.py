@@ -19,7 +19,7 @@ from ..case import ConvertedCase, check_checkpoint_case, load_case
 from ..data.segment import read_mask_record
 from ..io import InputError, read_csv, read_json, write_json
 from ..layout import INITIAL, INITIAL_SEED
-from ..methods import load_transform
+from ..methods.table import load_transform
 from ..phases import PAIRINGS
 from ..runtime import resolve_device
 from ..transform import DEFAULT_CHUNK, IdentityTransform, Transform

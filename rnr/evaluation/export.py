@@ -43,8 +43,8 @@ from .. import l2r, layout
 from ..case import ConvertedCase, load_case
 from ..io import InputError, write_image, write_json
 from ..layout import DETJ, FIELD, MANIFEST
-from ..methods import load_transform
 from ..methods.field import Frame, read_header, voxel_to_world_vectors, world_to_voxel_vectors
+from ..methods.table import load_transform
 from ..runtime import resolve_device
 from ..transform import DEFAULT_CHUNK, Transform
 from .warp import warp_volume

@@ -39,17 +39,16 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..config import MethodSettings, SettingsError, check_positive
 from ..transform import FieldTransform
 from .base import FitContext, Method, MethodOutcome, import_extra, pair_outcome
 from .field import world_to_voxel_vectors
+from .settings import AntsSettings
 
 THREADS_VARIABLE = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
 
@@ -58,37 +57,6 @@ class AntsFieldTransform(FieldTransform):
     """The composed dense field of an ANTs SyN registration (:class:`FieldTransform` under its own ``kind``)."""
 
     kind = "ants"
-
-
-@dataclass(frozen=True)
-class AntsSettings(MethodSettings):
-    """The ANTs settings and their defaults (the module docstring gives the reasons).
-
-    Attributes:
-        ants_iterations: SyN iterations per resolution, coarse to fine; n entries run at shrink factors
-            2^(n-1), ..., 2, 1 with Gaussian smoothing n-1, ..., 1, 0 voxels (antspyx's rule); a last 0 skips
-            the full resolution (its field is the upsampled field of the level before).
-        ants_cc_radius: neighbourhood radius of the CC metric (voxels).
-        ants_grad_step: SyN gradient step.
-        ants_flow_sigma: Gaussian smoothing of the update field (voxels).
-        ants_total_sigma: Gaussian smoothing of the total field (voxels; 0 = none).
-    """
-
-    ants_iterations: tuple[int, ...] = (100, 70, 50, 0)
-    ants_cc_radius: int = 2
-    ants_grad_step: float = 0.2
-    ants_flow_sigma: float = 3.0
-    ants_total_sigma: float = 0.0
-
-    def check(self) -> None:
-        object.__setattr__(self, "ants_iterations", tuple(self.ants_iterations))
-        if not self.ants_iterations or any(i < 0 for i in self.ants_iterations):
-            raise SettingsError(
-                "setting 'ants_iterations' needs one count >= 0 per resolution (at least one); got "
-                f"{list(self.ants_iterations)}"
-            )
-        check_positive(self, "ants_cc_radius", "ants_grad_step")
-        check_positive(self, "ants_flow_sigma", "ants_total_sigma", strict=False)
 
 
 def ants_register(

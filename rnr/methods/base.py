@@ -8,7 +8,7 @@ A method is one module in ``rnr/methods/`` that defines
   checkpoints reload),
 * a ``fit(ctx) -> MethodOutcome`` function,
 
-and one :class:`Method` value ``METHOD`` naming them, listed in :data:`rnr.methods.METHODS`. A method fitted
+and one :class:`Method` value ``METHOD`` naming them, listed in :data:`rnr.methods.table.METHODS`. A method fitted
 by the project's optimisation loop builds an :class:`rnr.fit.Objective` and calls :func:`rnr.fit.fit_with_loop`.
 ``fit`` gets a :class:`rnr.fit.FitContext` typed by the method's settings block (``FitContext[RNRSettings]``:
 ``ctx.settings.params`` is that block, no cast needed) and returns a :class:`rnr.fit.MethodOutcome`.

@@ -37,12 +37,10 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import string
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,15 +48,14 @@ import SimpleITK as sitk
 import torch
 
 from ..case import ConvertedCase
-from ..config import MethodSettings, SettingsError, check_positive
+from ..config import SettingsError
 from ..fit import FitError
 from ..io import InputError, read_image_header, write_image
 from ..transform import FieldTransform
 from .base import FitContext, Method, MethodOutcome, pair_outcome
 from .field import read_field
+from .settings import CommandSettings
 
-#: The placeholders a command template may use (module docstring).
-PLACEHOLDERS = ("fixed", "moving", "fixed_mask", "field", "threads", "case", "seed")
 #: How much of the command's standard error the run record keeps.
 STDERR_TAIL_LINES = 20
 STDERR_TAIL_CHARS = 4000
@@ -68,55 +65,6 @@ class CommandFieldTransform(FieldTransform):
     """The field an external command wrote (:class:`FieldTransform` under its own checkpoint ``kind``)."""
 
     kind = "command"
-
-
-@dataclass(frozen=True)
-class CommandSettings(MethodSettings):
-    """The command method's settings.
-
-    Attributes:
-        command: the command template (shell syntax) with the placeholders of :data:`PLACEHOLDERS`; it must
-            use ``{field}``. Empty by default: a configuration of this method has to give it.
-        command_timeout_s: stop the command after this many seconds (0: no limit).
-    """
-
-    command: str = ""
-    command_timeout_s: float = 0.0
-
-    def check(self) -> None:
-        if self.command:
-            names = placeholders(self.command)
-            unknown = sorted(set(names) - set(PLACEHOLDERS))
-            if unknown:
-                raise SettingsError(
-                    f"setting 'command' may use the placeholders {', '.join('{' + p + '}' for p in PLACEHOLDERS)}; "
-                    f"found {', '.join('{' + u + '}' for u in unknown)} in {self.command!r}"
-                )
-            if "field" not in names:
-                raise SettingsError(
-                    f"setting 'command' must contain {{field}} (where the tool writes its displacement field); "
-                    f"got {self.command!r}"
-                )
-        check_positive(self, "command_timeout_s", strict=False)
-
-
-def placeholders(template: str) -> list[str]:
-    """The placeholder names of a command template; a SettingsError for a template that is not one
-    (an unpaired brace, a format spec)."""
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise SettingsError(
-            f"setting 'command' is not a valid template ({exc}; write a literal brace as {{{{ or }}}}): {template!r}"
-        ) from None
-    names = []
-    for _, name, spec, conversion in parsed:
-        if name is None:
-            continue
-        if spec or conversion:
-            raise SettingsError(f"setting 'command': write placeholders plainly as {{{name}}}; got {template!r}")
-        names.append(name)
-    return names
 
 
 def write_mask(path: Path, mask_zyx: np.ndarray, case: ConvertedCase) -> Path:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,54 +48,12 @@ import torch
 from scipy import ndimage
 
 from .. import coords
-from ..config import MethodSettings, SettingsError, check_positive
 from ..phases import compared_terms
 from ..transform import FieldTransform
 from .base import FitContext, Method, MethodOutcome
-
+from .settings import DemonsSettings
 
 # ---------------------------------------------------------------------------------------------- settings
-@dataclass(frozen=True)
-class DemonsSettings(MethodSettings):
-    """The demons settings and their defaults (units in the names; the module docstring gives the reasons).
-
-    Attributes:
-        demons_iterations: demons iterations per level, coarse to fine.
-        demons_shrink: shrink factor per level for the finest-spaced axis (same length as the iterations).
-        demons_sigma: std of the Gaussian smoothing of the displacement field, voxels of the current level.
-        demons_max_step: ITK's MaximumUpdateStepLength (caps one iteration's update, about a voxel).
-        demons_window_hu: HU window (low, high) clamped and rescaled to [0, 1].
-        demons_mask_margin_mm: dilation of the T00 lung mask before masking both images (mm).
-        demons_min_level_size: an axis is never shrunk below this many voxels.
-    """
-
-    demons_iterations: tuple[int, ...] = (200, 100, 50)
-    demons_shrink: tuple[int, ...] = (4, 2, 1)
-    demons_sigma: float = 1.5
-    demons_max_step: float = 1.0
-    demons_window_hu: tuple[float, ...] = (-1000.0, -200.0)
-    demons_mask_margin_mm: float = 10.0
-    demons_min_level_size: int = 8
-
-    def check(self) -> None:
-        # Lists given to the constructor directly become tuples (a frozen dataclass should hash).
-        for key in ("demons_iterations", "demons_shrink", "demons_window_hu"):
-            object.__setattr__(self, key, tuple(getattr(self, key)))
-        if not self.demons_shrink or len(self.demons_iterations) != len(self.demons_shrink):
-            raise SettingsError(
-                "settings 'demons_iterations' and 'demons_shrink' need one entry per resolution level (the same "
-                f"non-zero length); got {list(self.demons_iterations)} and {list(self.demons_shrink)}"
-            )
-        if any(s < 1 for s in self.demons_shrink) or any(i < 0 for i in self.demons_iterations):
-            raise SettingsError(
-                "setting 'demons_shrink' needs factors >= 1 and 'demons_iterations' counts >= 0; got "
-                f"{list(self.demons_shrink)} and {list(self.demons_iterations)}"
-            )
-        window = self.demons_window_hu
-        if len(window) != 2 or not window[0] < window[1]:
-            raise SettingsError(f"setting 'demons_window_hu' must be [low, high] with low < high, got {list(window)}")
-        check_positive(self, "demons_sigma", "demons_mask_margin_mm", strict=False)
-        check_positive(self, "demons_max_step", "demons_min_level_size")
 
 
 # ---------------------------------------------------------------------------------------------- registration

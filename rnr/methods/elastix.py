@@ -36,7 +36,6 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +43,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..config import MethodSettings, SettingsError, check_choice, check_positive
 from ..transform import FieldTransform
 from .base import FitContext, Method, MethodOutcome, import_extra, pair_outcome
 from .field import world_to_voxel_vectors
+from .settings import ElastixSettings
 
-#: elastix metrics a configuration may choose (all accept a fixed mask and the bending-energy penalty).
-METRICS = ("AdvancedNormalizedCorrelation", "AdvancedMattesMutualInformation", "AdvancedMeanSquares")
-#: elastix image samplers a configuration may choose.
-SAMPLERS = ("RandomCoordinate", "Random", "Full")
 #: Columns of loss.csv.
 LOG_COLUMNS = ["iteration", "loss", "level", "level_iteration", "elapsed_s"]
 
@@ -61,49 +56,6 @@ class ElastixFieldTransform(FieldTransform):
     """The dense field of an elastix B-spline transform (:class:`FieldTransform` under its own ``kind``)."""
 
     kind = "elastix"
-
-
-@dataclass(frozen=True)
-class ElastixSettings(MethodSettings):
-    """The elastix settings and their defaults (the module docstring says where they come from).
-
-    Attributes:
-        elastix_grid_spacing_mm: final B-spline control-point spacing (mm, all axes).
-        elastix_grid_schedule: per resolution, coarse to fine, the multiple of the final grid spacing.
-        elastix_pyramid: per resolution, the image pyramid's shrink factor (all axes).
-        elastix_iterations: optimiser iterations per resolution.
-        elastix_metric: the similarity metric (one of :data:`METRICS`).
-        elastix_bending_weight: relative weight of the bending-energy penalty (0: no penalty).
-        elastix_sampler: the image sampler (one of :data:`SAMPLERS`).
-        elastix_samples: spatial samples per iteration (ignored by the ``Full`` sampler).
-    """
-
-    elastix_grid_spacing_mm: float = 5.0
-    elastix_grid_schedule: tuple[float, ...] = (16.0, 8.0, 4.0, 2.0, 1.0)
-    elastix_pyramid: tuple[int, ...] = (4, 3, 2, 1, 1)
-    elastix_iterations: int = 500
-    elastix_metric: str = "AdvancedNormalizedCorrelation"
-    elastix_bending_weight: float = 0.05
-    elastix_sampler: str = "RandomCoordinate"
-    elastix_samples: int = 2000
-
-    def check(self) -> None:
-        for key in ("elastix_grid_schedule", "elastix_pyramid"):
-            object.__setattr__(self, key, tuple(getattr(self, key)))
-        if not self.elastix_pyramid or len(self.elastix_grid_schedule) != len(self.elastix_pyramid):
-            raise SettingsError(
-                "settings 'elastix_grid_schedule' and 'elastix_pyramid' need one entry per resolution (the same "
-                f"non-zero length); got {list(self.elastix_grid_schedule)} and {list(self.elastix_pyramid)}"
-            )
-        if any(f < 1 for f in self.elastix_pyramid) or any(g <= 0 for g in self.elastix_grid_schedule):
-            raise SettingsError(
-                "setting 'elastix_pyramid' needs factors >= 1 and 'elastix_grid_schedule' multiples > 0; got "
-                f"{list(self.elastix_pyramid)} and {list(self.elastix_grid_schedule)}"
-            )
-        check_choice("elastix_metric", self.elastix_metric, METRICS)
-        check_choice("elastix_sampler", self.elastix_sampler, SAMPLERS)
-        check_positive(self, "elastix_grid_spacing_mm", "elastix_iterations", "elastix_samples")
-        check_positive(self, "elastix_bending_weight", strict=False)
 
 
 def parameter_map(params: ElastixSettings, seed: int) -> dict[str, list[str]]:

@@ -42,23 +42,17 @@ import pandas as pd
 import SimpleITK as sitk
 
 from ..case import ConvertedCase
-from ..config import MethodSettings, SettingsError
 from ..io import InputError, read_image_header
 from ..phases import compared_terms
 from ..transform import FieldTransform
 from .base import FitContext, Method, MethodOutcome
+from .settings import FieldSettings
 
 #: Spacing and origin of a field may differ from T00's by this much (mm): DIR-Lab spacings have two
 #: decimals, and NIfTI stores the header in float32.
 GRID_TOL_MM = 1e-3
 #: Entries of the direction matrix may differ from T00's by this much (NIfTI's quaternion round trip).
 DIRECTION_TOL = 1e-4
-#: The file formats ``format`` names: ITK's displacement field (mm, world axes) or Learn2Reg's (voxels).
-FORMATS = ("itk", "l2r")
-#: The placeholder a ``fields`` pattern must contain.
-CASE_PLACEHOLDER = "{case}"
-#: ... or this one, replaced by the case number in four digits (Learn2Reg's ``disp_0001_0001.nii.gz``).
-CASE_PLACEHOLDER_04 = "{case:04d}"
 
 
 # ---------------------------------------------------------------------------------------------- conventions
@@ -202,36 +196,6 @@ class ImportedFieldTransform(FieldTransform):
     so a run record says where the map came from)."""
 
     kind = "field"
-
-
-@dataclass(frozen=True)
-class FieldSettings(MethodSettings):
-    """The field method's one setting.
-
-    Attributes:
-        fields: path pattern of the displacement field files, with ``{case}`` for the case number (e.g.
-            ``exports/rnr/case{case}/field.nii.gz``; ``{case:04d}`` gives four digits, as in Learn2Reg's
-            ``l2r/disp_{case:04d}_{case:04d}.nii.gz``); relative paths start in the working directory.
-        format: ``itk`` (the module docstring: mm along the world axes, ``rnr export``'s ``field.nii.gz``) or
-            ``l2r`` (Learn2Reg's ``disp_*.nii.gz``: voxels along the array axes, rnr/l2r.py).
-    """
-
-    fields: str = "fields/case{case}/field.nii.gz"
-    format: str = "itk"
-
-    def check(self) -> None:
-        if self.format not in FORMATS:
-            raise SettingsError(f"setting 'format' must be one of {', '.join(FORMATS)}, got {self.format!r}")
-        if CASE_PLACEHOLDER not in self.fields and CASE_PLACEHOLDER_04 not in self.fields:
-            raise SettingsError(
-                f"setting 'fields' must be a path pattern containing {CASE_PLACEHOLDER} (replaced by the case "
-                f"number) or {CASE_PLACEHOLDER_04} (four digits, as Learn2Reg names cases), got {self.fields!r}"
-            )
-
-    def path(self, case: int) -> Path:
-        """The field file of ``case`` (only ``{case}`` and ``{case:04d}`` are replaced; other braces stay)."""
-        text = self.fields.replace(CASE_PLACEHOLDER_04, f"{int(case):04d}")
-        return Path(text.replace(CASE_PLACEHOLDER, str(int(case))))
 
 
 def fit(ctx: FitContext[FieldSettings]) -> MethodOutcome:

@@ -6,20 +6,13 @@ through ``rnr register`` like any other, which the tests use to check the method
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
-from ..config import MethodSettings
 from ..phases import compared_terms
 from ..transform import IdentityTransform
 from .base import FitContext, Method, MethodOutcome
-
-
-@dataclass(frozen=True)
-class IdentitySettings(MethodSettings):
-    """No settings of its own (only the shared method, seed and device)."""
+from .settings import IdentitySettings
 
 
 def fit(ctx: FitContext[IdentitySettings]) -> MethodOutcome:

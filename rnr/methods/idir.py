@@ -37,13 +37,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..config import LoopSettings, Settings, check_positive
+from ..config import Settings
 from ..fit import FitContext, MethodOutcome, Objective, fit_with_loop
 from ..fitting.fit_data import FitData, prepare_data
 from ..fitting.losses import dissimilarity
@@ -51,32 +50,10 @@ from ..fitting.sampling import sample_volumes
 from ..phases import compared_terms
 from ..transform import Transform
 from .base import Method
+from .settings import IDIRSettings
 
 #: Sine layers of the SIREN (an architecture constant, not a setting).
 N_HIDDEN = 3
-
-
-@dataclass(frozen=True)
-class IDIRSettings(LoopSettings):
-    """IDIR's settings with its published defaults: Adam lr 1e-5 (instead of RNR's 1e-4), 2500 iterations
-    of 10,000 fresh random points.
-
-    Attributes:
-        alpha_bending: weight of the bending energy B (a mean over points): the public code's effective
-            10 / 10,000.
-        omega0: SIREN frequency factor of every sine layer.
-        idir_width: hidden width of the SIREN.
-    """
-
-    lr: float = 1e-5
-    alpha_bending: float = 1e-3
-    omega0: float = 32.0
-    idir_width: int = 256
-
-    def check(self) -> None:
-        super().check()
-        check_positive(self, "omega0", "idir_width")
-        check_positive(self, "alpha_bending", strict=False)
 
 
 # (i, j) index pairs of the 6 distinct Hessian entries, and their multiplicity in the full 3 x 3 sum.

@@ -9,51 +9,19 @@ rnr/fitting/network.py and rnr/fitting/jet.py, which the objective and the trans
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
-from ..config import LoopSettings, Settings, check_choice, check_positive
+from ..config import Settings
 from ..fit import FitContext, MethodOutcome, Objective, fit_with_loop
 from ..fitting import losses
 from ..fitting.fit_data import FitData, prepare_data
 from ..fitting.network import ResNetMap, ResNetTransform
 from ..fitting.sampling import sample_volumes
-from ..phases import PAIRINGS, compared_terms, steps_per_interval
+from ..phases import compared_terms
 from ..transform import Transform
 from .base import Method
-
-
-@dataclass(frozen=True)
-class RNRSettings(LoopSettings):
-    """RNR's settings; the defaults are the method's (2500 iterations of 10,000 random mask points, Adam
-    lr 1e-4 from :class:`~rnr.config.LoopSettings`).
-
-    Attributes:
-        intermediate: use T10..T40 in the loss when the case has them.
-        pairing: ``seed`` or ``trajectory`` (rnr/phases.py).
-        n_blocks: residual blocks N (one or more per phase interval).
-        width: hidden width q of each block.
-        shared_weights: one block reused for every step (a stationary velocity field).
-        alpha_grad: weight of the gradient (Jacobian) penalty P; 0 switches it off.
-        alpha_weight: weight of the weight-matrix penalty S.
-    """
-
-    intermediate: bool = True
-    pairing: str = "seed"
-    n_blocks: int = 5
-    width: int = 100
-    shared_weights: bool = False
-    alpha_grad: float = 1.0
-    alpha_weight: float = 1e-4
-
-    def check(self) -> None:
-        super().check()
-        check_choice("pairing", self.pairing, PAIRINGS)
-        check_positive(self, "n_blocks", "width")
-        check_positive(self, "alpha_grad", "alpha_weight", strict=False)
-        if self.intermediate:  # checked with the settings, so a bad n_blocks stops the plan, not a job
-            steps_per_interval(self.n_blocks)
+from .settings import RNRSettings
 
 
 class RNRObjective(Objective):
