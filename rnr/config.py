@@ -74,7 +74,7 @@ class MethodSettings:
 
 @dataclass(frozen=True)
 class LoopSettings(MethodSettings):
-    """Keys of methods fitted by the project's optimisation loop (rnr.fit).
+    """Keys of methods fitted by the project's optimisation loop (rnr.fitting.fit).
 
     Attributes:
         iterations: Adam steps.
@@ -83,7 +83,7 @@ class LoopSettings(MethodSettings):
         sampling: ``random`` (a fresh random batch per iteration) or ``cycle`` (one shuffled order of the
             mask voxels, cycled).
         lr: Adam learning rate.
-        curve_every: record the accuracy curve (``curve.csv``, rnr/curves.py) every this many iterations;
+        curve_every: record the accuracy curve (``curve.csv``, rnr/reporting/curves.py) every this many iterations;
             0: no curve. Recording does not change the fit.
     """
 
@@ -119,7 +119,8 @@ class Settings(Generic[P]):
     method's settings class, so that ``settings.params`` is typed as the method's own block).
 
     Built by rnr/methods/settings.py, which holds each method's block (``settings_from_mapping``,
-    ``settings_from_file``, ``settings_for_method``); ``to_dict`` gives the flat mapping back (what run records, checkpoints and tables store).
+    ``settings_from_file``, ``settings_for_method``); ``to_dict`` gives the flat mapping back (what run records,
+    checkpoints and tables store).
     """
 
     shared: SharedSettings

@@ -9,7 +9,7 @@ Converted case (``rnr convert``), ``results/<dataset>/data/case<N>/``::
     sampled4d_TPP.csv          75 rows per phase TPP in T00..T50 when DIR-Lab's Sampled4D is present
     mask_provided.nii.gz       user-provided T00 lung mask (from Masks/), checked to lie on the T00 grid
     mask_T00.nii.gz            the lung mask used for registration (``rnr segment``)
-    truth.npz                  the exact motion, when the dataset carries it (the phantom; rnr/truth.py)
+    truth.npz                  the exact motion, when the dataset carries it (the phantom; rnr/data/truth.py)
 
 Run folder (``rnr register`` / ``rnr evaluate``), ``results/<dataset>/runs/<configuration>/case<N>/seed<S>/``
 (``initial``, the identity map, has the one folder ``seed0``)::
@@ -52,7 +52,7 @@ TRUTH_SOURCE = "truth/case{case}.npz"
 
 CHECKPOINT = "checkpoint.pt"
 LOSS_CSV = "loss.csv"
-#: The accuracy curve of a loop run with curve_every (rnr/curves.py).
+#: The accuracy curve of a loop run with curve_every (rnr/reporting/curves.py).
 CURVE_CSV = "curve.csv"
 # The studies' folders of the results tree: ablation/<sweep>/ (rnr ablation) and curves/ (rnr curves).
 ABLATION_DIR = "ablation"

@@ -15,7 +15,7 @@ into one mapping; :func:`make_plan` turns it into a :class:`Plan`:
   each remaining one is checked against its method's settings block (:class:`rnr.config.Settings`), gets
   its seeds (its own ``seeds`` or the workflow's) and its display label;
 * ``compare_to`` names the reference of the paired tests (default: the first configuration);
-* ``sweeps`` expand into further configurations (rnr/sweeps.py), checked the same way, after the config's own.
+* ``sweeps`` expand into further configurations (rnr/methods/sweeps.py), checked the same way, after the config's own.
 
 A bad value raises :class:`PlanError` with one line naming the key, what was expected and what was found:
 Snakemake stops before any job runs. Every output path of the workflow comes from the plan's methods
@@ -37,8 +37,8 @@ from . import layout
 from .config import SettingsError, SharedSettings
 from .data import DATASETS, Dataset
 from .methods.settings import settings_from_mapping
-from .sweeps import Sweep, SweepError, expand_sweeps
-from .table_specs import ABLATION, BUDGET
+from .methods.sweeps import Sweep, SweepError, expand_sweeps
+from .reporting.table_specs import ABLATION, BUDGET
 
 #: Where the workflow's results go, relative to its working directory.
 RESULTS_ROOT = "results"

@@ -1,7 +1,7 @@
 """Register one case: pick the method from the table, fit it, and write the run folder.
 
 The one entry point behind ``rnr register``: settings in (rnr/config.py), the method's ``fit`` from
-:data:`rnr.methods.table.METHODS`, device and versions from rnr/runtime.py, outputs through rnr/rundir.py.
+:data:`rnr.methods.table.METHODS`, device and versions from rnr/runtime.py, outputs through rnr/fitting/rundir.py.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 
 from . import runtime
-from .case import ConvertedCase
 from .config import LoopSettings, Settings
-from .curves import CurveRecorder
+from .data.case import ConvertedCase
+from .fitting.rundir import clear_run_folder, write_run_folder
+from .fitting.transform import Transform
 from .methods.table import METHODS, FitContext
-from .rundir import clear_run_folder, write_run_folder
-from .transform import Transform
+from .reporting.curves import CurveRecorder
 
 
 @dataclass
@@ -31,7 +31,8 @@ class RegistrationResult:
         transform: the fitted map. log: the per-iteration log. record: the run record (run.json).
         warped_landmarks: (300, 3) T00 landmarks pushed through the map, 0-based voxels.
         out_dir: the run folder, or None when nothing was written.
-        curve: the accuracy curve (curve.csv, rnr/curves.py) of a loop method with ``curve_every`` > 0, else None.
+        curve: the accuracy curve (curve.csv, rnr/reporting/curves.py) of a loop method with ``curve_every`` > 0, else
+        None.
     """
 
     transform: Transform
@@ -51,10 +52,10 @@ def register_case(
     progress: bool = True,
 ) -> RegistrationResult:
     """Fit ``settings.method`` to ``case`` on the T00 ``mask`` (nz, ny, nx) and, with ``out_dir``, write the
-    run folder (rnr/rundir.py). ``name`` is the configuration name recorded with the run.
+    run folder (rnr/fitting/rundir.py). ``name`` is the configuration name recorded with the run.
 
     Raises:
-        rnr.fit.FitError: non-finite loss (nothing written); SettingsError: impossible settings or device.
+        rnr.fitting.fit.FitError: non-finite loss (nothing written); SettingsError: impossible settings or device.
     """
     total_start = time.perf_counter()
     method = METHODS[settings.method]

@@ -2,8 +2,8 @@
 
 * ``phantom_dataset``: phantom cases 1 and 2 at scale 0.5 (68x55x17 and 59x48x18 voxels of ~4.3-5.1 mm
   in-plane and 11 mm slices, 300 landmarks each, Masks/ included), in the DIR-Lab layout; the folder path.
-* ``converted_case``: case 1 of it converted with ``rnr.dirlab.convert_case``; the case folder path
-  (open it with ``rnr.case.load_case``). Treat both as read-only: copy them (shutil.copytree) to modify.
+* ``converted_case``: case 1 of it converted with ``rnr.data.dirlab_reader.convert_case``; the case folder path
+  (open it with ``rnr.data.case.load_case``). Treat both as read-only: copy them (shutil.copytree) to modify.
 * ``case`` / ``mask``: that converted case loaded (``ConvertedCase``) and its provided T00 mask (bool array),
   per test module; a module may define its own ``case`` instead.
 * ``phantom_case8``: phantom case 8 (the largest motion) at scale 0.5, converted; for the baselines' fits.
@@ -32,7 +32,7 @@ TINY = Path(__file__).resolve().parent / "workflow_configs" / "tiny.yaml"
 
 @pytest.fixture(scope="session")
 def phantom_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rnr.phantom import write_dataset
+    from rnr.data.phantom import write_dataset
 
     return write_dataset(
         tmp_path_factory.mktemp("phantom") / "source", cases=PHANTOM_CASES, seed=0, scale=PHANTOM_SCALE
@@ -41,14 +41,14 @@ def phantom_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def converted_case(phantom_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rnr.dirlab import convert_case
+    from rnr.data.dirlab_reader import convert_case
 
     return convert_case(phantom_dataset, 1, tmp_path_factory.mktemp("converted") / "case1")
 
 
 @pytest.fixture(scope="module")
 def case(converted_case):
-    from rnr.case import load_case
+    from rnr.data.case import load_case
 
     return load_case(converted_case)
 
@@ -70,8 +70,8 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def phantom_case8(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rnr.dirlab import convert_case
-    from rnr.phantom import write_dataset
+    from rnr.data.dirlab_reader import convert_case
+    from rnr.data.phantom import write_dataset
 
     root = tmp_path_factory.mktemp("phantom_case8")
     write_dataset(root / "source", cases=[8], seed=0, scale=PHANTOM_SCALE)

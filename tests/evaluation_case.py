@@ -3,7 +3,7 @@
 The volume is a few voxels on each side with anisotropic spacing; intensities are an analytic 'chest'
 (body, two lungs, a vessel blob) evaluated at coordinates shifted per phase, so phases differ by a known
 motion. Landmarks are integer 0-based voxels (as DIR-Lab's) with known displacements. It is written with the
-same readers' conventions as ``rnr convert`` (layout.py names, case.json keys read by rnr.case).
+same readers' conventions as ``rnr convert`` (layout.py names, case.json keys read by rnr.data.case).
 """
 
 from __future__ import annotations
@@ -107,8 +107,8 @@ def make_runs(root: Path, cases=(1, 2), figures: bool = False, seeds=None, setti
     settings recorded in the run records (default ``{"method": "affine", "iterations": 1}``).
     """
     from rnr import cli
-    from rnr.case import load_case
-    from rnr.transform import AffineTransform
+    from rnr.data.case import load_case
+    from rnr.fitting.transform import AffineTransform
 
     root = Path(root)
     for n in cases:

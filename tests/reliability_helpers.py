@@ -131,19 +131,19 @@ def job_counts(output: str) -> dict[str, int]:
 
 # -- damaging a copy of the phantom dataset ----------------------------------------------------------------
 def image_file(dataset: Path, case: int, phase: str) -> Path:
-    from rnr import phantom
+    from rnr.data import phantom
 
     return dataset / phantom.case_folder_name(case) / "Images" / phantom.image_file_name(case, phase)
 
 
 def landmark_file(dataset: Path, case: int, phase: str) -> Path:
-    from rnr import phantom
+    from rnr.data import phantom
 
     return dataset / phantom.case_folder_name(case) / phantom.landmark_file_path(case, phase)
 
 
 def mask_file(dataset: Path, case: int) -> Path:
-    from rnr import phantom
+    from rnr.data import phantom
 
     return dataset / phantom.case_folder_name(case) / phantom.mask_file_path(case)
 

@@ -12,8 +12,8 @@ import pytest
 from evaluation_case import make_runs
 
 from rnr import cli, layout
-from rnr.results import load_metrics, run_frame
-from rnr.sweeps import Sweep, SweepRow
+from rnr.methods.sweeps import Sweep, SweepRow
+from rnr.reporting.results import load_metrics, run_frame
 
 SWEEP = Sweep("scale", "affine_small", ("scale",), (SweepRow("affine_large", {"scale": 0.9}),))
 

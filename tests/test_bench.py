@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
-from rnr import bench, layout, runtime
+from rnr import layout, runtime
 from rnr.cli import main as rnr_main
 from rnr.commands import bench as bench_command
+from rnr.methods import bench
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""`rnr convert` / rnr.dirlab.convert_case on the phantom: NIfTI volumes, landmark CSVs, provided masks,
+"""`rnr convert` / rnr.data.dirlab_reader.convert_case on the phantom: NIfTI volumes, landmark CSVs, provided masks,
 orientation, and failures that must leave no complete-looking output."""
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from rnr import dirlab, layout, phantom
-from rnr.case import load_case
+from rnr import layout
 from rnr.cli import main as rnr_main
+from rnr.data import dirlab_reader as dirlab
+from rnr.data import phantom
+from rnr.data.case import load_case
 from rnr.io import InputError
 
 
@@ -24,7 +26,7 @@ def dataset_copy(phantom_dataset, tmp_path) -> Path:
 
 
 def _raw_hu(dataset: Path, case: int, phase: str, size_xyz) -> np.ndarray:
-    """The phantom's raw file read independently of rnr.dirlab: (z, y, x) HU."""
+    """The phantom's raw file read independently of rnr.data.dirlab_reader: (z, y, x) HU."""
     path = dataset / phantom.case_folder_name(case) / "Images" / phantom.image_file_name(case, phase)
     nx, ny, nz = size_xyz
     return np.fromfile(path, dtype="<i2").reshape(nz, ny, nx).astype(np.int32) - 1024
@@ -58,7 +60,7 @@ def test_nifti_opens_in_simpleitk_with_spacing_and_mm_columns(converted_case, ph
     files = {p: case_dir / phantom.landmark_file_path(1, p) for p in ("T00", "T50")}
     files.update({f"4D{p}": case_dir / phantom.sampled4d_file_path(1, p) for p in layout.PHASES})
     for key, source in files.items():
-        index1 = np.loadtxt(source)  # DIR-Lab 1-based (x, y, z), read independently of rnr.dirlab
+        index1 = np.loadtxt(source)  # DIR-Lab 1-based (x, y, z), read independently of rnr.data.dirlab_reader
         name = layout.landmarks_name(key) if key in ("T00", "T50") else layout.sampled4d_name(key[2:])
         table = pd.read_csv(converted_case / name)
         assert list(table.columns) == list(layout.LANDMARK_COLUMNS)

@@ -1,6 +1,6 @@
-"""The DIR-Lab COPDgene reader (rnr/copdgene.py) and dataset entries (rnr/data/copdgene.py), on folders written
-byte by byte in the forms COPDgene's copies take (tests/copdgene_files.py), and on the phantom written in
-COPDgene's layout (rnr/phantom/copdgene.py)."""
+"""The DIR-Lab COPDgene reader (rnr/data/copdgene_reader.py) and dataset entries (rnr/data/copdgene.py), on folders
+written byte by byte in the forms COPDgene's copies take (tests/copdgene_files.py), and on the phantom written in
+COPDgene's layout (rnr/data/phantom/copdgene.py)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from copdgene_files import PADDING_HU, SIZE, SPACING, identity_tre, write_case
 from snakemake.utils import update_config
 
 from rnr import layout
-from rnr.case import load_case
 from rnr.cli import main
-from rnr.copdgene import COPDGENE_GEOMETRY, PADDING_FILL_HU, convert_case, find_case_files
 from rnr.data import DATASETS
+from rnr.data.case import load_case
+from rnr.data.copdgene_reader import COPDGENE_GEOMETRY, PADDING_FILL_HU, convert_case, find_case_files
 from rnr.io import InputError
 from rnr.plan import PlanError, make_plan
 
@@ -180,7 +180,7 @@ def test_the_phantom_in_copdgene_layout_converts(tmp_path, capsys):
     case = load_case(out)
     d = np.linalg.norm((case.landmarks("T50") - case.landmarks("T00")) * np.asarray(case.spacing_xyz), axis=1)
     assert (d.mean(), d.std(ddof=1)) == pytest.approx(tuple(summary["identity_tre_files_mm"]), abs=1e-9)
-    # Loosely calibrated: twice the 4DCT phantom's target, at most 15 mm (rnr/phantom/copdgene.py).
+    # Loosely calibrated: twice the 4DCT phantom's target, at most 15 mm (rnr/data/phantom/copdgene.py).
     assert d.mean() == pytest.approx(summary["target_identity_tre_mm"], rel=0.05)
 
 

@@ -1,4 +1,4 @@
-"""Accuracy curves (rnr/curves.py): recording does not change the fit (bit for bit on CPU), the last point is
+"""Accuracy curves (rnr/reporting/curves.py): recording does not change the fit (bit for bit on CPU), the last point is
 the run's final TRE as `rnr evaluate` scores it, the budget figures on analytic curves, and the convergence
 flag of a multi-level log judged on its last level."""
 
@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from rnr import layout
-from rnr.curves import CURVE_COLUMNS, budget_frame, run_budget
 from rnr.evaluation.convergence import convergence
 from rnr.evaluation.evaluate import evaluate_run
 from rnr.methods.settings import settings_for_method
 from rnr.registration import register_case
+from rnr.reporting.curves import CURVE_COLUMNS, budget_frame, run_budget
 
 SMALL = {
     "rnr": {"iterations": 7, "batch_size": 400, "width": 16},

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rnr import layout, phantom
-from rnr.case import load_case
+from rnr import layout
 from rnr.cli import main as rnr_main
-from rnr.data import DATASETS
+from rnr.data import DATASETS, phantom
+from rnr.data.case import load_case
 from rnr.data.dirlab import NO_REGISTRATION_TRE_MM
-from rnr.dirlab import DIRLAB_GEOMETRY
+from rnr.data.dirlab_reader import DIRLAB_GEOMETRY
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())

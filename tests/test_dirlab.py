@@ -1,4 +1,4 @@
-"""DIR-Lab reader (rnr.dirlab): geometry table, tolerant file finding, raw images, landmark files.
+"""DIR-Lab reader (rnr.data.dirlab_reader): geometry table, tolerant file finding, raw images, landmark files.
 
 Every failure mode gets a clearly wrong input and must raise InputError naming the file, what was expected
 and what was found. Small fake cases use a geometry.json (12 x 10 x 8 voxels); one test reads an image at
@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnr import coords, dirlab, layout, phantom
-from rnr.data import DATASETS
+from rnr import coords, layout
+from rnr.data import DATASETS, phantom
+from rnr.data import dirlab_reader as dirlab
 from rnr.data.dirlab import NO_REGISTRATION_TRE_MM
 from rnr.io import InputError
 

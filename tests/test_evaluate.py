@@ -13,12 +13,12 @@ import torch
 from evaluation_case import make_case
 
 import rnr.methods.table
-from rnr import cli, coords, layout, metrics
-from rnr.case import load_case
-from rnr.evaluation import warp
+from rnr import cli, coords, layout
+from rnr.data.case import load_case
+from rnr.evaluation import metrics, warp
+from rnr.evaluation.panels import slice_geometry
+from rnr.fitting.transform import AffineTransform, IdentityTransform, Transform
 from rnr.io import write_csv, write_image, write_json
-from rnr.panels import slice_geometry
-from rnr.transform import AffineTransform, IdentityTransform, Transform
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -85,7 +85,7 @@ class FoldsNearXBorders(Transform):
 def test_transforms_loadable(monkeypatch):
     """Checkpoints of this file's test maps reload through the method table's extra transforms."""
     extra = (*rnr.methods.table.EXTRA_TRANSFORMS, StepShift, StepTranslate, FoldsNearXBorders)
-    monkeypatch.setattr(rnr.methods, "EXTRA_TRANSFORMS", extra)
+    monkeypatch.setattr(rnr.methods.table, "EXTRA_TRANSFORMS", extra)
 
 
 def _run(*argv: str) -> int:
@@ -97,7 +97,7 @@ def _metrics(run_dir: Path) -> dict:
 
 
 def _displacement_tre(case_dir: Path) -> np.ndarray:
-    """TRE of the identity straight from the landmark CSVs (independent of rnr.metrics)."""
+    """TRE of the identity straight from the landmark CSVs (independent of rnr.evaluation.metrics)."""
     t00 = pd.read_csv(case_dir / "landmarks_T00.csv")[["x_mm", "y_mm", "z_mm"]].to_numpy()
     t50 = pd.read_csv(case_dir / "landmarks_T50.csv")[["x_mm", "y_mm", "z_mm"]].to_numpy()
     return np.linalg.norm(t50 - t00, axis=1)
@@ -200,7 +200,7 @@ def test_stepped_map_gets_per_step_folding_tre_and_panels(tmp_path):
 def test_run_figures_name_the_configuration_by_its_label(tmp_path, monkeypatch):
     """`rnr evaluate --label TEXT`: every run figure's title names the configuration by its display label (the
     titles are read where the real panel writers receive them; the figures are still written)."""
-    from rnr import panels
+    from rnr.evaluation import panels
 
     titles = []
     for name in ("step_panel", "detj_panel"):
@@ -356,7 +356,7 @@ def test_identity_on_the_phantom_reproduces_its_stated_tre(converted_case, phant
 
 
 def test_loss_log_panels_group_per_term_columns():
-    from rnr.panels import _loss_panels
+    from rnr.evaluation.panels import _loss_panels
 
     cols = [
         "loss",

@@ -36,13 +36,14 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from rnr import coords, layout, metrics
-from rnr.case import load_case
+from rnr import coords, layout
 from rnr.cli import main
+from rnr.data.case import load_case
+from rnr.evaluation import metrics
 from rnr.evaluation.export import field_step_name, warped_name
 from rnr.layout import DETJ, FIELD, MANIFEST
 from rnr.methods.table import load_transform
-from rnr.tables import TABLES, write_tables
+from rnr.reporting.tables import TABLES, write_tables
 
 pytestmark = pytest.mark.slow
 

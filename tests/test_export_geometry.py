@@ -9,7 +9,7 @@ import SimpleITK as sitk
 
 from rnr import layout
 from rnr.evaluation.export import export_run
-from rnr.transform import AffineTransform
+from rnr.fitting.transform import AffineTransform
 
 # phi(u) = A u + t in normalised coordinates: a different scaling per axis and a shift, so that a field read
 # at the wrong place, or with an axis flipped, moves the landmarks elsewhere.

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from evaluation_case import AFFINE_CONFIGS, make_runs
 
-from rnr import cli, figure_style, layout, panels
+from rnr import cli, figure_style, layout
+from rnr.evaluation import panels
 from rnr.io import write_csv
 from rnr.reporting import plots
 
@@ -245,8 +246,8 @@ def test_one_distinct_colour_per_configuration_and_another_scheme_for_cases():
 
 
 def test_mean_per_configuration_whiskers_are_the_tables_bootstrap_interval():
-    from rnr import stats
-    from rnr.tables import BOOTSTRAP_SEED, N_BOOT
+    from rnr.reporting import stats
+    from rnr.reporting.tables import BOOTSTRAP_SEED, N_BOOT
 
     summary, _, _ = synthetic(6, 2)
     fig = plots.build_tre_mean_per_configuration(summary)

@@ -1,4 +1,4 @@
-"""The optimisation loop (rnr/fit.py): determinism, the per-iteration log, and the stop on a non-finite
+"""The optimisation loop (rnr/fitting/fit.py): determinism, the per-iteration log, and the stop on a non-finite
 loss."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rnr.fit import FitContext, make_sampler, optimise
+from rnr.fitting.fit import FitContext, make_sampler, optimise
 from rnr.methods.rnr import RNRObjective, rnr_data
 from rnr.methods.settings import settings_for_method
 

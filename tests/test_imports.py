@@ -125,3 +125,35 @@ def test_the_rule_files_import_nothing_heavy_at_parse_time():
     code = "\n".join([*statements, "import sys", f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"])
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "[]", f"heavy packages loaded at parse time: {out.stdout.strip()}"
+
+
+#: The pipeline's stages, in order: a module in a stage folder imports only the shared core and modules of its
+#: own or an earlier stage (rnr/README.md, "Modules").
+STAGES = ("data", "fitting", "methods", "evaluation", "reporting")
+#: The shared core: top-level modules that import no stage.
+CORE = ("rnr", "rnr.config", "rnr.coords", "rnr.figure_style", "rnr.io", "rnr.layout", "rnr.runtime")
+#: Top-level modules that join stages (the workflow's plan, one registration with its accuracy curve, the CLI).
+ENTRY = ("rnr.cli", "rnr.plan", "rnr.registration")
+
+
+def stage_of(module: str) -> int | None:
+    parts = module.split(".")
+    return STAGES.index(parts[1]) if len(parts) > 1 and parts[1] in STAGES else None
+
+
+def test_every_module_sits_in_a_stage_the_core_or_an_entry_point():
+    top = {m for m in import_graph() if m.count(".") == 1 and stage_of(m) is None and m != "rnr.commands"}
+    assert top <= set(CORE) | set(ENTRY), f"top-level modules outside core and entry points: {top - set(CORE)}"
+
+
+def test_a_stage_imports_only_the_core_and_earlier_stages():
+    graph = import_graph()
+    wrong = []
+    for module, deps in sorted(graph.items()):
+        here = stage_of(module)
+        for dep in sorted(deps):
+            if dep in CORE:
+                continue
+            if module in CORE or (here is not None and (stage_of(dep) is None or stage_of(dep) > here)):
+                wrong.append(f"{module} -> {dep}")
+    assert not wrong, "imports against the stage order (rnr/README.md, 'Modules'):\n" + "\n".join(wrong)

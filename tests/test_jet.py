@@ -10,8 +10,8 @@ import torch
 from rnr import coords
 from rnr.fitting import jet as jet_module
 from rnr.fitting.network import ResNetMap, ResNetTransform
+from rnr.fitting.transform import AffineTransform, IdentityTransform, Transform
 from rnr.methods.table import load_transform
-from rnr.transform import AffineTransform, IdentityTransform, Transform
 
 
 def _points(m: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:

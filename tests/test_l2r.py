@@ -1,4 +1,4 @@
-"""Learn2Reg's field format (rnr/l2r.py), out and in, checked by outside readers: nibabel reading the file as
+"""Learn2Reg's field format (rnr/data/l2r.py), out and in, checked by outside readers: nibabel reading the file as
 Learn2Reg's evaluation does (``get_fdata()``, (H, W, D, 3), voxels, fixed -> moving, TRE with scipy's cubic
 ``map_coordinates``) and SimpleITK's DisplacementFieldTransform on the ITK form of the same field.
 
@@ -21,13 +21,13 @@ from copdgene_files import write_case
 from scipy import ndimage
 
 from rnr import layout
-from rnr.case import load_case
 from rnr.cli import main
-from rnr.copdgene import convert_case
+from rnr.data.case import load_case
+from rnr.data.copdgene_reader import convert_case
+from rnr.data.l2r import l2r_image, l2r_name, read_l2r_field
+from rnr.fitting.transform import FieldTransform
 from rnr.io import InputError
-from rnr.l2r import l2r_image, l2r_name, read_l2r_field
 from rnr.methods.field import read_field, voxel_to_world_vectors
-from rnr.transform import FieldTransform
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import torch
 
 from rnr.fitting import losses
 from rnr.fitting.network import ResNetMap
-from rnr.reference import reference_passes
+from rnr.methods.reference import reference_passes
 
 
 def _rand(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import toy_method
 
-from rnr import layout, metrics
-from rnr.case import load_case
+from rnr import layout
 from rnr.cli import main
 from rnr.config import field_names
+from rnr.data.case import load_case
+from rnr.evaluation import metrics
 from rnr.methods.identity import IdentitySettings
 from rnr.methods.settings import SETTINGS, settings_for_method
 from rnr.methods.table import METHODS, transform_kinds

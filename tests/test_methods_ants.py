@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 from synthetic_motion import SPACING, case_images, recovered_vs_true, smooth, translation
 
-from rnr import layout, metrics
-from rnr.case import load_case
+from rnr import layout
 from rnr.config import SettingsError
+from rnr.data.case import load_case
+from rnr.evaluation import metrics
 from rnr.evaluation.evaluate import evaluate_run
+from rnr.fitting.transform import IdentityTransform
 from rnr.methods.ants import THREADS_VARIABLE, AntsSettings, ants_register
 from rnr.methods.settings import settings_for_method, settings_from_mapping
 from rnr.registration import register_case
-from rnr.transform import IdentityTransform
 
 # Three resolutions (shrink 4, 2, 1) for the 40 x 32 x 24 synthetic cases; the preset's metric and radius.
 QUICK = AntsSettings(ants_iterations=(40, 20, 10))

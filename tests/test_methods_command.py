@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from rnr import layout
-from rnr.case import load_case
 from rnr.cli import main
 from rnr.config import SettingsError
+from rnr.data.case import load_case
 from rnr.methods.command import CommandSettings
 from rnr.methods.settings import settings_for_method
 

@@ -10,15 +10,16 @@ import pandas as pd
 import pytest
 import torch
 
-from rnr import coords, layout, metrics
-from rnr.case import load_case
+from rnr import coords, layout
 from rnr.config import SettingsError
+from rnr.data.case import load_case
+from rnr.evaluation import metrics
 from rnr.evaluation.evaluate import evaluate_run
+from rnr.fitting.transform import FieldTransform, IdentityTransform
 from rnr.methods.demons import DemonsSettings, demons_register, level_factors, preprocess
 from rnr.methods.settings import settings_from_mapping
 from rnr.methods.table import load_transform
 from rnr.registration import register_case
-from rnr.transform import FieldTransform, IdentityTransform
 
 SIZE = (20, 16, 12)  # (nx, ny, nz)
 SPACING = (1.0, 1.5, 2.5)  # mm, anisotropic like DIR-Lab

@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 from synthetic_motion import SPACING, case_images, recovered_vs_true, smooth, translation
 
-from rnr import layout, metrics
-from rnr.case import load_case
+from rnr import layout
 from rnr.config import SettingsError
+from rnr.data.case import load_case
+from rnr.evaluation import metrics
 from rnr.evaluation.evaluate import evaluate_run
+from rnr.fitting.transform import IdentityTransform
 from rnr.methods.elastix import ElastixSettings, elastix_register, parameter_map
 from rnr.methods.settings import settings_for_method, settings_from_mapping
 from rnr.registration import register_case
-from rnr.transform import IdentityTransform
 
 # Small, fast settings for the 40 x 32 x 24 synthetic cases: the preset's metric, penalty and sampler on a
 # 12 mm grid (the motions below vary over 40 mm and more), two resolutions, 100 iterations each.

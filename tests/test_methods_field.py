@@ -12,20 +12,14 @@ import pytest
 import SimpleITK as sitk
 
 from rnr import layout
-from rnr.case import load_case
 from rnr.cli import main
 from rnr.config import SettingsError
+from rnr.data.case import load_case
 from rnr.io import InputError
-from rnr.methods.field import (
-    FieldSettings,
-    Frame,
-    read_field,
-    voxel_to_world_vectors,
-    world_to_voxel_vectors,
-)
+from rnr.methods.field import FieldSettings, Frame, read_field, voxel_to_world_vectors, world_to_voxel_vectors
 from rnr.methods.settings import settings_for_method, settings_from_mapping
 
-LPI = np.diag([1.0, 1.0, -1.0])  # the converted images' direction (rnr/dirlab.py)
+LPI = np.diag([1.0, 1.0, -1.0])  # the converted images' direction (rnr/data/dirlab_reader.py)
 
 
 def _t00(case_dir: Path) -> sitk.Image:

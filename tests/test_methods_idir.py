@@ -11,15 +11,16 @@ import pandas as pd
 import pytest
 import torch
 
-from rnr import layout, metrics
-from rnr.case import load_case
+from rnr import layout
 from rnr.config import SettingsError
+from rnr.data.case import load_case
+from rnr.evaluation import metrics
 from rnr.evaluation.evaluate import evaluate_run
+from rnr.fitting.transform import IdentityTransform
 from rnr.methods.idir import IDIRSettings, Siren, SirenTransform, bending_energy, idir_energy
 from rnr.methods.settings import settings_for_method, settings_from_mapping
 from rnr.methods.table import load_transform
 from rnr.registration import register_case
-from rnr.transform import IdentityTransform
 
 
 def _points(m: int = 200, seed: int = 0) -> torch.Tensor:

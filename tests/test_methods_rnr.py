@@ -8,16 +8,16 @@ import pytest
 import torch
 
 from rnr import coords, layout
-from rnr.case import load_case
 from rnr.config import Settings, SettingsError
-from rnr.fit import FitContext, make_sampler
+from rnr.data.case import load_case
 from rnr.fitting import losses
+from rnr.fitting.fit import FitContext, make_sampler
 from rnr.fitting.network import ResNetTransform
 from rnr.fitting.sampling import sample_volumes
+from rnr.methods.reference import ReferenceRNRObjective
 from rnr.methods.rnr import RNRObjective, RNRSettings, rnr_data
 from rnr.methods.settings import settings_for_method
 from rnr.methods.table import load_transform
-from rnr.reference import ReferenceRNRObjective
 from rnr.registration import register_case
 
 CPU = torch.device("cpu")
@@ -158,8 +158,8 @@ def test_fitting_a_phantom_case_reduces_tre_without_folding(phantom_dataset, tmp
     voxels, as DIR-Lab's do, and at this test scale (4.3 x 4.3 x 11.2 mm voxels) rounding alone leaves the
     exact motion with 4.8 mm file-landmark TRE on case 1 (identity: 3.9 mm).
     """
-    from rnr.dirlab import convert_case
-    from rnr.phantom import load_truth
+    from rnr.data.dirlab_reader import convert_case
+    from rnr.data.phantom import load_truth
 
     converted = load_case(convert_case(phantom_dataset, case_number, tmp_path / f"case{case_number}"))
     mask = converted.load_mask(converted.provided_mask_path)

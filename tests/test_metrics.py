@@ -1,4 +1,4 @@
-"""TRE and folding (rnr.metrics) on hand-computed and analytic cases, through the Transform interface."""
+"""TRE and folding (rnr.evaluation.metrics) on hand-computed and analytic cases, through the Transform interface."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from rnr import coords, metrics
-from rnr.transform import AffineTransform, IdentityTransform, Transform
+from rnr import coords
+from rnr.evaluation import metrics
+from rnr.fitting.transform import AffineTransform, IdentityTransform, Transform
 
 
 class SquareX(Transform):

@@ -7,8 +7,8 @@ import torch
 
 from rnr.fitting import jet as jet_module
 from rnr.fitting.network import ResidualBlock, ResNetMap, ResNetTransform
+from rnr.methods.reference import reference_passes
 from rnr.methods.table import load_transform
-from rnr.reference import reference_passes
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

@@ -1,4 +1,4 @@
-"""The built-in phantom (rnr.phantom): reader round trip, identity TRE vs its truth, realistic anatomy,
+"""The built-in phantom (rnr.data.phantom): reader round trip, identity TRE vs its truth, realistic anatomy,
 landmarks on vessels, images that follow the analytic motion with mass-preserving lung density, the realism
 table recomputed from the written images, DIR-Lab's acquisition, option ranges, determinism, and (slow) all
 ten cases at full size: timing, identity TRE close to DIR-Lab's table and the realism figures."""
@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from rnr import coords, dirlab, layout, phantom
+from rnr import coords, layout
+from rnr.data import dirlab_reader as dirlab
+from rnr.data import phantom
 
 # DIR-Lab's published no-registration TRE (mean, mm): the expectation for the phantom's calibration at scale 1.
 DIRLAB_IDENTITY_TRE_MM = {1: 3.89, 2: 4.34, 3: 6.94, 4: 9.83, 5: 7.48, 6: 10.89, 7: 11.03, 8: 14.99, 9: 7.92, 10: 7.30}
@@ -217,7 +219,7 @@ def test_realism_recomputed_from_written_images(case, phantom_dataset, cases_4_8
 def test_acquisition_is_dirlab_like():
     """At the default scale every case has DIR-Lab's in-plane : slice ratio (slices at least twice the
     in-plane spacing) and about half a million voxels or fewer."""
-    from rnr.phantom.write import DIRLAB_VOXEL_MM
+    from rnr.data.phantom.write import DIRLAB_VOXEL_MM
 
     for case in range(1, 11):
         size, spacing = phantom.geometry(case)
@@ -230,9 +232,9 @@ def test_acquisition_is_dirlab_like():
 def test_smallest_scale_still_has_300_landmarks():
     """At the smallest supported scale every case still finds 300 distinct landmark voxels (the bound of
     --scale is a real one)."""
-    from rnr.phantom import calibrate
-    from rnr.phantom.anatomy import grow_trees
-    from rnr.phantom.write import _case_params
+    from rnr.data.phantom import calibrate
+    from rnr.data.phantom.anatomy import grow_trees
+    from rnr.data.phantom.write import _case_params
 
     for case in range(1, 11):
         size, spacing = phantom.geometry(case, phantom.SCALE_RANGE[0])
@@ -253,13 +255,17 @@ def test_smallest_scale_still_has_300_landmarks():
 
 
 def test_evaluation_does_not_import_the_generator():
-    """rnr.evaluation.evaluate and rnr.truth read the truth with the motion model alone: no rendering, no writing."""
+    """rnr.evaluation.evaluate and rnr.data.truth read the truth with the motion model alone: no rendering, no
+    writing."""
     code = (
-        "import sys, rnr.evaluation.evaluate, rnr.truth; "
-        "print(sorted(m for m in sys.modules if m.startswith('rnr.phantom')))"
+        "import sys, rnr.evaluation.evaluate, rnr.data.truth; "
+        "print(sorted(m for m in sys.modules if m.startswith('rnr.data.phantom')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['rnr.phantom', 'rnr.phantom.anatomy', 'rnr.phantom.grid', 'rnr.phantom.motion']"
+    assert (
+        out.strip()
+        == "['rnr.data.phantom', 'rnr.data.phantom.anatomy', 'rnr.data.phantom.grid', 'rnr.data.phantom.motion']"
+    )
 
 
 def _jacobian_det(truth: phantom.PhantomTruth, points_vox: np.ndarray, phase: str, lung: bool) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The pairings of phases and steps (rnr/phases.py), written out literally so that fitting and evaluation
+"""The pairings of phases and steps (rnr/fitting/phases.py), written out literally so that fitting and evaluation
 are checked against the definition, not against each other."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from rnr.config import SettingsError
-from rnr.phases import LandmarkPair, Term, compared_terms, landmark_pairs, phase_pairs
+from rnr.fitting.phases import LandmarkPair, Term, compared_terms, landmark_pairs, phase_pairs
 
 # The definition (rnr/methods/README.md, "Pairings"), one row per phase interval n: (moving, fixed).
 SEED = [("T50", "T40"), ("T50", "T30"), ("T50", "T20"), ("T50", "T10"), ("T50", "T00")]

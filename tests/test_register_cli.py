@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from rnr import layout
-from rnr.case import load_case
 from rnr.cli import main as rnr_main
+from rnr.data.case import load_case
 from rnr.io import read_csv, read_json
 
 

@@ -1,4 +1,4 @@
-"""Registering one case (rnr/registration.py) and its run folder (rnr/rundir.py)."""
+"""Registering one case (rnr/registration.py) and its run folder (rnr/fitting/rundir.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import SimpleITK as sitk
 
 from rnr import layout
-from rnr.case import load_case
 from rnr.config import Settings
-from rnr.fit import FitError
+from rnr.data.case import load_case
+from rnr.fitting.fit import FitError
 from rnr.fitting.network import ResNetTransform
 from rnr.io import read_csv, read_json, write_image
 from rnr.methods.settings import settings_for_method, settings_from_mapping

@@ -53,10 +53,12 @@ from reliability_helpers import (
     write_user_mask,
 )
 
-from rnr import dirlab, layout, phantom
-from rnr.case import check_checkpoint_case, load_case
+from rnr import layout
+from rnr.data import dirlab_reader as dirlab
+from rnr.data import phantom
+from rnr.data.case import check_checkpoint_case, load_case
+from rnr.data.dirlab_reader import HU_OFFSET
 from rnr.data.segment import read_mask_record
-from rnr.dirlab import HU_OFFSET
 from rnr.methods.table import load_transform
 
 #: Snakemake's own exit code when it stops (config error, failed job).
@@ -894,7 +896,7 @@ def same_grid_checkpoint(converted_case, tmp_path_factory) -> Path:
 
 
 def test_checkpoint_case_check(case2_checkpoint, converted_case):
-    """rnr.case.check_checkpoint_case on a real checkpoint of case 2 against case 1."""
+    """rnr.data.case.check_checkpoint_case on a real checkpoint of case 2 against case 1."""
     transform, metadata = load_transform(case2_checkpoint)
     case1 = load_case(converted_case)
     with pytest.raises(dirlab.InputError) as info:

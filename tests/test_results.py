@@ -1,4 +1,4 @@
-"""Collecting evaluated runs (rnr/results.py): every configuration needs every case, and a record must
+"""Collecting evaluated runs (rnr/reporting/results.py): every configuration needs every case, and a record must
 match its folder; anything else is one clear error naming the files, and no table is written."""
 
 from __future__ import annotations

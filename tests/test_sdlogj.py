@@ -1,11 +1,11 @@
-"""rnr.metrics.sdlogj on analytic values."""
+"""rnr.evaluation.metrics.sdlogj on analytic values."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from rnr import metrics
+from rnr.evaluation import metrics
 
 
 def test_constant_det_has_zero_sdlogj():

@@ -14,8 +14,10 @@ import torch
 from scipy import ndimage
 
 from rnr import layout
-from rnr.case import load_case
 from rnr.cli import main as rnr_main
+from rnr.data.case import load_case
+from rnr.data.dirlab_reader import convert_case
+from rnr.data.phantom import load_truth, write_dataset
 from rnr.data.segment import (
     LUNGMASK_FILE,
     LUNGMASK_URL,
@@ -26,9 +28,7 @@ from rnr.data.segment import (
     segment_case,
     threshold_lung_mask,
 )
-from rnr.dirlab import convert_case
 from rnr.io import InputError, array_from_image, read_image, write_image
-from rnr.phantom import load_truth, write_dataset
 
 CASES = (1, 2)  # the cases of conftest's phantom_dataset
 
@@ -415,8 +415,8 @@ def test_oriented_mask_undoes_every_axis_permutation_and_flip():
     check decides instead."""
     import itertools
 
-    from rnr.case import oriented_mask
-    from rnr.dirlab import DIRECTION
+    from rnr.data.case import oriented_mask
+    from rnr.data.dirlab_reader import DIRECTION
 
     rng = np.random.default_rng(0)
     array = rng.random((5, 6, 7)) > 0.5

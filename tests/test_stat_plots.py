@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnr import figure_style, stats
-from rnr.reporting import stat_plots
-from rnr.table_marks import markers
+from rnr import figure_style
+from rnr.reporting import stat_plots, stats
+from rnr.reporting.table_marks import markers
 
 
 def _frame(cases=(1, 2, 3), seeds=(0, 1, 2)) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""rnr.stats: seed averaging, bootstrap intervals, Wilcoxon tests with Holm correction, table markers."""
+"""rnr.reporting.stats: seed averaging, bootstrap intervals, Wilcoxon tests with Holm correction, table markers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from rnr import stats
+from rnr.reporting import stats
 
 N_LANDMARKS = 300
 

@@ -1,4 +1,4 @@
-"""Sweeps (rnr/sweeps.py) through the plan, in-process: how a sweep expands into configurations, and every
+"""Sweeps (rnr/methods/sweeps.py) through the plan, in-process: how a sweep expands into configurations, and every
 sweep the plan must refuse before any job runs, with one line naming the sweep."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from test_plan import plan, refused
 
-from rnr.sweeps import sweep_from_dict, value_text
+from rnr.methods.sweeps import sweep_from_dict, value_text
 
 
 def test_a_sweep_expands_into_named_labelled_configurations():
@@ -97,7 +97,7 @@ def test_value_text_reads_as_written():
 
 
 def test_the_value_axis_is_logarithmic_when_the_values_span_decades():
-    from rnr.sweep_plots import value_axis
+    from rnr.reporting.sweep_plots import value_axis
 
     assert value_axis([0.01, 0.1, 1.0, 10.0]) == "log"
     assert value_axis([0.0, 0.05, 1.0]) == "symlog"  # 0 stays on the axis

@@ -1,4 +1,4 @@
-"""rnr.table_marks: the markers, bold cells and legends the tables draw from the paired tests."""
+"""rnr.reporting.table_marks: the markers, bold cells and legends the tables draw from the paired tests."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnr import stats, table_marks
-from rnr.table_render import tex_text
+from rnr.reporting import stats, table_marks
+from rnr.reporting.table_render import tex_text
 
 
 def _tests() -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""rnr.table_specs: the one registry of the tables. The README's lists are generated from it, the report's
+"""rnr.reporting.table_specs: the one registry of the tables. The README's lists are generated from it, the report's
 captions come from it, the frames the tables write have exactly its columns, and rule files can import it
 without the heavy packages."""
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rnr import results, stats
-from rnr.table_specs import (
+from rnr.reporting import results, stats
+from rnr.reporting.table_specs import (
     CAPTIONS,
     HTML_TABLES,
     STATS,
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_results_readme_lists_are_generated_from_the_specs():
-    """results/README.md shows the current lists (regenerate: python -m rnr.table_specs results/README.md)."""
+    """results/README.md shows the current lists (regenerate: python -m rnr.reporting.table_specs results/README.md)."""
     text = (ROOT / "results" / "README.md").read_text()
     assert render_readme(text) == text
     for table in TABLE_SPECS:
@@ -63,7 +63,7 @@ def test_every_file_has_a_key_and_every_table_a_caption():
 
 def test_rule_files_import_the_registry_without_heavy_packages():
     code = (
-        "import sys, rnr.table_specs; "
+        "import sys, rnr.reporting.table_specs; "
         "print(sorted(m for m in ('numpy', 'pandas', 'scipy', 'torch', 'SimpleITK') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)

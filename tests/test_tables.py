@@ -15,10 +15,10 @@ import pytest
 from evaluation_case import AFFINE_CONFIGS, make_runs
 
 from rnr import cli, layout
-from rnr.provenance import provenance_lines
-from rnr.results import CONTRACT_COLUMNS, TRE_LANDMARK_COLUMNS
-from rnr.table_render import Block, Cell, View, frame_view, html
-from rnr.table_specs import HTML_TABLES, STATS, TABLES, Column, Table
+from rnr.reporting.provenance import provenance_lines
+from rnr.reporting.results import CONTRACT_COLUMNS, TRE_LANDMARK_COLUMNS
+from rnr.reporting.table_render import Block, Cell, View, frame_view, html
+from rnr.reporting.table_specs import HTML_TABLES, STATS, TABLES, Column, Table
 
 CONFIGS = ["initial", *sorted(AFFINE_CONFIGS)]
 #: Their headings in the tables of ``rnr tables`` without --compare-to: the first registered one is the reference.
@@ -459,7 +459,7 @@ EXACT = {"initial": lambda t: t, "affine_small": lambda t: 0.6 * t + 0.4, "affin
 @pytest.fixture(scope="module")
 def exact_tables(seeded, tmp_path_factory) -> Path:
     """The seeded runs with an exact-truth record added to every metrics.json (as rnr evaluate writes it for
-    the phantom, rnr/truth.py), tabled with a display label for affine_small."""
+    the phantom, rnr/data/truth.py), tabled with a display label for affine_small."""
     runs = tmp_path_factory.mktemp("exact") / "runs"
     shutil.copytree(seeded.parent / "runs", runs)
     for path in runs.rglob(layout.METRICS_JSON):
@@ -605,7 +605,7 @@ def _widest_view() -> View:
     in every registered column, and in the compared columns the two marks a cell can carry together (better or
     worse, and not converged); the default run's labels, the reference marked. ``initial`` is never bold or
     marked, the reference never tested against itself."""
-    from rnr.table_specs import with_columns
+    from rnr.reporting.table_specs import with_columns
 
     labels = {n: c["label"] for n, c in _default_configurations().items() if c.get("label")}
     configs = ["initial", *labels]
@@ -628,7 +628,7 @@ def test_latex_tables_fit_an_a4_article_without_overfull_boxes(default_shaped, t
     booktabs and nothing overfull: the log of pdflatex has no 'Overfull \\hbox'."""
     import shutil as sh
 
-    from rnr.table_render import latex
+    from rnr.reporting.table_render import latex
 
     tre = (default_shaped / "tre.tex").read_text()
     exact = (default_shaped / "tre_exact.tex").read_text()

@@ -1,4 +1,4 @@
-"""Evaluation against the exact motion (rnr/truth.py): the true motion, wrapped as a Transform and scored by
+"""Evaluation against the exact motion (rnr/data/truth.py): the true motion, wrapped as a Transform and scored by
 the same code as every map, scores 0; the identity scores the true displacement."""
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from rnr import layout
-from rnr.case import load_case
+from rnr.data.case import load_case
+from rnr.data.truth import load_case_truth
 from rnr.evaluation.evaluate import compute_metrics
-from rnr.transform import IdentityTransform, Transform
-from rnr.truth import TruthTransform, exact_metrics, load_case_truth
+from rnr.evaluation.truth import TruthTransform, exact_metrics
+from rnr.fitting.transform import IdentityTransform, Transform
 
 
 @pytest.fixture(scope="module")

@@ -210,7 +210,7 @@ def _text(caption_html: str) -> str:
 def test_tiny_run_report(tiny_report):
     from rnr.layout import FIGURE_ORDER, sortable_number
     from rnr.reporting import plots
-    from rnr.table_specs import HTML_TABLES, TABLE_OF, TABLES
+    from rnr.reporting.table_specs import HTML_TABLES, TABLE_OF, TABLES
 
     text = tiny_report.read_text(errors="replace")
     for name in ("tre.csv", "tre.md", "tre.tex", "folding.csv", "tre_distribution"):
@@ -229,7 +229,7 @@ def test_tiny_run_report(tiny_report):
         assert f"{r.tre_mean_mm:.2f} ± {r.tre_std_mm:.2f}" in page, (r.case, r.configuration)
     exact = base64.b64decode(shown["tre_exact.html"]["data_uri"].partition(",")[2]).decode()
     assert exact.count("<table>") == 2  # the phantom carries its exact motion
-    # Every table file's caption is its table's caption in rnr.table_specs.
+    # Every table file's caption is its table's caption in rnr.reporting.table_specs.
     for category in ("Tables", "Tables (Markdown, LaTeX, CSV)"):
         for path in categories[category]["Other"]:
             table = TABLE_OF[next(k for k, f in TABLES.items() if f == Path(path).name)]
@@ -312,8 +312,8 @@ def test_dirlab_dataset_reads_a_dirlab_folder(phantom_dataset, tmp_path):
 
     import numpy as np
 
-    from rnr.case import load_case
-    from rnr.phantom import load_truth
+    from rnr.data.case import load_case
+    from rnr.data.phantom import load_truth
 
     target = "results/dirlab/runs/initial/case1/seed0/metrics.json"
     result = snakemake(

@@ -12,8 +12,8 @@ import pandas as pd
 import torch
 
 from rnr.config import MethodSettings, SettingsError
+from rnr.fitting.transform import Transform
 from rnr.methods.base import FitContext, Method, MethodOutcome
-from rnr.transform import Transform
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The ablation table and figure of one sweep (the config's ``sweeps``, expanded by rnr/sweeps.py).
+"""The ablation table and figure of one sweep (the config's ``sweeps``, expanded by rnr/methods/sweeps.py).
 
 Input:  --runs-dir results/<dataset>/runs with the metrics.json of the sweep's base and of every configuration
         the sweep made (rnr evaluate); --spec, the sweep as JSON (what the workflow's plan passes:
@@ -24,16 +24,16 @@ HELP = "one sweep's ablation table (CSV, Markdown, LaTeX, HTML) and its figure"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", required=True, help="results/<dataset>/runs")
     parser.add_argument("--out", required=True, help="output folder, e.g. results/<dataset>/ablation/<sweep>")
-    parser.add_argument("--spec", required=True, help="the sweep as JSON (rnr.sweeps.Sweep.to_dict)")
+    parser.add_argument("--spec", required=True, help="the sweep as JSON (rnr.methods.sweeps.Sweep.to_dict)")
     parser.add_argument(
         "--label", dest="labels", action="append", default=[], metavar="NAME=TEXT", help="display label"
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ablation import write_ablation
     from ..io import InputError
-    from ..sweeps import sweep_from_dict
+    from ..methods.sweeps import sweep_from_dict
+    from ..reporting.ablation import write_ablation
     from . import parse_labels
 
     try:

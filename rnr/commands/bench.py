@@ -3,7 +3,7 @@
 
 Fitting loops (default): both loops run in this process on the same case, mask, settings and seed, through
 the same loop (sampler, Adam, logging). The project's loop computes every phi_n and the Jacobians of all
-residuals in one pass in closed form with a hand-written backward; the reference loop (rnr/reference.py,
+residuals in one pass in closed form with a hand-written backward; the reference loop (rnr/methods/reference.py,
 also the test suite's reference) does a separate forward pass per step and autograd Jacobians with
 create_graph=True. Before timing, the loss and all parameter gradients of the first iteration are compared
 (to float precision). Printed: iterations/s of each loop (median over --repeats), their ratio, the peak
@@ -39,9 +39,9 @@ import tempfile
 from pathlib import Path
 
 from .. import layout
-from ..bench import run_benchmark
-from ..case import ConvertedCase, load_case
+from ..data.case import ConvertedCase, load_case
 from ..io import InputError, write_json
+from ..methods.bench import run_benchmark
 from .register import load_settings
 
 HELP = "time the fitting loop against the straightforward reference, or (--evaluate) the evaluation pass"
@@ -132,8 +132,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--reference-iterations must be >= 1, got {reference_iterations}")
     with tempfile.TemporaryDirectory(prefix="rnr-bench-") as tmp:
         if args.case_dir is None:
-            from ..dirlab import convert_case
-            from ..phantom import write_dataset
+            from ..data.dirlab_reader import convert_case
+            from ..data.phantom import write_dataset
 
             print(f"bench: generating phantom case {args.phantom_case} (scale {args.phantom_scale}) in {tmp}")
             source = write_dataset(Path(tmp) / "phantom", cases=[args.phantom_case], seed=0, scale=args.phantom_scale)
@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from ..bench import EVAL_POINTS, run_evaluation_benchmark
+    from ..methods.bench import EVAL_POINTS, run_evaluation_benchmark
     from ..runtime import resolve_device
 
     settings = load_settings(args.settings, ([f"device={args.device}"] if args.device else []) + list(args.overrides))

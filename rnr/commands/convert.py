@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..case import load_case
+    from ..data.case import load_case
 
     out = DATASETS[args.dataset].convert(args.source, args.case, args.out)
     case = load_case(out)

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ablation import write_budget
+    from ..reporting.ablation import write_budget
     from . import parse_labels
 
     paths = write_budget(args.runs_dir, args.out, args.configurations, parse_labels(args.labels))

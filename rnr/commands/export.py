@@ -16,7 +16,7 @@ geometry, so they overlay T00.nii.gz in a viewer:
   detj.nii.gz                det J of phi per voxel (float32)
   export.json                what each file is, the run, the conventions
 
---format l2r writes Learn2Reg's form instead (rnr/l2r.py): disp_{NNNN}_{NNNN}.nii.gz (N = the case, 4 digits),
+--format l2r writes Learn2Reg's form instead (rnr/data/l2r.py): disp_{NNNN}_{NNNN}.nii.gz (N = the case, 4 digits),
 an (H, W, D, 3) array as nibabel's get_fdata() returns it, in VOXELS of the T00 grid along its array axes
 (x, y, z), pointing from fixed (T00) to moving (T50); plus export.json.
 
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("itk", "l2r"),
         default="itk",
         help="itk (default): the files above; l2r: only Learn2Reg's disp_{N}_{N}.nii.gz (voxels, fixed T00 -> "
-        "moving T50, (H, W, D, 3) as nibabel reads it; rnr/l2r.py) and export.json",
+        "moving T50, (H, W, D, 3) as nibabel reads it; rnr/data/l2r.py) and export.json",
     )
     parser.add_argument("--no-steps", action="store_true", help="only phi: no field_step*/warped_*_step* files")
     parser.add_argument("--no-warped", action="store_true", help="no warped images")

@@ -78,9 +78,9 @@ def relabel(frame: Any, labels: dict[str, str], columns: tuple[str, ...] = ("con
 
 def run(args: argparse.Namespace) -> int:
     from ..reporting.plots import write_figures
+    from ..reporting.results import configuration_order, load_metrics, per_landmark_frame, summary_frame
     from ..reporting.stat_plots import paired_differences, tre_seed_spread
-    from ..results import configuration_order, load_metrics, per_landmark_frame, summary_frame
-    from ..tables import collect
+    from ..reporting.tables import collect
     from . import parse_labels
 
     labels = parse_labels(args.labels)

@@ -18,7 +18,7 @@ Output (OUT_DIR):
   truth/case{N}.npz, truth/case{N}.json      exact landmark positions, true lung mask, motion, each
                                              phase's lung volume, mean lung HU and lung mass; the .npz
                                              alone gives the exact position of any T00 point at any phase
-                                             (rnr.truth.load_truth_file(...).positions)
+                                             (rnr.data.truth.load_truth_file(...).positions)
   truth/summary.csv                          the realism table (printed too): lung volume T50/T00, mean
                                              lung HU at T00 and T50, lung mass T50/T00, noise, spacing,
                                              NCC of T00 with T50 under the true motion
@@ -30,7 +30,8 @@ cases in parallel). Same seed, same data.
 --layout copdgene writes two breath-hold phases per case in DIR-Lab COPDgene's layout instead
 (copd{N}/copd{N}/copd{N}_iBHCT.img, _eBHCT.img, copd{N}_300_iBH_xyz_r1.txt, ...): 512-wide slices at the
 scale, padding outside the circular field of view, the landmark text forms of COPDgene's copies, motion
-loosely calibrated (twice the 4DCT phantom's, at most 15 mm mean), no truth file and no mask (rnr/phantom/copdgene.py).
+loosely calibrated (twice the 4DCT phantom's, at most 15 mm mean), no truth file and no mask
+(rnr/data/phantom/copdgene.py).
 
 Next step: rnr convert --dataset phantom --source OUT_DIR --case N --out CASE_DIR
   (--layout copdgene: rnr convert --dataset copdgene_phantom --source OUT_DIR ...)
@@ -48,8 +49,8 @@ import time
 
 from ..data.phantom import DATASET as PHANTOM
 
-# The option ranges only: rnr.phantom's modules load lazily, so --help stays quick.
-from ..phantom.grid import ACQUISITION_FACTOR, NOISE_HU, NOISE_RANGE_HU, SCALE_RANGE
+# The option ranges only: rnr.data.phantom's modules load lazily, so --help stays quick.
+from ..data.phantom.grid import ACQUISITION_FACTOR, NOISE_HU, NOISE_RANGE_HU, SCALE_RANGE
 
 HELP = "write the built-in synthetic 4DCT phantom (ten cases) in the DIR-Lab layout"
 
@@ -100,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="dirlab",
         help="dirlab (default): 4DCT, T00..T50 in DIR-Lab's layout; copdgene: two breath-hold phases in DIR-Lab "
         "COPDgene's layout (copd{N}/copd{N}/, 512-wide slices at the scale, padding outside the field of view; "
-        "loosely calibrated, no truth file, no mask: rnr/phantom/copdgene.py)",
+        "loosely calibrated, no truth file, no mask: rnr/data/phantom/copdgene.py)",
     )
     parser.add_argument(
         "--no-masks",
@@ -112,8 +113,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.layout == "copdgene":
         return _run_copdgene(args)
-    from ..phantom import read_summary, realism_text, write_dataset
-    from ..truth import load_truth
+    from ..data.phantom import read_summary, realism_text, write_dataset
+    from ..data.truth import load_truth
 
     start = time.perf_counter()
     out = write_dataset(
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_copdgene(args: argparse.Namespace) -> int:
-    from ..phantom.copdgene import write_dataset
+    from ..data.phantom.copdgene import write_dataset
 
     start = time.perf_counter()
     out = write_dataset(

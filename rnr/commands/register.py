@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import layout
-from ..case import load_case
 from ..config import Settings, parse_overrides
-from ..fit import FitError
+from ..data.case import load_case
+from ..fitting.fit import FitError
 from ..io import InputError
 from ..methods.settings import settings_from_file, settings_from_mapping
 from ..registration import register_case

@@ -32,7 +32,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..case import describe_figures
+from ..data.case import describe_figures
 from ..data.segment import METHODS, read_mask_record, segment_case
 
 HELP = "T00 lung mask of a converted case (lungmask, provided, threshold)"

@@ -2,7 +2,7 @@
 
 Input:  --runs-dir results/<dataset>/runs, holding <configuration>/case<N>/seed<S>/metrics.json (rnr evaluate);
         every configuration must have every case, and all runs of a configuration the same settings.
-Output: --out results/<dataset>/tables: every table of rnr/table_specs.py, e.g. tre.csv (one row per case x
+Output: --out results/<dataset>/tables: every table of rnr/reporting/table_specs.py, e.g. tre.csv (one row per case x
         configuration, the contract columns first), tre.md/.tex/.html (the thesis table: cases as rows plus a
         mean row with a 95 % bootstrap interval over cases, configurations as columns headed by their labels,
         markers of the paired tests against --compare-to), tre_exact.* and tre_exact_landmarks.csv (datasets
@@ -73,7 +73,7 @@ def dataset_name(given: str | None, runs_dir: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tables import write_tables
+    from ..reporting.tables import write_tables
     from . import parse_labels
 
     labels = parse_labels(args.labels)

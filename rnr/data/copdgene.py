@@ -1,6 +1,6 @@
 """The DIR-Lab COPDgene dataset (rnr/DATA.md, "DIR-Lab COPDgene"): ten breath-hold inhale/exhale pairs of COPD
 patients, 300 landmarks on each, read from the user's unpacked folder (config ``copdgene_dir``). Two phases:
-inhale is T00, exhale T50. The reader is :mod:`rnr.copdgene`.
+inhale is T00, exhale T50. The reader is :mod:`rnr.data.copdgene_reader`.
 
 Also the phantom written in COPDgene's layout (``rnr phantom --layout copdgene``, dataset
 ``copdgene_phantom``): the same reader converts it, so a fresh clone exercises the reader and the chain.
@@ -18,23 +18,24 @@ CASES = tuple(range(1, 11))
 
 
 def convert(source_dir: str | Path, case: int, out_dir: str | Path) -> Path:
-    """One COPDgene case of ``source_dir`` -> a converted case folder (:func:`rnr.copdgene.convert_case`)."""
-    from ..copdgene import convert_case  # SimpleITK: loaded when a case is converted, not when a plan is made
+    """One COPDgene case of ``source_dir`` -> a converted case folder
+    (:func:`rnr.data.copdgene_reader.convert_case`)."""
+    from .copdgene_reader import convert_case  # SimpleITK: loaded when a case is converted, not when a plan is made
 
     return convert_case(source_dir, case, out_dir)
 
 
 def geometry(case: int) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
-    """COPDgene's grid of ``case`` (:data:`rnr.copdgene.COPDGENE_GEOMETRY`): (size_xyz, spacing_xyz)."""
-    from ..copdgene import COPDGENE_GEOMETRY
+    """COPDgene's grid of ``case`` (:data:`rnr.data.copdgene_reader.COPDGENE_GEOMETRY`): (size_xyz, spacing_xyz)."""
+    from .copdgene_reader import COPDGENE_GEOMETRY
 
     g = COPDGENE_GEOMETRY[case]
     return g.size_xyz, g.spacing_xyz
 
 
 def phantom_geometry(case: int) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
-    """The COPDgene-layout phantom's grid of ``case`` at scale 1 (:func:`rnr.phantom.copdgene.geometry`)."""
-    from ..phantom.copdgene import geometry as grid
+    """The COPDgene-layout phantom's grid of ``case`` at scale 1 (:func:`rnr.data.phantom.copdgene.geometry`)."""
+    from .phantom.copdgene import geometry as grid
 
     return grid(case, 1.0)
 

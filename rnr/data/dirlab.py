@@ -1,5 +1,6 @@
 """The DIR-Lab 4DCT dataset (rnr/DATA.md, "DIR-Lab 4DCT"): ten cases, phases T00..T50, 300 landmarks on
-T00 and T50, read from the user's unpacked folder (config ``dirlab_dir``). The reader is :mod:`rnr.dirlab`."""
+T00 and T50, read from the user's unpacked folder (config ``dirlab_dir``). The reader is
+:mod:`rnr.data.dirlab_reader`."""
 
 from __future__ import annotations
 
@@ -25,15 +26,16 @@ NO_REGISTRATION_TRE_MM: dict[int, tuple[float, float]] = {
 
 
 def convert(source_dir: str | Path, case: int, out_dir: str | Path) -> Path:
-    """One DIR-Lab case folder of ``source_dir`` -> a converted case folder (:func:`rnr.dirlab.convert_case`)."""
-    from ..dirlab import convert_case  # SimpleITK: loaded when a case is converted, not when a plan is made
+    """One DIR-Lab case folder of ``source_dir`` -> a converted case folder
+    (:func:`rnr.data.dirlab_reader.convert_case`)."""
+    from .dirlab_reader import convert_case  # SimpleITK: loaded when a case is converted, not when a plan is made
 
     return convert_case(source_dir, case, out_dir)
 
 
 def geometry(case: int) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
-    """DIR-Lab's grid of ``case`` (:data:`rnr.dirlab.DIRLAB_GEOMETRY`): (size_xyz, spacing_xyz)."""
-    from ..dirlab import DIRLAB_GEOMETRY
+    """DIR-Lab's grid of ``case`` (:data:`rnr.data.dirlab_reader.DIRLAB_GEOMETRY`): (size_xyz, spacing_xyz)."""
+    from .dirlab_reader import DIRLAB_GEOMETRY
 
     g = DIRLAB_GEOMETRY[case]
     return g.size_xyz, g.spacing_xyz

@@ -18,7 +18,7 @@ Methods (``METHODS``):
 * ``threshold`` -- :func:`threshold_lung_mask`, a classical segmentation that needs no weights.
 * ``auto`` -- ``provided`` when the case has a provided mask, else ``lungmask``.
 
-Whatever the method, the mask is checked before it is written (:func:`rnr.case.check_mask_content`: at
+Whatever the method, the mask is checked before it is written (:func:`rnr.data.case.check_mask_content`: at
 least 80 % of its voxels below -500 HU in T00, at least 0.5 L, at least 90 % of it in its two largest
 connected components); a mask failing that is refused with its figures, and nothing is written. The
 figures of an accepted mask are recorded next to it in ``mask_T00.json`` (:func:`mask_record_path`):
@@ -36,7 +36,8 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .. import layout
-from ..case import (
+from ..io import InputError, array_from_image, read_image, read_json, write_image, write_json
+from .case import (
     AIR_HU,
     MIN_AIR_FRACTION,
     MIN_MAIN_FRACTION,
@@ -47,7 +48,6 @@ from ..case import (
     load_case,
     oriented_mask,
 )
-from ..io import InputError, array_from_image, read_image, read_json, write_image, write_json
 
 log = logging.getLogger(__name__)
 

@@ -2,5 +2,5 @@
 NIfTI (``export``), warped slices and volumes (``warp``) and the loss log's convergence (``convergence``).
 
 Imports the stages before it (data, fitting, methods: checkpoints are loaded through the method table) and
-the shared core; ``rnr.metrics`` and ``rnr.truth`` are its pure scoring functions.
+the shared core; ``rnr.evaluation.metrics`` and ``rnr.data.truth`` are its pure scoring functions.
 """

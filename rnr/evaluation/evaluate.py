@@ -14,17 +14,19 @@ from typing import Any
 
 import numpy as np
 
-from .. import coords, layout, metrics, panels
-from ..case import ConvertedCase, check_checkpoint_case, load_case
+from .. import coords, layout
+from ..data.case import ConvertedCase, check_checkpoint_case, load_case
 from ..data.segment import read_mask_record
+from ..data.truth import load_case_truth
+from ..fitting.phases import PAIRINGS
+from ..fitting.transform import DEFAULT_CHUNK, IdentityTransform, Transform
 from ..io import InputError, read_csv, read_json, write_json
 from ..layout import INITIAL, INITIAL_SEED
 from ..methods.table import load_transform
-from ..phases import PAIRINGS
 from ..runtime import resolve_device
-from ..transform import DEFAULT_CHUNK, IdentityTransform, Transform
-from ..truth import exact_metrics, load_case_truth
+from . import metrics, panels
 from .convergence import convergence, describe
+from .truth import exact_metrics
 from .warp import slice_points, warp_slice
 
 SCHEMA = "rnr-metrics/1"
@@ -112,11 +114,11 @@ def compute_metrics(
         case: the converted case (landmarks, Sampled4D, geometry).
         transform: phi on the case's T00 grid.
         mask_zyx: bool T00 lung mask (nz, ny, nx); folding is evaluated on every voxel of it.
-        pairing: ``seed`` or ``trajectory`` (rnr/phases.py) for the intermediate TRE.
+        pairing: ``seed`` or ``trajectory`` (rnr/fitting/phases.py) for the intermediate TRE.
         step_folding: also record the folding of every phi_n (for RNR the one pass computes them anyway).
     Returns:
         ``{"tre": {...}, "intermediate": {...} | None, "folding": {...}, "exact": {...} | None}`` as written
-        into metrics.json; ``exact`` (rnr/truth.py) where the case carries its exact motion.
+        into metrics.json; ``exact`` (rnr/data/truth.py) where the case carries its exact motion.
     """
     if tuple(transform.size_xyz) != tuple(case.size_xyz) or not np.allclose(
         transform.spacing_xyz, case.spacing_xyz, atol=1e-3

@@ -10,7 +10,7 @@ folder, every file on the T00 grid with ``T00.nii.gz``'s geometry (size, spacing
                                phi_N is ``field.nii.gz``)
 ``warped_T50.nii.gz``          T50 sampled at phi(x): the moving image brought onto T00 (HU, float32)
 ``warped_{P}_step{n}.nii.gz``  for stepped maps on cases with T10..T40: phase P sampled at phi_n(x), one per
-                               intermediate compared pair of the run's pairing (rnr/phases.py)
+                               intermediate compared pair of the run's pairing (rnr/fitting/phases.py)
 ``detj.nii.gz``                det J of phi at every voxel (float32; the method's own Jacobian: closed form
                                for RNR and IDIR, central differences of the field for demons and ``field``)
 ``export.json``                what each file is, the run and case it came from, the conventions; written
@@ -20,7 +20,7 @@ folder, every file on the T00 grid with ``T00.nii.gz``'s geometry (size, spacing
 **Field convention** (ITK's, what ``sitk.DisplacementFieldTransform`` and ANTs / Slicer / ITK-SNAP expect):
 the vector at T00 voxel x is phi(x) - x in millimetres along ITK's physical LPS axes, i.e.
 ``direction @ (spacing * d_vox)`` for the project's index-space displacement ``d_vox`` (rnr/coords.py). With
-the converted images' direction diag(1, 1, -1) (rnr/dirlab.py) the z component is minus the index-space z
+the converted images' direction diag(1, 1, -1) (rnr/data/dirlab_reader.py) the z component is minus the index-space z
 displacement in mm. So ``DisplacementFieldTransform(field).TransformPoint(p)`` maps a T00 world point p to
 its T50 world point, and ``sitk.Resample(T50, T00, that transform)`` is the warped T50 (up to float32 and
 the border: outside the image ITK gives the default value where the project clamps to the edge value).
@@ -39,14 +39,15 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from .. import l2r, layout
-from ..case import ConvertedCase, load_case
+from .. import layout
+from ..data import l2r
+from ..data.case import ConvertedCase, load_case
+from ..fitting.transform import DEFAULT_CHUNK, Transform
 from ..io import InputError, write_image, write_json
 from ..layout import DETJ, FIELD, MANIFEST
 from ..methods.field import Frame, read_header, voxel_to_world_vectors, world_to_voxel_vectors
 from ..methods.table import load_transform
 from ..runtime import resolve_device
-from ..transform import DEFAULT_CHUNK, Transform
 from .warp import warp_volume
 
 SCHEMA = "rnr-export/1"
@@ -232,7 +233,7 @@ def export_run(
 def export_l2r(case_dir: str | Path, run_dir: str | Path, out_dir: str | Path, device: str = "auto") -> dict[str, Any]:
     """Write a run's map as Learn2Reg's ``disp_{N}_{N}.nii.gz`` (and ``export.json``, last) into ``out_dir``;
     return the manifest. The field is the same as ``field.nii.gz`` of :func:`export_run`, in voxels along the
-    index axes instead of mm along the world axes (rnr/l2r.py)."""
+    index axes instead of mm along the world axes (rnr/data/l2r.py)."""
     start = time.perf_counter()
     case = load_case(case_dir)
     out_dir = Path(out_dir)

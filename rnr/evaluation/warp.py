@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import coords
-from ..transform import DEFAULT_CHUNK, Transform
+from ..fitting.transform import DEFAULT_CHUNK, Transform
 
 
 def sample_normalised(volume_zyx: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

@@ -2,5 +2,6 @@
 
 The network and its one-pass jet (``network``, ``jet``), the losses, trilinear sampling and point batches,
 and the mask points a point-based fit samples (``fit_data``). Imports only the shared core (coordinates,
-I/O, layout, configuration), ``rnr.case``, ``rnr.phases``, ``rnr.transform`` and ``rnr.fit``.
+I/O, layout, configuration), ``rnr.data.case``, ``rnr.fitting.phases``, ``rnr.fitting.transform`` and
+``rnr.fitting.fit``.
 """

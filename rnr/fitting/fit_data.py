@@ -1,7 +1,7 @@
 """The data a point-based fit samples: T00-mask points and the intensities its compared terms need.
 
 The points are the voxel centres of the T00 lung mask in normalised coordinates (rnr/coords.py). Each
-compared term (rnr/phases.py) samples phase ``moving`` at phi_step(x) and compares it with phase ``fixed``
+compared term (rnr/fitting/phases.py) samples phase ``moving`` at phi_step(x) and compares it with phase ``fixed``
 at x. Fixed intensities are exact voxel values (the points are voxel centres), gathered once; moving
 volumes are kept whole on the device and sampled trilinearly with border clamping (rnr/fitting/sampling.py).
 """
@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from .. import coords
-from ..case import ConvertedCase
-from ..phases import Term
+from ..data.case import ConvertedCase
+from .phases import Term
 
 
 @dataclass
@@ -56,7 +56,7 @@ def prepare_data(case: ConvertedCase, mask: np.ndarray, terms: tuple[Term, ...],
     Args:
         case: the converted case.
         mask: (nz, ny, nx) bool T00 lung mask on the case grid.
-        terms: the compared terms (rnr.phases.compared_terms).
+        terms: the compared terms (rnr.fitting.phases.compared_terms).
         device: where the tensors live.
     """
     mask = np.asarray(mask, dtype=bool)

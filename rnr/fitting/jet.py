@@ -25,7 +25,7 @@ Measured on the 2-core development machine (10,000 points, 5 blocks of width 100
 iteration single-threaded against ~1.4 s for the straightforward formulation. Results do not depend on the
 number of threads except for the order in which the per-thread weight gradients are summed (float
 rounding). ``tests/test_network.py`` checks it against
-``torch.autograd.gradcheck`` in float64 and against the straightforward formulation (rnr/reference.py).
+``torch.autograd.gradcheck`` in float64 and against the straightforward formulation (rnr/methods/reference.py).
 
 Evaluation (:func:`jet_steps`): the same forward without anything kept for a backward gives phi_1..phi_N
 and det J of every phi_n in one pass (folding of every step); its matrix products alone
@@ -523,7 +523,7 @@ def products_only_pass(
 ) -> None:
     """The matrix products of :func:`jet_steps` alone, on the same shapes, chunks, buffers and threads, and
     nothing else (no sin/cos, no elementwise work, no determinants; the results are meaningless): the
-    matrix-rate limit of the evaluation pass on this machine, for the benchmark (rnr/bench.py)."""
+    matrix-rate limit of the evaluation pass on this machine, for the benchmark (rnr/methods/bench.py)."""
     n = len(blocks) if n_steps is None else int(n_steps)
     _check_inputs(x, blocks)
     device, m = x.device, x.shape[0]

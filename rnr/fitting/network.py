@@ -13,7 +13,7 @@ Three ways through the same parameters:
   (:meth:`ResNetTransform.map_steps_and_detj`, the folding of every step);
   :meth:`ResNetMap.jacobian`: the closed-form Jacobian of phi_n.
 
-:class:`ResNetTransform` wraps a fitted map as a :class:`rnr.transform.Transform` (kind ``"rnr"``).
+:class:`ResNetTransform` wraps a fitted map as a :class:`rnr.fitting.transform.Transform` (kind ``"rnr"``).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from .. import coords
-from ..transform import DEFAULT_CHUNK, Transform
 from . import jet as _jet
+from .transform import DEFAULT_CHUNK, Transform
 
 # Standard deviation of W3 and b3 at initialisation: phi_N starts within ~1e-3 of the identity.
 OUTPUT_INIT_STD = 1e-3

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..transform import FieldTransform
+from ..fitting.transform import FieldTransform
 from .base import FitContext, Method, MethodOutcome, import_extra, pair_outcome
 from .field import world_to_voxel_vectors
 from .settings import AntsSettings

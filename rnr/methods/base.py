@@ -4,14 +4,15 @@ A method is one module in ``rnr/methods/`` that defines
 
 * its settings block (a frozen dataclass derived from :class:`rnr.config.MethodSettings`, every default in
   it),
-* its transform class(es) (:class:`rnr.transform.Transform` subclasses with a unique ``kind``, so that
+* its transform class(es) (:class:`rnr.fitting.transform.Transform` subclasses with a unique ``kind``, so that
   checkpoints reload),
 * a ``fit(ctx) -> MethodOutcome`` function,
 
 and one :class:`Method` value ``METHOD`` naming them, listed in :data:`rnr.methods.table.METHODS`. A method fitted
-by the project's optimisation loop builds an :class:`rnr.fit.Objective` and calls :func:`rnr.fit.fit_with_loop`.
-``fit`` gets a :class:`rnr.fit.FitContext` typed by the method's settings block (``FitContext[RNRSettings]``:
-``ctx.settings.params`` is that block, no cast needed) and returns a :class:`rnr.fit.MethodOutcome`.
+by the project's optimisation loop builds an :class:`rnr.fitting.fit.Objective` and calls
+:func:`rnr.fitting.fit.fit_with_loop`.
+``fit`` gets a :class:`rnr.fitting.fit.FitContext` typed by the method's settings block (``FitContext[RNRSettings]``:
+``ctx.settings.params`` is that block, no cast needed) and returns a :class:`rnr.fitting.fit.MethodOutcome`.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ import torch
 
 from ..config import MethodSettings, SettingsError
 
-# What a method's fit gets and returns, and the shared loop, live with the loop (rnr.fit); named here too,
+# What a method's fit gets and returns, and the shared loop, live with the loop (rnr.fitting.fit); named here too,
 # so that a method module finds its whole contract in this one module.
-from ..fit import FitContext, MethodOutcome, fit_with_loop
-from ..phases import compared_terms
-from ..transform import Transform
+from ..fitting.fit import FitContext, MethodOutcome, fit_with_loop
+from ..fitting.phases import compared_terms
+from ..fitting.transform import Transform
 
 
 @dataclass(frozen=True)

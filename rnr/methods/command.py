@@ -25,7 +25,7 @@ Its standard output goes to the job's output; its standard error is captured, co
 output, and its last lines are kept in the run record (``command_stderr_tail``) with the exit code
 (``command_exit_code``), the command as run (``command_line``) and its wall time (``wall_s``).
 
-**Failures** stop the run with one line naming the case and the command (:class:`rnr.fit.FitError`;
+**Failures** stop the run with one line naming the case and the command (:class:`rnr.fitting.fit.FitError`;
 ``rnr register`` exits with 2 and writes nothing): a non-zero exit code (with the last line of its
 standard error), a command that runs longer than ``command_timeout_s``, no field written, or a field
 ``method: field`` rejects (with that check's message: wrong grid, not vectors, not finite, not mm, positions
@@ -47,11 +47,11 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from ..case import ConvertedCase
 from ..config import SettingsError
-from ..fit import FitError
+from ..data.case import ConvertedCase
+from ..fitting.fit import FitError
+from ..fitting.transform import FieldTransform
 from ..io import InputError, read_image_header, write_image
-from ..transform import FieldTransform
 from .base import FitContext, Method, MethodOutcome, pair_outcome
 from .field import read_field
 from .settings import CommandSettings

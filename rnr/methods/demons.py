@@ -11,7 +11,7 @@ Method (configuration ``{method: demons}``; every number below is a :class:`Demo
   (outside it the value is 1, the window top, i.e. flat "tissue"). The *T00* mask is used for both images
   because T50 has none; at exhale the lungs shrink cranially, so the T50 lungs lie inside the dilated T00
   mask, and the mask border falls in tissue that the window already made flat (no artificial edge).
-* **Images in physical space**: the arrays of :mod:`rnr.case` are wrapped as SimpleITK images with the
+* **Images in physical space**: the arrays of :mod:`rnr.data.case` are wrapped as SimpleITK images with the
   case's spacing, origin 0 and identity direction, so a physical point is exactly ``index0 * spacing``
   (coords.voxel_to_mm). The converted NIfTI's direction diag(1, 1, -1) is deliberately not used: it would
   only flip the sign of z in the field, and the identity frame makes the mm -> voxel conversion a plain
@@ -28,7 +28,7 @@ Method (configuration ``{method: demons}``; every number below is a :class:`Demo
   (demons fields are in mm, so no rescaling is needed).
 * **Output**: the finest level's field, in mm, converted to voxels (divide by spacing) and stored by
   :class:`FieldTransform` in normalised units. The map is then evaluated by the project's code: TRE
-  (continuous and snapped) in :mod:`rnr.metrics`, folding from the Jacobian of :class:`FieldTransform`.
+  (continuous and snapped) in :mod:`rnr.evaluation.metrics`, folding from the Jacobian of :class:`FieldTransform`.
 
 Settings keys used: ``demons_iterations`` (per level), ``demons_shrink`` (per level), ``demons_sigma``,
 ``seed`` (recorded only; demons is deterministic). RNR's optimiser keys (iterations, batch_size, lr, ...)
@@ -48,8 +48,8 @@ import torch
 from scipy import ndimage
 
 from .. import coords
-from ..phases import compared_terms
-from ..transform import FieldTransform
+from ..fitting.phases import compared_terms
+from ..fitting.transform import FieldTransform
 from .base import FitContext, Method, MethodOutcome
 from .settings import DemonsSettings
 

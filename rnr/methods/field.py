@@ -2,11 +2,11 @@
 
 Nothing is fitted. For each case the file named by the pattern (``{case}`` replaced by the case number;
 a relative path starts in the working directory of ``rnr register``, in the workflow Snakemake's) is read,
-checked and wrapped as a :class:`~rnr.transform.FieldTransform`, so ``rnr register`` writes a run
+checked and wrapped as a :class:`~rnr.fitting.transform.FieldTransform`, so ``rnr register`` writes a run
 folder like any method's and ``rnr evaluate``, the tables, statistics and figures score it by the same code.
 
 **The file format** (``format: itk``, the default; ``format: l2r`` reads Learn2Reg's voxel fields instead,
-rnr/l2r.py) is the one ``rnr export`` writes and ITK defines for a displacement field (a
+rnr/data/l2r.py) is the one ``rnr export`` writes and ITK defines for a displacement field (a
 ``sitk.DisplacementFieldTransform`` reads it as is):
 
 * a 3-D image of 3-vectors (NIfTI, MetaImage, NRRD: anything SimpleITK reads), any float pixel type;
@@ -14,7 +14,7 @@ rnr/l2r.py) is the one ``rnr export`` writes and ITK defines for a displacement 
   (spacing and origin within :data:`GRID_TOL_MM`, direction within :data:`DIRECTION_TOL`);
 * the vector at T00 voxel x is phi(x) - x, the displacement that carries the T00 point to its T50 position,
   in **millimetres along ITK's physical (LPS) axes**. With the converted images' direction diag(1, 1, -1)
-  (rnr/dirlab.py) the z component has the *opposite* sign to a displacement in DIR-Lab's index (and
+  (rnr/data/dirlab_reader.py) the z component has the *opposite* sign to a displacement in DIR-Lab's index (and
   ``*_mm`` column) space: a point moving to larger slice numbers (inferior) has a negative z component.
 
 Checks, each an :class:`~rnr.io.InputError` naming the file, what was expected and what was found: a
@@ -41,10 +41,10 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from ..case import ConvertedCase
+from ..data.case import ConvertedCase
+from ..fitting.phases import compared_terms
+from ..fitting.transform import FieldTransform
 from ..io import InputError, read_image_header
-from ..phases import compared_terms
-from ..transform import FieldTransform
 from .base import FitContext, Method, MethodOutcome
 from .settings import FieldSettings
 
@@ -208,7 +208,7 @@ def fit(ctx: FitContext[FieldSettings]) -> MethodOutcome:
             f"relative paths start in {Path.cwd()})"
         )
     if params.format == "l2r":
-        from ..l2r import read_l2r_field
+        from ..data.l2r import read_l2r_field
 
         disp = read_l2r_field(path, ctx.case)
     else:

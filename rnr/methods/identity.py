@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..phases import compared_terms
-from ..transform import IdentityTransform
+from ..fitting.phases import compared_terms
+from ..fitting.transform import IdentityTransform
 from .base import FitContext, Method, MethodOutcome
 from .settings import IdentitySettings
 

@@ -20,7 +20,7 @@ at phi(x) for x on T00-mask voxel centres, compared with T00 at x; no intermedia
 * **Optimisation** (IDIR's defaults, :class:`IDIRSettings`): Adam, learning rate 1e-5, 2500 iterations of
   10,000 fresh random T00-mask points.
 
-It plugs into the project's loop as :class:`IDIRObjective` (rnr.fit: sampling of fresh random mask points,
+It plugs into the project's loop as :class:`IDIRObjective` (rnr.fitting.fit: sampling of fresh random mask points,
 Adam, device, seed, progress, loss log and run outputs are RNR's); :data:`METHOD` is its row of the method
 table, so ``rnr register --set method=idir`` and a configuration ``{method: idir}`` use it. Settings: the
 loop keys ``lr``, ``iterations``, ``batch_size``, ``sampling`` (IDIR's defaults), plus ``alpha_bending``,
@@ -43,12 +43,12 @@ import torch
 from torch import nn
 
 from ..config import Settings
-from ..fit import FitContext, MethodOutcome, Objective, fit_with_loop
+from ..fitting.fit import FitContext, MethodOutcome, Objective, fit_with_loop
 from ..fitting.fit_data import FitData, prepare_data
 from ..fitting.losses import dissimilarity
+from ..fitting.phases import compared_terms
 from ..fitting.sampling import sample_volumes
-from ..phases import compared_terms
-from ..transform import Transform
+from ..fitting.transform import Transform
 from .base import Method
 from .settings import IDIRSettings
 
@@ -252,7 +252,7 @@ def idir_energy(
 
 
 class IDIRObjective(Objective):
-    """IDIR's model and loss for the project's loop (rnr.fit.optimise): a Siren on the fitting device.
+    """IDIR's model and loss for the project's loop (rnr.fitting.fit.optimise): a Siren on the fitting device.
 
     Uses the T50 -> T00 term of :class:`rnr.fitting.fit_data.FitData` only (``data.terms`` must be that one term).
     Logged terms: ``dissimilarity`` (1 - NCC) and ``bending`` (B, before the weight alpha).

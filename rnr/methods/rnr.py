@@ -13,13 +13,13 @@ import math
 import torch
 
 from ..config import Settings
-from ..fit import FitContext, MethodOutcome, Objective, fit_with_loop
 from ..fitting import losses
+from ..fitting.fit import FitContext, MethodOutcome, Objective, fit_with_loop
 from ..fitting.fit_data import FitData, prepare_data
 from ..fitting.network import ResNetMap, ResNetTransform
+from ..fitting.phases import compared_terms
 from ..fitting.sampling import sample_volumes
-from ..phases import compared_terms
-from ..transform import Transform
+from ..fitting.transform import Transform
 from .base import Method
 from .settings import RNRSettings
 

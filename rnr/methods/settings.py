@@ -29,7 +29,7 @@ from ..config import (
     check_positive,
     field_names,
 )
-from ..phases import PAIRINGS, steps_per_interval
+from ..fitting.phases import PAIRINGS, steps_per_interval
 
 
 # ----------------------------------------------------------------------------------------------------- rnr
@@ -40,7 +40,7 @@ class RNRSettings(LoopSettings):
 
     Attributes:
         intermediate: use T10..T40 in the loss when the case has them.
-        pairing: ``seed`` or ``trajectory`` (rnr/phases.py).
+        pairing: ``seed`` or ``trajectory`` (rnr/fitting/phases.py).
         n_blocks: residual blocks N (one or more per phase interval).
         width: hidden width q of each block.
         shared_weights: one block reused for every step (a stationary velocity field).
@@ -161,7 +161,7 @@ class FieldSettings(MethodSettings):
             ``exports/rnr/case{case}/field.nii.gz``; ``{case:04d}`` gives four digits, as in Learn2Reg's
             ``l2r/disp_{case:04d}_{case:04d}.nii.gz``); relative paths start in the working directory.
         format: ``itk`` (rnr/methods/field.py: mm along the world axes, ``rnr export``'s ``field.nii.gz``) or
-            ``l2r`` (Learn2Reg's ``disp_*.nii.gz``: voxels along the array axes, rnr/l2r.py).
+            ``l2r`` (Learn2Reg's ``disp_*.nii.gz``: voxels along the array axes, rnr/data/l2r.py).
     """
 
     fields: str = "fields/case{case}/field.nii.gz"

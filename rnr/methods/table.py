@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..transform import AffineTransform, Transform, read_checkpoint
+from ..fitting.transform import AffineTransform, Transform, read_checkpoint
 from . import ants, command, demons, elastix, field, identity, idir, rnr
 from .base import FitContext, Method, MethodOutcome
 
@@ -49,7 +49,7 @@ def transform_kinds() -> dict[str, type[Transform]]:
 
 
 def load_transform(path: str | Path, device: str | torch.device = "cpu") -> tuple[Transform, dict[str, Any]]:
-    """Load a checkpoint written by :meth:`rnr.transform.Transform.save` onto ``device``; return (transform,
+    """Load a checkpoint written by :meth:`rnr.fitting.transform.Transform.save` onto ``device``; return (transform,
     metadata). The checkpoint's ``kind`` picks the class among :func:`transform_kinds`."""
     return read_checkpoint(path, transform_kinds(), device)
 

@@ -30,11 +30,11 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
-from .. import stats  # noqa: E402
 from ..evaluation.convergence import RELATIVE_DROP_THRESHOLD, convergence  # noqa: E402
 from ..figure_style import PAGES, save_figure, styled  # noqa: E402
 from ..layout import INITIAL  # noqa: E402
-from ..results import configuration_order  # noqa: E402
+from . import stats  # noqa: E402
+from .results import configuration_order  # noqa: E402
 
 NOTE_PT = 8  # notes under a figure (what the marks mean)
 _CHAR_IN = 0.5 * 8 / 72  # rough width of one 8-pt character in inches (DejaVu Sans, mostly lower case)
@@ -250,7 +250,7 @@ def build_tre_mean_per_configuration(
     fig, ax = plt.subplots(figsize=(min(width, 6.3), height), layout="constrained")
     top = 0.0
     rng = np.random.default_rng(0)
-    from ..tables import BOOTSTRAP_SEED, N_BOOT  # the tables' resampling: the figure shows their interval
+    from .tables import BOOTSTRAP_SEED, N_BOOT  # the tables' resampling: the figure shows their interval
 
     intervals = stats.mean_over_cases(summary, n_boot=N_BOOT, seed=BOOTSTRAP_SEED).set_index("configuration")
     for k, config in enumerate(configs):

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 class ReportText(dict):
     """A dict whose ``str()`` is ``what`` (a short phrase naming its content), e.g.
-    ``ReportText("each table's caption (rnr.table_specs)", CAPTIONS)``."""
+    ``ReportText("each table's caption (rnr.reporting.table_specs)", CAPTIONS)``."""
 
     def __init__(self, what: str, items: Mapping[str, str]):
         super().__init__(items)

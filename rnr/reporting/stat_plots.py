@@ -2,7 +2,7 @@
 
 Both figures are 6.3 in wide (a thesis text width), use fonts of at least 8 pt and embed TrueType fonts in
 the PDF (``pdf.fonttype = 42``) so the text stays editable and searchable. They take the tidy per-landmark
-frame described in :mod:`rnr.stats` and compute everything through that module, so the plotted numbers are
+frame described in :mod:`rnr.reporting.stats` and compute everything through that module, so the plotted numbers are
 the tabulated ones.
 """
 
@@ -21,11 +21,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .. import stats  # noqa: E402
 from ..figure_style import PAGES, STYLE, save_figure  # noqa: E402  (one house style for every figure)
-from ..results import configuration_order  # noqa: E402
-from ..table_marks import MARK_BETTER, MARK_WORSE, markers  # noqa: E402
+from . import stats  # noqa: E402
 from .plots import case_palette, palette  # noqa: E402
+from .results import configuration_order  # noqa: E402
+from .table_marks import MARK_BETTER, MARK_WORSE, markers  # noqa: E402
 
 WIDTH_IN = PAGES["text"][0]
 #: What a compared value is called in the figure.
@@ -55,7 +55,7 @@ def paired_differences(
     Each panel: x = case, y = ``t_l(config) - t_l(reference)`` in mm for every landmark l (TRE averaged over
     seeds first, as in the tests), a box (quartiles, whiskers 1.5 IQR, no fliers) under the points, the
     median difference marked by a black bar, and a dashed zero line; below zero the configuration is
-    better. ``tests`` (:func:`rnr.stats.paired_tests`'s frame) adds the significance markers above the cases
+    better. ``tests`` (:func:`rnr.reporting.stats.paired_tests`'s frame) adds the significance markers above the cases
     and the across-case result in the panel title. ``configurations`` default: all but the reference and
     ``initial``. Writes ``out/{name}.png`` and ``.pdf``.
     """
@@ -150,10 +150,10 @@ def tre_seed_spread(
 ) -> list[Path]:
     """Mean TRE per configuration with the spread over seeds as error bars.
 
-    For each configuration (x): small dots = the case means (seed-averaged, :func:`rnr.stats.case_summary`)
+    For each configuration (x): small dots = the case means (seed-averaged, :func:`rnr.reporting.stats.case_summary`)
     with error bars ± the std over seeds of that case mean (ddof = 1); a black diamond = the dataset mean
     (mean over cases) with error bars ± the std over seeds of the per-seed dataset mean
-    (:func:`rnr.stats.seed_summary`). One seed: no error bars. ``initial`` (5-10 mm on DIR-Lab) is left out
+    (:func:`rnr.reporting.stats.seed_summary`). One seed: no error bars. ``initial`` (5-10 mm on DIR-Lab) is left out
     unless ``include_initial``, so it does not flatten the scale. Writes ``out/{name}.png`` and ``.pdf``.
     """
     prefix = stats.column_prefix(value)

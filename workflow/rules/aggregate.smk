@@ -15,7 +15,7 @@ rule tables:
         compare_to=PLAN.compare_to,
         dataset=PLAN.dataset.name,
         labels=table_labels(),
-        # The report captions of the tables (rnr.table_specs), shown by workflow/report/tables/<name>.rst.
+        # The report captions of the tables (rnr.reporting.table_specs), shown by workflow/report/tables/<name>.rst.
         captions=table_captions(),
     log:
         PLAN.log("tables"),

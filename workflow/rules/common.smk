@@ -1,5 +1,5 @@
 # The plan (rnr.plan: config checks, datasets, configurations, seeds, labels, every path) and the thin input
-# functions the rule files use. File names come from rnr.layout and rnr.table_specs only.
+# functions the rule files use. File names come from rnr.layout and rnr.reporting.table_specs only.
 
 import json
 import re
@@ -9,7 +9,7 @@ from pathlib import Path
 from rnr import layout
 from rnr.plan import make_plan
 from rnr.reporting.report_text import ReportText
-from rnr.table_specs import CAPTIONS, HTML_TABLES, TABLES, caption_file
+from rnr.reporting.table_specs import CAPTIONS, HTML_TABLES, TABLES, caption_file
 
 PLAN = make_plan(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 RESULTS = PLAN.results
@@ -24,8 +24,8 @@ wildcard_constraints:
 
 
 def table_captions():
-    """rnr.table_specs.CAPTIONS for the tables' report captions (workflow/report/tables/<name>.rst)."""
-    return ReportText("each table's caption (rnr.table_specs)", CAPTIONS)
+    """rnr.reporting.table_specs.CAPTIONS for the tables' report captions (workflow/report/tables/<name>.rst)."""
+    return ReportText("each table's caption (rnr.reporting.table_specs)", CAPTIONS)
 
 
 def table_labels():
@@ -34,14 +34,14 @@ def table_labels():
 
 
 def table_file(key):
-    """One table of `rnr tables` (rnr.table_specs.TABLES)."""
+    """One table of `rnr tables` (rnr.reporting.table_specs.TABLES)."""
     return str(Path(PLAN.tables_dir()) / TABLES[key])
 
 
 def table_report(key):
-    """One table of rnr.table_specs.TABLES, flagged for the report: the HTML pages (HTML_TABLES) under "Tables",
+    """One table of rnr.reporting.table_specs.TABLES, flagged for the report: the HTML pages (HTML_TABLES) under "Tables",
     shown inline and labelled in reading order; the other files in a category of their own, to download. The
-    caption file shows the table's caption from rnr.table_specs (the tables rule passes them as a param)."""
+    caption file shows the table's caption from rnr.reporting.table_specs (the tables rule passes them as a param)."""
     caption = f"../report/{caption_file(key)}"
     if key in HTML_TABLES:
         number = layout.sortable_number(list(HTML_TABLES).index(key) + 1, len(HTML_TABLES))

@@ -23,7 +23,7 @@ rule register:
         mask=rules.segment.output[0],
         settings=rules.settings.output[0],
     output:
-        # Written in this order by rnr.rundir, the checkpoint last.
+        # Written in this order by rnr.fitting.rundir, the checkpoint last.
         loss=PLAN.run_file(layout.LOSS_CSV),
         landmarks=PLAN.run_file(layout.WARPED_LANDMARKS),
         run_json=PLAN.run_file(layout.RUN_JSON),

@@ -3,7 +3,7 @@
 
 rule ablation:
     input:
-        # Every run, not only the sweep's: the runs folder is read as a whole (rnr.results checks every
+        # Every run, not only the sweep's: the runs folder is read as a whole (rnr.reporting.results checks every
         # configuration in it for completeness), so a sweep's table waits until the others are written.
         PLAN.metrics_files(),
     output:
@@ -11,7 +11,7 @@ rule ablation:
     params:
         runs_dir=lambda w, input: runs_dir(input),
         out=lambda w, output: Path(output[0]).parent,
-        # The expanded sweep (rnr.sweeps); a changed sweep redraws its table.
+        # The expanded sweep (rnr.methods.sweeps); a changed sweep redraws its table.
         spec=lambda w: shlex.quote(json.dumps(PLAN.sweep(w.sweep).to_dict())),
         labels=table_labels(),
     log:

@@ -44,10 +44,10 @@ import pandas as pd
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 WINDOW = "1600,1000"
-#: The label of the table page the check opens (rnr.table_specs.HTML_TABLES["tre_html"]).
+#: The label of the table page the check opens (rnr.reporting.table_specs.HTML_TABLES["tre_html"]).
 TRE_LABEL = "TRE per case"
-#: The wide pages (rnr.table_specs.HTML_TABLES), which must fit the report's content pane: at PANE_WIDTH px the
-#: page itself must not scroll sideways (a wide table scrolls inside its own box).
+#: The wide pages (rnr.reporting.table_specs.HTML_TABLES), which must fit the report's content pane: at
+#: PANE_WIDTH px the page itself must not scroll sideways (a wide table scrolls inside its own box).
 WIDE_LABELS = {"Paired tests": "paired_tests", "Configurations": "configurations"}
 PANE_WIDTH = 1000
 #: Appended to a table page on its own: records whether the page is wider than the window.
@@ -257,7 +257,7 @@ def compare_tre(rows: list[list[str]], tre: pd.DataFrame) -> list[str]:
     for r in tre.itertuples(index=False):
         row = body.get(str(r.case))
         label = getattr(r, "label", r.configuration)
-        # The reference of the paired tests is headed '<label> (ref.)' (rnr.table_marks.REFERENCE_MARK).
+        # The reference of the paired tests is headed '<label> (ref.)' (rnr.reporting.table_marks.REFERENCE_MARK).
         heading = next((h for h in header if h in (label, f"{label} (ref.)")), label)
         if row is None or heading not in header:
             failures.append(f"TRE page: no cell for case {r.case}, {r.configuration} (column {heading!r})")
