@@ -1,3 +1,5 @@
-"""Reporting: the figures over all cases and configurations (``plots``) and of the paired statistics
-(``stat_plots``). Reads what evaluation wrote (through ``rnr.reporting.results``); imports no fitting code.
+"""Reporting: everything over all cases and configurations. ``results`` collects every metrics.json,
+``stats`` computes the statistics, ``table_specs`` / ``tables`` / ``table_render`` / ``table_marks`` /
+``provenance`` make the tables, ``plots`` and ``stat_plots`` the figures, ``curves``, ``ablation`` and
+``sweep_plots`` the studies. Reads what evaluation wrote; imports the stages before it and the core.
 """
