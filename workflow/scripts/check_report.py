@@ -118,11 +118,14 @@ def browse(browser: str, page: Path, screenshot: Path | None = None, window: str
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             base.append("--no-sandbox")  # Chromium refuses to run as root with its sandbox
         url = page.resolve().as_uri()
-        if screenshot is not None:
-            subprocess.run(
-                [*base, f"--screenshot={screenshot}", url], capture_output=True, text=True, timeout=180, check=True
-            )
-        done = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=180, check=True)
+        # One launch does both (headless Chromium writes the screenshot and prints the DOM in the same run):
+        # each launch loads the whole report, seconds per page.
+        shot = [f"--screenshot={screenshot}"] if screenshot is not None else []
+        done = subprocess.run(
+            [*base, *shot, "--dump-dom", url], capture_output=True, text=True, timeout=180, check=True
+        )
+    if screenshot is not None and not screenshot.is_file():
+        raise RuntimeError(f"{browser} wrote no screenshot {screenshot} of {page}")
     return done.stdout
 
 
