@@ -84,7 +84,7 @@ def test_bench_iteration_defaults(converted_case, monkeypatch, argv, expected):
         seen["iterations"] = (settings.params.iterations, kwargs["reference_iterations"])
         return {"equality": {"passed": True}}
 
-    monkeypatch.setattr(bench_command, "run_benchmark", fake_run_benchmark)
+    monkeypatch.setattr(bench, "run_benchmark", fake_run_benchmark)
     mask = converted_case / layout.MASK_PROVIDED
     assert rnr_main(["bench", "--case-dir", str(converted_case), "--mask", str(mask), *argv]) == 0
     assert seen["iterations"] == expected

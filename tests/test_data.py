@@ -82,3 +82,28 @@ def test_rnr_convert_refuses_an_unknown_dataset(tmp_path, capsys):
     with pytest.raises(SystemExit):
         rnr_main(["convert", "--dataset", "copd", "--source", str(tmp_path), "--case", "1", "--out", str(tmp_path)])
     assert "invalid choice: 'copd'" in capsys.readouterr().err
+
+
+def test_a_new_dataset_needs_its_module_and_one_table_entry(phantom_dataset, tmp_path, monkeypatch, capsys):
+    """rnr/README.md, "Adding a dataset", exercised: an entry made here (DIR-Lab's converter under a new name,
+    folder key and case list) is all the plan, the schema and `rnr convert` need; nothing else is edited."""
+    import dataclasses
+
+    from rnr.plan import make_plan
+
+    toy = dataclasses.replace(
+        DATASETS["dirlab"], name="toy", title="toy 4DCT", source_key="toy_dir", cases=(1, 2), no_registration_tre_mm={}
+    )
+    monkeypatch.setitem(DATASETS, "toy", toy)
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config.update(dataset="toy", toy_dir=str(phantom_dataset), cases=[2])
+    plan = make_plan(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
+    assert (plan.dataset.name, plan.cases, plan.source_dir) == ("toy", (2,), str(phantom_dataset))
+    assert plan.case_file(layout.CASE_JSON) == "results/toy/data/case{case}/" + layout.CASE_JSON
+    with pytest.raises(ValueError, match="dataset 'toy'"):
+        make_plan({**config, "cases": [3]}, REPO / "workflow" / "schemas" / "config.schema.yaml")
+
+    out = tmp_path / "case2"
+    args = ["convert", "--dataset", "toy", "--source", str(phantom_dataset), "--case", "2", "--out", str(out)]
+    assert rnr_main(args) == 0
+    assert load_case(out).case == 2

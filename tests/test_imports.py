@@ -157,3 +157,11 @@ def test_a_stage_imports_only_the_core_and_earlier_stages():
             if module in CORE or (here is not None and (stage_of(dep) is None or stage_of(dep) > here)):
                 wrong.append(f"{module} -> {dep}")
     assert not wrong, "imports against the stage order (rnr/README.md, 'Modules'):\n" + "\n".join(wrong)
+
+
+def test_the_rnr_command_loads_torch_only_for_steps_that_fit_or_score():
+    """`rnr` builds every subcommand's parser; a step such as `rnr tables` or `rnr convert` must not pay for
+    torch (about 2 s per job) because another step needs it."""
+    code = "import sys, rnr.cli; rnr.cli.build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -513,9 +513,10 @@ WORKFLOW_CONFIG = {
     "configurations": {
         "fast": {"iterations": 3, "batch_size": 200, "intermediate": False, "n_blocks": 1, "width": 16},
         "absurd": {"iterations": 10, "batch_size": 200, "intermediate": False, "n_blocks": 1, "width": 16, "lr": 1e30},
-        # Long enough to be killed mid-loop (about 0.02 s of CPU per iteration here: ~30 s, several times the
-        # CPU a whole fast run uses before the kill), short enough to redo.
-        "slow": {"iterations": 1500, "batch_size": 500, "intermediate": False},
+        # Long enough to be killed mid-loop, short enough to redo: about 0.02 s of CPU per iteration here, so
+        # ~12 s, while the kill comes once the job has used a whole fast run's CPU and 1 s more (~5 s, loading
+        # included; the fast run's workflow parse no longer loads torch).
+        "slow": {"iterations": 600, "batch_size": 500, "intermediate": False},
     },
 }
 

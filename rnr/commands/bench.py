@@ -41,7 +41,6 @@ from pathlib import Path
 from .. import layout
 from ..data.case import ConvertedCase, load_case
 from ..io import InputError, write_json
-from ..methods.bench import run_benchmark
 from .register import load_settings
 
 HELP = "time the fitting loop against the straightforward reference, or (--evaluate) the evaluation pass"
@@ -142,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
             case_dir = args.case_dir
         case = load_case(case_dir)
         mask = case.load_mask(_mask_path(case, args.mask))
+        from ..methods.bench import run_benchmark  # torch: loaded by this step only, not by `rnr`'s parser
+
         record = run_benchmark(
             case,
             mask,

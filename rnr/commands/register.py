@@ -35,10 +35,8 @@ import numpy as np
 from .. import layout
 from ..config import Settings, parse_overrides
 from ..data.case import load_case
-from ..fitting.fit import FitError
 from ..io import InputError
 from ..methods.settings import settings_from_file, settings_from_mapping
-from ..registration import register_case
 
 HELP = "fit RNR (or a baseline) to a converted case: checkpoint, loss log, warped landmarks, run record"
 
@@ -81,6 +79,11 @@ def mean_tre_mm(points: np.ndarray, targets: np.ndarray, spacing_xyz: tuple[floa
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: `rnr` builds every subcommand's parser, and this one would make every
+    # other step (tables, figures, conversion, ...) load torch and the methods first.
+    from ..fitting.fit import FitError
+    from ..registration import register_case
+
     settings = load_settings(args.settings, args.overrides)
     case = load_case(args.case_dir)
     mask_path = args.mask if args.mask is not None else case.path / layout.MASK_T00
