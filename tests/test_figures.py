@@ -84,7 +84,8 @@ def assert_fits(fig, tmp_path: Path, width_in: float = 6.3, height_in: float = 9
 
 
 @pytest.mark.parametrize("name", FIGURES)
-@pytest.mark.parametrize("n_configs", [1, 10])
+# Ten configurations on the text width only in the full suite (the landscape test draws ten in the quick tier).
+@pytest.mark.parametrize("n_configs", [1, pytest.param(10, marks=pytest.mark.slow)])
 def test_dataset_figure_fits_the_text_width(name, n_configs, tmp_path):
     assert_fits(_build(name, n_configs, "text"), tmp_path, *figure_style.PAGES["text"])
 

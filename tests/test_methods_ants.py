@@ -38,6 +38,7 @@ def _register(phi_inverse):
     return disp, t00, grid
 
 
+@pytest.mark.slow  # runs the external toolkit (quick tier: settings and the missing-package error only)
 def test_a_translation_is_recovered_with_its_sign_and_size():
     """T50 = T00 content moved by (+2, 0, -5) mm: phi must carry T00 points by that vector, not its opposite."""
     shift = (2.0, 0.0, -5.0)
@@ -48,6 +49,7 @@ def test_a_translation_is_recovered_with_its_sign_and_size():
     np.testing.assert_allclose(np.median(recovered, axis=0), shift, atol=0.35)
 
 
+@pytest.mark.slow  # runs the external toolkit (quick tier: settings and the missing-package error only)
 def test_a_smooth_deformation_is_recovered_with_its_sign_and_size():
     phi, psi = smooth(3.0)
     disp, t00, grid = _register(psi)
@@ -79,6 +81,7 @@ def test_without_the_package_the_method_names_the_extra(phantom_case8, tmp_path,
     assert not (tmp_path / "run" / layout.CHECKPOINT).exists()
 
 
+@pytest.mark.slow  # as elastix's: a registration of a phantom case with the external toolkit
 def test_ants_halves_tre_without_folding_and_evaluates_like_any_map(phantom_case8, tmp_path):
     """The preset on a phantom case (56 x 44 x 30 voxels), through register_case and evaluate_run."""
     case = load_case(phantom_case8)

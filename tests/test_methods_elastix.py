@@ -34,6 +34,7 @@ def _register(phi_inverse):
     return disp, log, t00, grid
 
 
+@pytest.mark.slow  # runs the external toolkit (quick tier: settings and the missing-package error only)
 @pytest.mark.parametrize("shift_mm", [(2.0, 0.0, -5.0), (-3.0, 1.5, 0.0)])
 def test_a_translation_is_recovered_with_its_sign_and_size(shift_mm, tmp_path, monkeypatch):
     """T50 = T00 content moved by ``shift_mm``: phi must carry T00 points by +shift (x, y, z), in voxels."""
@@ -49,6 +50,7 @@ def test_a_translation_is_recovered_with_its_sign_and_size(shift_mm, tmp_path, m
     assert log["loss"].iloc[-1] < log["loss"].iloc[0] < 0
 
 
+@pytest.mark.slow  # runs the external toolkit (quick tier: settings and the missing-package error only)
 def test_a_smooth_deformation_is_recovered_with_its_sign_and_size():
     phi, psi = smooth(3.0)
     disp, _, t00, grid = _register(psi)

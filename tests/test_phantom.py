@@ -91,6 +91,7 @@ def full_size(tmp_path_factory) -> Path:
     return phantom.write_dataset(tmp_path_factory.mktemp("full"), cases=[1], with_masks=False)
 
 
+@pytest.mark.slow  # the full-size case (~9 s to write)
 def test_realistic_hu(full_size):
     data = _read_case(full_size, 1)
     truth = phantom.load_truth(full_size, 1)
@@ -107,6 +108,7 @@ def test_realistic_hu(full_size):
         assert -1050 < dirlab.air_peak_hu(data["images"][phase]) < -950
 
 
+@pytest.mark.slow  # the full-size case
 def test_landmarks_on_vessels_inside_lungs(full_size, phantom_dataset):
     """Landmarks sit on bright vessel junctions in T00 and, moved by the motion, in T50 too; at any scale
     they lie inside the true lung mask."""
@@ -399,6 +401,7 @@ def test_written_files_use_the_real_text_forms(tmp_path, phantom_dataset):
         assert np.array_equal(dirlab.read_landmarks(path, size), rows)
 
 
+@pytest.mark.slow  # writes the same case twice
 def test_deterministic_for_a_seed(tmp_path):
     a = phantom.write_dataset(tmp_path / "a", cases=[6], seed=0, scale=0.5)
     b = phantom.write_dataset(tmp_path / "b", cases=[6, 3], seed=0, scale=0.5, jobs=2)
