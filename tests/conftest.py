@@ -12,7 +12,12 @@
 * ``tiny_run``: the suite's one complete real workflow run (tests/workflow_configs/tiny.yaml: phantom cases 1
   and 2 at scale 0.5, two RNR configurations), killed after its first registration and resumed; every test
   that reads a finished run's outputs shares it (test_workflow.py), and test_reliability.py starts its
-  workflow tests from a copy of its converted data. Treat it as read-only: copy it to run more.
+  workflow tests from a copy of its converted data, as does the SLURM test. Treat it as read-only: copy it to
+  run more.
+
+The suite runs on two workers (pytest-xdist, ``-n 2`` in pyproject.toml), a file per worker at a time: module
+fixtures are built once. Every test that reads ``tiny_run`` and the SLURM tests (one cluster) form one group, so
+that the tiny run is made once per session.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from pathlib import Path
 import pytest
 
 PHANTOM_CASES = (1, 2)
+#: The xdist group of the tests that share the tiny workflow run (and the SLURM cluster).
+TINY_RUN_GROUP = "tiny_run"
 PHANTOM_SCALE = 0.5
 TINY = Path(__file__).resolve().parent / "workflow_configs" / "tiny.yaml"
 
@@ -125,3 +132,14 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     resumed = snakemake(workdir, *args, "--rerun-incomplete", timeout=900)
     assert resumed.code == 0, resumed.text
     return {"workdir": workdir, "finished_before_kill": finished, "resume_log": resumed.text}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the marks (it names each test by its group)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group tests for the two xdist workers (``--dist loadgroup``): a file's tests stay together (its module
+    fixtures are built once), and every test that uses ``tiny_run``, with the SLURM tests, goes to one worker
+    (the run is made once). Without xdist the marks do nothing."""
+    for item in items:
+        path = Path(str(item.fspath))
+        shares_tiny_run = "tiny_run" in getattr(item, "fixturenames", ()) or path.name == "test_slurm.py"
+        item.add_marker(pytest.mark.xdist_group(TINY_RUN_GROUP if shares_tiny_run else path.stem))

@@ -246,7 +246,6 @@ def test_tiny_run_report(tiny_report):
         "RNR",
         "RNR, T00-T50 only",
         "RNR alpha_grad=0",
-        "RNR curve_every=0",
     }
     # Per-case panels: case and seed labels sort as numbers; each panel type has its own caption.
     config = yaml.safe_load(TINY.read_text())
