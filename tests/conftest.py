@@ -15,13 +15,15 @@
   workflow tests from a copy of its converted data, as does the SLURM test. Treat it as read-only: copy it to
   run more.
 
-The suite runs on two workers (pytest-xdist, ``-n 2`` in pyproject.toml), a file per worker at a time: module
-fixtures are built once. Every test that reads ``tiny_run`` and the SLURM tests (one cluster) form one group, so
-that the tiny run is made once per session.
+The suite runs on two workers (pytest-xdist, ``-n 2 --dist loadfile`` in pyproject.toml): a file's tests stay on
+one worker, so module fixtures are built once per file; session fixtures once per worker, except ``tiny_run``,
+made once for both (a file lock; see its docstring).
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -31,8 +33,6 @@ from pathlib import Path
 import pytest
 
 PHANTOM_CASES = (1, 2)
-#: The xdist group of the tests that share the tiny workflow run (and the SLURM cluster).
-TINY_RUN_GROUP = "tiny_run"
 PHANTOM_SCALE = 0.5
 TINY = Path(__file__).resolve().parent / "workflow_configs" / "tiny.yaml"
 
@@ -99,11 +99,43 @@ def finished_registrations(workdir: Path) -> dict[Path, float]:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Run the tiny config in a fresh directory, kill it after the first registration, resume it:
-    ``{"workdir", "finished_before_kill" (checkpoint -> mtime), "resume_log"}``."""
+    """The tiny config run in a fresh directory, killed after its first registration and resumed:
+    ``{"workdir", "finished_before_kill" (checkpoint -> mtime in ns), "resume_log"}``.
+
+    Made once per test session even on several xdist workers: the first worker to ask makes it under a file
+    lock in the workers' shared temporary folder and records the result there; the others wait on the lock and
+    read the record (or the failure it recorded)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        return _make_tiny_run(tmp_path_factory.mktemp("tiny_workflow"))
+    shared = tmp_path_factory.getbasetemp().parent  # one folder per run, above each worker's own
+    record, failure = shared / "tiny_run.json", shared / "tiny_run.failed"
+    with open(shared / "tiny_run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if failure.exists():
+            pytest.fail(f"tiny_run failed on another worker:\n{failure.read_text()}")
+        if not record.exists():
+            try:
+                run = _make_tiny_run(shared / "tiny_workflow")
+            except BaseException as error:
+                failure.write_text(f"{type(error).__name__}: {error}")
+                raise
+            saved = {**run, "workdir": str(run["workdir"])}
+            saved["finished_before_kill"] = {str(k): v for k, v in run["finished_before_kill"].items()}
+            record.write_text(json.dumps(saved))
+            return run
+    saved = json.loads(record.read_text())
+    return {
+        "workdir": Path(saved["workdir"]),
+        "finished_before_kill": {Path(k): v for k, v in saved["finished_before_kill"].items()},
+        "resume_log": saved["resume_log"],
+    }
+
+
+def _make_tiny_run(workdir: Path) -> dict:
     from reliability_helpers import child_env, snakemake, snakemake_command
 
-    workdir = tmp_path_factory.mktemp("tiny_workflow")
+    workdir.mkdir(parents=True, exist_ok=True)
     # Two jobs at a time (each on one thread): the test machine's two cores; the resume check counts jobs, so a
     # registration killed in flight alongside the finished one is simply redone.
     args = ("--configfile", str(TINY), "--cores", "2", "all")
@@ -132,14 +164,3 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     resumed = snakemake(workdir, *args, "--rerun-incomplete", timeout=900)
     assert resumed.code == 0, resumed.text
     return {"workdir": workdir, "finished_before_kill": finished, "resume_log": resumed.text}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the marks (it names each test by its group)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group tests for the two xdist workers (``--dist loadgroup``): a file's tests stay together (its module
-    fixtures are built once), and every test that uses ``tiny_run``, with the SLURM tests, goes to one worker
-    (the run is made once). Without xdist the marks do nothing."""
-    for item in items:
-        path = Path(str(item.fspath))
-        shares_tiny_run = "tiny_run" in getattr(item, "fixturenames", ()) or path.name == "test_slurm.py"
-        item.add_marker(pytest.mark.xdist_group(TINY_RUN_GROUP if shares_tiny_run else path.stem))
