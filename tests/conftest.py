@@ -105,8 +105,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     Made once per test session even on several xdist workers: the first worker to ask makes it under a file
     lock in the workers' shared temporary folder and records the result there; the others wait on the lock and
     read the record (or the failure it recorded)."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker is None:
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
         return _make_tiny_run(tmp_path_factory.mktemp("tiny_workflow"))
     shared = tmp_path_factory.getbasetemp().parent  # one folder per run, above each worker's own
     record, failure = shared / "tiny_run.json", shared / "tiny_run.failed"
@@ -120,11 +119,9 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
             except BaseException as error:
                 failure.write_text(f"{type(error).__name__}: {error}")
                 raise
-            saved = {**run, "workdir": str(run["workdir"])}
-            saved["finished_before_kill"] = {str(k): v for k, v in run["finished_before_kill"].items()}
-            record.write_text(json.dumps(saved))
-            return run
-    saved = json.loads(record.read_text())
+            finished = {str(k): v for k, v in run["finished_before_kill"].items()}
+            record.write_text(json.dumps({**run, "workdir": str(run["workdir"]), "finished_before_kill": finished}))
+    saved = json.loads(record.read_text())  # every worker, the maker too, reads the same record
     return {
         "workdir": Path(saved["workdir"]),
         "finished_before_kill": {Path(k): v for k, v in saved["finished_before_kill"].items()},
